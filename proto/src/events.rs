@@ -1,0 +1,118 @@
+//! What `subscribe` and `follow` stream: events and log lines as JSON-RPC notifications.
+//!
+//! `{"jsonrpc":"2.0","method":"event","params":{"subscription":1,"seq":42,"type":"state-changed","process":"web","old":"running","new":"backoff",...}}`
+//! `{"jsonrpc":"2.0","method":"log","params":{"subscription":2,"process":"web","seq":7,...}}`
+//! `{"jsonrpc":"2.0","method":"missed","params":{"subscription":2,"process":"web","count":12}}`
+
+use crate::methods::LogLine;
+use crate::state::ProcessState;
+use serde::{Deserialize, Serialize};
+
+/// Notification method names.
+pub const EVENT: &str = "event";
+pub const LOG: &str = "log";
+pub const MISSED: &str = "missed";
+
+/// Something that happened in the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    StateChanged {
+        process: String,
+        old: ProcessState,
+        new: ProcessState,
+        pid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_signal: Option<i32>,
+        restarts: u32,
+    },
+    ProcessAdded {
+        process: String,
+    },
+    ProcessRemoved {
+        process: String,
+    },
+    UrlDetected {
+        process: String,
+        url: String,
+        line_seq: u64,
+    },
+    ErrorDetected {
+        process: String,
+        line: String,
+        line_seq: u64,
+    },
+}
+
+impl Event {
+    pub fn process(&self) -> &str {
+        match self {
+            Event::StateChanged { process, .. }
+            | Event::ProcessAdded { process }
+            | Event::ProcessRemoved { process }
+            | Event::UrlDetected { process, .. }
+            | Event::ErrorDetected { process, .. } => process,
+        }
+    }
+}
+
+/// Params of an `event` notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventParams {
+    pub subscription: u64,
+    /// Bus-wide sequence number: strictly increasing in delivery order.
+    pub seq: u64,
+    /// When the event was published, microseconds since the epoch.
+    pub time_us: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Params of a `log` notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogParams {
+    pub subscription: u64,
+    #[serde(flatten)]
+    pub line: LogLine,
+}
+
+/// Params of a `missed` notification: items that were dropped for this subscriber because
+/// it fell behind. `process` is set for log streams, absent for events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissedParams {
+    pub subscription: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    pub count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_json_shape() {
+        let p = EventParams {
+            subscription: 1,
+            seq: 9,
+            time_us: 5,
+            event: Event::StateChanged {
+                process: "web".into(),
+                old: ProcessState::Running,
+                new: ProcessState::Backoff,
+                pid: None,
+                exit_code: Some(1),
+                exit_signal: None,
+                restarts: 2,
+            },
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "state-changed");
+        assert_eq!(v["old"], "running");
+        assert_eq!(v["seq"], 9);
+        let back: EventParams = serde_json::from_value(v).unwrap();
+        assert_eq!(back, p);
+    }
+}

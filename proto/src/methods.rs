@@ -1,0 +1,431 @@
+//! Every method: its params (what `params` must hold) and its result (what `result` holds).
+//!
+//! Params objects reject unknown fields, so a typo is an `InvalidParams` error rather than a
+//! silently ignored option. Absent or `null` params mean "all defaults".
+
+use crate::error::{ErrorCode, RpcError};
+use crate::state::{ProcessState, Stream};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Method names, in the order `docs/protocol.md` documents them.
+pub const METHODS: [&str; 12] = [
+    "hello",
+    "version",
+    "list",
+    "status",
+    "start",
+    "stop",
+    "restart",
+    "logs",
+    "follow",
+    "subscribe",
+    "unsubscribe",
+    "reload",
+];
+
+/// A decoded request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Hello(HelloParams),
+    Version,
+    List,
+    Status(Selector),
+    Start(Selector),
+    Stop(Selector),
+    Restart(Selector),
+    Logs(LogsParams),
+    Follow(FollowParams),
+    Subscribe(SubscribeParams),
+    Unsubscribe(UnsubscribeParams),
+    Reload,
+}
+
+impl Request {
+    pub fn decode(method: &str, params: Option<Value>) -> Result<Request, RpcError> {
+        Ok(match method {
+            "hello" => Request::Hello(params_of(method, params)?),
+            "version" => {
+                params_of::<Empty>(method, params)?;
+                Request::Version
+            }
+            "list" => {
+                params_of::<Empty>(method, params)?;
+                Request::List
+            }
+            "status" => Request::Status(params_of(method, params)?),
+            "start" => Request::Start(params_of(method, params)?),
+            "stop" => Request::Stop(params_of(method, params)?),
+            "restart" => Request::Restart(params_of(method, params)?),
+            "logs" => Request::Logs(params_of(method, params)?),
+            "follow" => Request::Follow(params_of(method, params)?),
+            "subscribe" => Request::Subscribe(params_of(method, params)?),
+            "unsubscribe" => Request::Unsubscribe(params_of(method, params)?),
+            "reload" => {
+                params_of::<Empty>(method, params)?;
+                Request::Reload
+            }
+            other => {
+                let hint = crate::name::suggest(other, METHODS)
+                    .map(|m| format!(" (did you mean {m:?}?)"))
+                    .unwrap_or_default();
+                return Err(RpcError::new(
+                    ErrorCode::MethodNotFound,
+                    format!("unknown method {other:?}{hint}"),
+                )
+                .with_data(serde_json::json!({ "methods": METHODS })));
+            }
+        })
+    }
+
+    /// Method name and params as they go on the wire (used by clients).
+    pub fn encode(&self) -> (&'static str, Value) {
+        fn v<T: Serialize>(t: &T) -> Value {
+            serde_json::to_value(t).unwrap_or(Value::Null)
+        }
+        match self {
+            Request::Hello(p) => ("hello", v(p)),
+            Request::Version => ("version", Value::Object(Default::default())),
+            Request::List => ("list", Value::Object(Default::default())),
+            Request::Status(p) => ("status", v(p)),
+            Request::Start(p) => ("start", v(p)),
+            Request::Stop(p) => ("stop", v(p)),
+            Request::Restart(p) => ("restart", v(p)),
+            Request::Logs(p) => ("logs", v(p)),
+            Request::Follow(p) => ("follow", v(p)),
+            Request::Subscribe(p) => ("subscribe", v(p)),
+            Request::Unsubscribe(p) => ("unsubscribe", v(p)),
+            Request::Reload => ("reload", Value::Object(Default::default())),
+        }
+    }
+
+    /// Whether the method changes anything (and so needs a privileged caller).
+    pub fn is_mutating(&self) -> bool {
+        matches!(
+            self,
+            Request::Start(_) | Request::Stop(_) | Request::Restart(_) | Request::Reload
+        )
+    }
+}
+
+fn params_of<T: DeserializeOwned + Default>(method: &str, p: Option<Value>) -> Result<T, RpcError> {
+    match p {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(v @ Value::Object(_)) => serde_json::from_value(v).map_err(|e| {
+            RpcError::new(
+                ErrorCode::InvalidParams,
+                format!("invalid params for {method:?}: {e}"),
+            )
+        }),
+        Some(_) => Err(RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("invalid params for {method:?}: params must be an object"),
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// `hello`: `{"protocol": 1, "client": "brummerctl 0.1.0"}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloParams {
+    #[serde(default)]
+    pub protocol: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+/// Result of `hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloResult {
+    pub protocol: u32,
+    pub daemon: String,
+    /// "system" or "user".
+    pub mode: String,
+    pub pid: u32,
+    /// Whether this connection may call mutating methods.
+    pub can_write: bool,
+}
+
+/// Result of `version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionResult {
+    pub version: String,
+    pub protocol: u32,
+}
+
+/// Which processes a call is about: the listed names, or every process when `all` is set.
+/// For `status`, no names means all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+impl Selector {
+    pub fn names<I: IntoIterator<Item = S>, S: Into<String>>(names: I) -> Selector {
+        Selector {
+            names: names.into_iter().map(Into::into).collect(),
+            all: false,
+        }
+    }
+    pub fn all() -> Selector {
+        Selector {
+            names: vec![],
+            all: true,
+        }
+    }
+}
+
+/// One program as `list` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListEntry {
+    pub name: String,
+    pub state: ProcessState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListResult {
+    pub processes: Vec<ListEntry>,
+}
+
+/// Everything `status` knows about one program.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    pub name: String,
+    pub state: ProcessState,
+    /// Pid of the running child; null when none.
+    pub pid: Option<u32>,
+    /// Automatic restarts since the last explicit start.
+    pub restarts: u32,
+    /// Spawns since the daemon started (every log line carries the one it came from).
+    pub generation: u64,
+    /// Exit code of the last run, when it exited normally.
+    pub exit_code: Option<i32>,
+    /// Signal number that ended the last run, when a signal did.
+    pub exit_signal: Option<i32>,
+    /// When the current (or last) run started, RFC 3339 UTC.
+    pub started_at: Option<String>,
+    /// The same, in microseconds since the epoch.
+    pub started_at_us: Option<u64>,
+    /// Seconds the current run has been up, when running.
+    pub uptime_secs: Option<f64>,
+    /// In backoff: when the next attempt is due, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<String>,
+    /// The last spawn or stop failure, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Autostart as configured.
+    pub autostart: bool,
+    /// Restart policy as configured (`never`, `on-failure`, `always`).
+    pub restart_policy: String,
+    /// Log counters of this program.
+    pub logs: LogCounters,
+}
+
+/// Per-process log counters (`status --json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogCounters {
+    pub lines: u64,
+    pub bytes: u64,
+    /// Lines that left the in-memory ring (still on disk).
+    pub ring_evicted: u64,
+    /// Bytes that could not be written to the disk log (disk full, I/O error).
+    pub disk_errors: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResult {
+    pub processes: Vec<ProcessStatus>,
+}
+
+/// The outcome for one program of `start`, `stop` or `restart`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpOutcome {
+    pub name: String,
+    pub ok: bool,
+    /// Why it failed, when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What was already true, e.g. "already running".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub status: ProcessStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpResult {
+    pub results: Vec<OpOutcome>,
+}
+
+/// `logs`: a tail of the in-memory rings, merged in capture order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsParams {
+    /// Processes to read; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Last N lines (per process before merging, then the last N of the merge). Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<usize>,
+    /// Only lines with a sequence number >= this (one process only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<Stream>,
+}
+
+/// One captured line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub process: String,
+    /// Per-process sequence number, from 0, without gaps.
+    pub seq: u64,
+    /// Capture time, RFC 3339 UTC with microseconds.
+    pub time: String,
+    /// Capture time in microseconds since the epoch (for sorting and arithmetic).
+    pub time_us: u64,
+    pub stream: Stream,
+    /// Pid of the child that wrote it.
+    pub pid: u32,
+    /// The line without its newline; invalid UTF-8 replaced by U+FFFD (see `lossy`).
+    pub text: String,
+    /// True when `text` had invalid UTF-8 replaced; the disk log keeps the raw bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lossy: bool,
+    /// True when the line was longer than the split limit and continues in the next one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogsResult {
+    pub lines: Vec<LogLine>,
+    /// Per process: lines asked for that the ring no longer holds (they are in the disk log).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missed: Vec<Missed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Missed {
+    pub process: String,
+    pub count: u64,
+}
+
+/// `follow`: stream lines as `log` notifications until `unsubscribe` or disconnect.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowParams {
+    /// Processes to follow; empty means all, including processes added later by a reload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Send the last N lines of each process first. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<Stream>,
+}
+
+/// `subscribe`: stream events as `event` notifications.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeParams {}
+
+/// Result of `follow` and `subscribe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscribeResult {
+    pub subscription: u64,
+    /// For `subscribe`: the sequence number of the last event published before this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeParams {
+    pub subscription: u64,
+}
+
+/// Result of `reload`: which programs changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadResult {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decode_defaults_and_rejects_unknown_fields() {
+        assert_eq!(
+            Request::decode("status", None).unwrap(),
+            Request::Status(Selector::default())
+        );
+        assert_eq!(
+            Request::decode("start", Some(json!({"names": ["web"]}))).unwrap(),
+            Request::Start(Selector::names(["web"]))
+        );
+        let e = Request::decode("start", Some(json!({"nmes": ["web"]}))).unwrap_err();
+        assert_eq!(e.kind(), Some(ErrorCode::InvalidParams));
+        let e = Request::decode("start", Some(json!([1]))).unwrap_err();
+        assert_eq!(e.kind(), Some(ErrorCode::InvalidParams));
+        let e = Request::decode("stauts", None).unwrap_err();
+        assert_eq!(e.kind(), Some(ErrorCode::MethodNotFound));
+        assert!(
+            e.message.contains("did you mean \"status\""),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn encode_then_decode_is_identity() {
+        let reqs = [
+            Request::Hello(HelloParams {
+                protocol: Some(1),
+                client: Some("t".into()),
+            }),
+            Request::Version,
+            Request::List,
+            Request::Status(Selector::names(["a", "b"])),
+            Request::Start(Selector::all()),
+            Request::Stop(Selector::names(["a"])),
+            Request::Restart(Selector::all()),
+            Request::Logs(LogsParams {
+                names: vec!["a".into()],
+                lines: Some(5),
+                from_seq: None,
+                stream: Some(Stream::Stderr),
+            }),
+            Request::Follow(FollowParams::default()),
+            Request::Subscribe(SubscribeParams {}),
+            Request::Unsubscribe(UnsubscribeParams { subscription: 3 }),
+            Request::Reload,
+        ];
+        for r in reqs {
+            let (m, p) = r.encode();
+            assert_eq!(Request::decode(m, Some(p)).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn mutating_methods() {
+        assert!(Request::Start(Selector::all()).is_mutating());
+        assert!(Request::Reload.is_mutating());
+        assert!(!Request::Status(Selector::all()).is_mutating());
+        assert!(!Request::Follow(FollowParams::default()).is_mutating());
+    }
+}

@@ -1,0 +1,177 @@
+//! JSON-RPC 2.0 envelopes: what one line on the socket looks like.
+//!
+//! Request (client -> daemon): `{"jsonrpc":"2.0","id":1,"method":"status","params":{}}`
+//! Response (daemon -> client): `{"jsonrpc":"2.0","id":1,"result":{...}}` or
+//! `{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"..."}}`
+//! Notification (daemon -> client, streams): `{"jsonrpc":"2.0","method":"log","params":{...}}`
+
+use crate::error::{ErrorCode, RpcError};
+use crate::methods::Request;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const JSONRPC: &str = "2.0";
+
+/// A request as read off the wire, before its method and params are checked.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RawRequest {
+    pub jsonrpc: String,
+    /// Absent for a notification; brummerd answers nothing to those (JSON-RPC 2.0, 4.1)
+    /// except on a parse error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+}
+
+impl RawRequest {
+    /// Parses one line into a raw request. The error carries the id when one was readable,
+    /// so that the reply can be correlated.
+    pub fn parse(line: &[u8]) -> Result<RawRequest, (Option<Value>, RpcError)> {
+        let text = std::str::from_utf8(line).map_err(|e| {
+            (
+                None,
+                RpcError::new(
+                    ErrorCode::ParseError,
+                    format!("request is not valid UTF-8: {e}"),
+                ),
+            )
+        })?;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            (
+                None,
+                RpcError::new(ErrorCode::ParseError, format!("request is not JSON: {e}")),
+            )
+        })?;
+        let id = value.get("id").cloned();
+        if !value.is_object() {
+            return Err((
+                None,
+                RpcError::new(
+                    ErrorCode::InvalidRequest,
+                    "request must be a JSON object (batches are not supported)",
+                ),
+            ));
+        }
+        let raw: RawRequest = serde_json::from_value(value).map_err(|e| {
+            (
+                id.clone(),
+                RpcError::new(ErrorCode::InvalidRequest, format!("invalid request: {e}")),
+            )
+        })?;
+        if raw.jsonrpc != JSONRPC {
+            return Err((
+                id,
+                RpcError::new(ErrorCode::InvalidRequest, "\"jsonrpc\" must be \"2.0\""),
+            ));
+        }
+        Ok(raw)
+    }
+
+    /// Checks method and params.
+    pub fn decode(&self) -> Result<Request, RpcError> {
+        Request::decode(&self.method, self.params.clone())
+    }
+}
+
+/// A reply: exactly one of `result` and `error`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Response {
+    pub jsonrpc: String,
+    pub id: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RpcError>,
+}
+
+impl Response {
+    pub fn ok(id: Value, result: Value) -> Response {
+        Response {
+            jsonrpc: JSONRPC.into(),
+            id,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn err(id: Option<Value>, error: RpcError) -> Response {
+        Response {
+            jsonrpc: JSONRPC.into(),
+            id: id.unwrap_or(Value::Null),
+            result: None,
+            error: Some(error),
+        }
+    }
+
+    pub fn into_result(self) -> Result<Value, RpcError> {
+        match (self.result, self.error) {
+            (_, Some(e)) => Err(e),
+            (Some(r), None) => Ok(r),
+            (None, None) => Ok(Value::Null),
+        }
+    }
+}
+
+/// A server-to-client notification carrying one streamed item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Notification {
+    pub jsonrpc: String,
+    pub method: String,
+    pub params: Value,
+}
+
+impl Notification {
+    pub fn new(method: &str, params: Value) -> Notification {
+        Notification {
+            jsonrpc: JSONRPC.into(),
+            method: method.into(),
+            params,
+        }
+    }
+}
+
+/// What a client reads: a reply to one of its requests, or a notification.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Response(Response),
+    Notification(Notification),
+}
+
+impl Incoming {
+    pub fn parse(line: &str) -> Result<Incoming, serde_json::Error> {
+        let v: Value = serde_json::from_str(line)?;
+        if v.get("id").is_some() && v.get("method").is_none() {
+            Ok(Incoming::Response(serde_json::from_value(v)?))
+        } else {
+            Ok(Incoming::Notification(serde_json::from_value(v)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_are_typed() {
+        let (_, e) = RawRequest::parse(b"\xff\xfe").unwrap_err();
+        assert_eq!(e.kind(), Some(ErrorCode::ParseError));
+        let (_, e) = RawRequest::parse(b"{nope").unwrap_err();
+        assert_eq!(e.kind(), Some(ErrorCode::ParseError));
+        let (_, e) = RawRequest::parse(b"[1,2]").unwrap_err();
+        assert_eq!(e.kind(), Some(ErrorCode::InvalidRequest));
+        let (id, e) = RawRequest::parse(br#"{"jsonrpc":"1.0","id":7,"method":"x"}"#).unwrap_err();
+        assert_eq!(id, Some(Value::from(7)));
+        assert_eq!(e.kind(), Some(ErrorCode::InvalidRequest));
+    }
+
+    #[test]
+    fn incoming_distinguishes_responses_and_notifications() {
+        let r = Incoming::parse(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).unwrap();
+        assert!(matches!(r, Incoming::Response(_)));
+        let n = Incoming::parse(r#"{"jsonrpc":"2.0","method":"log","params":{}}"#).unwrap();
+        assert!(matches!(n, Incoming::Notification(_)));
+    }
+}
