@@ -1,2 +1,12 @@
-//! brummerd as a library: `run` takes a loaded configuration, listeners and a shutdown
-//! handle, so tests drive the real daemon in-process and `main.rs` only wires it.
+//! brummerd as a library: `daemon::run` takes a loaded configuration, a bound listener and
+//! a shutdown future, so tests drive the real daemon in-process and `main.rs` only wires
+//! arguments, paths, the socket and signals to it.
+
+pub mod capture;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod entry;
+pub mod paths;
+pub mod socket;
+pub mod supervisor;

@@ -1,1 +1,155 @@
-fn main() {}
+//! brummerd's entry point: arguments, logging, paths, config, socket, runtime. The daemon
+//! itself is `brummerd::daemon::run`.
+
+use anyhow::Context;
+use brummerd::config::{self, LoadOptions};
+use brummerd::daemon::{self, Mode, Options};
+use brummerd::paths::{Env, Paths};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// brummer process supervisor daemon. Runs in the foreground; stop it with SIGTERM or
+/// SIGINT (every program is stopped first), reload its configuration with SIGHUP.
+#[derive(Debug, Parser)]
+#[command(name = "brummerd", version, about, long_about = None)]
+struct Args {
+    /// Per-user daemon: config under $XDG_CONFIG_HOME/brummer/, socket under
+    /// $XDG_RUNTIME_DIR/brummer/, logs under $XDG_STATE_HOME/brummer/logs/.
+    #[arg(long)]
+    user: bool,
+
+    /// Main configuration file (drop-ins are read from processes.d/ beside it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Control socket path.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    /// Check the configuration, print the result and exit (0 valid, 1 invalid).
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    match real_main(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("brummerd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BRUMMER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn real_main(args: Args) -> anyhow::Result<ExitCode> {
+    let mode = if args.user { Mode::User } else { Mode::System };
+    let uid = nix::unistd::getuid().as_raw();
+    let get = |k: &str| std::env::var(k).ok();
+    let exists = |p: &str| std::path::Path::new(p).exists();
+    let paths = Paths::for_mode(
+        mode,
+        &Env {
+            get: &get,
+            uid,
+            exists: &exists,
+        },
+    )?;
+    let explicit_config = args.config.is_some();
+    let load = LoadOptions {
+        main: args.config.clone().unwrap_or(paths.config.clone()),
+        dropin_dir: None,
+        main_required: explicit_config,
+        as_root: nix::unistd::geteuid().is_root(),
+    };
+    let config = match config::load(&load) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("brummerd: invalid configuration:\n{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if args.check_config {
+        println!(
+            "brummerd: configuration OK: {} process(es) from {}",
+            config.processes.len(),
+            if config.files.is_empty() {
+                "no file (none exists)".to_string()
+            } else {
+                config
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if mode == Mode::System && !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("system mode needs root: run `brummerd --user` for a per-user daemon");
+    }
+    if !load.main.exists() {
+        tracing::warn!(path = %load.main.display(), "no configuration file; starting with no programs");
+    }
+    let log_dir = config.daemon.log_dir.clone().unwrap_or(paths.log_dir.clone());
+    create_log_dir(&log_dir, mode)?;
+    let socket = args.socket.clone().unwrap_or(paths.socket.clone());
+
+    // Orphaned descendants of programs are re-parented to us, so stop can find and reap them.
+    nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
+    let listener = brummerd::socket::bind(&socket, mode)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("brummerd")
+        .build()
+        .context("cannot start the async runtime")?;
+    let opts = Options {
+        mode,
+        load,
+        socket,
+        log_dir,
+    };
+    runtime.block_on(async move {
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+            Ok::<_, std::io::Error>(async move {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            })
+        }
+        .await
+        .context("cannot install signal handlers")?;
+        daemon::run(opts, config, listener, shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn create_log_dir(dir: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create log directory {}", dir.display()))?;
+        let m = if mode == Mode::System { 0o750 } else { 0o700 };
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m));
+    }
+    Ok(())
+}

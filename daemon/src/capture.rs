@@ -1,0 +1,306 @@
+//! Log capture: one task per process drains its children's stdout and stderr pipes, cuts
+//! the bytes into lines, pushes each line into the process's `LogRing` (the task owns the
+//! ring's only `RingWriter`) and appends the same bytes to the disk log `NAME.log`.
+//!
+//! The task outlives any one child: a restarted child's pipes are handed over on a channel
+//! while a previous child's pipes (held open by a lingering grandchild) may still be
+//! draining, so every source is polled in one place. It never waits for a reader: rings
+//! overwrite, followers are woken once per chunk, and the only thing that can slow it is
+//! the disk write of the same bytes.
+
+use crate::entry::ProcessEntry;
+use brummer_core::{LogRing, RingWriter};
+use brummer_proto::Stream;
+use std::fs::File;
+use std::io::{IoSlice, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+/// Bytes read from a pipe per system call. Larger reads amortise the wake-up; 256 KiB keeps
+/// up with a producer writing 64 KiB chunks into a 1 MiB pipe.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Reads done for one pipe before the others get their turn, so one flooding child cannot
+/// starve the other stream.
+const READS_PER_TURN: usize = 8;
+
+/// The output pipes of one child run.
+pub struct Source {
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub pid: u32,
+    pub generation: u32,
+}
+
+/// The supervisor task's end of the capture task.
+#[derive(Clone)]
+pub struct CaptureHandle {
+    tx: mpsc::Sender<Source>,
+}
+
+impl CaptureHandle {
+    /// Hands a new child's pipes to the capture task. The channel has room for a few runs;
+    /// a full channel means the task is gone, and the pipes are dropped with the error.
+    pub fn attach(&self, source: Source) -> Result<(), &'static str> {
+        self.tx
+            .try_send(source)
+            .map_err(|_| "log capture task is not accepting output")
+    }
+}
+
+/// Clock for line timestamps: a process-wide monotonic origin.
+fn mono_ns(origin: Instant) -> u64 {
+    origin.elapsed().as_nanos() as u64
+}
+
+fn wall_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+pub fn log_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.log"))
+}
+
+/// Opens (creating) the disk log for appending.
+pub fn open_log(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// Starts the capture task of one process.
+pub fn spawn_capture(
+    entry: Arc<ProcessEntry>,
+    writer: RingWriter,
+    file: Option<File>,
+    origin: Instant,
+) -> CaptureHandle {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(run(entry, writer, file, rx, origin));
+    CaptureHandle { tx }
+}
+
+struct Pipe {
+    fd: AsyncFd<OwnedFd>,
+    stream: Stream,
+    pid: u32,
+    generation: u32,
+    /// Bytes of a line whose newline has not come yet.
+    carry: Vec<u8>,
+}
+
+struct Sink {
+    entry: Arc<ProcessEntry>,
+    writer: RingWriter,
+    file: Option<File>,
+    origin: Instant,
+    /// Disk write failed last time; cleared (and logged) when writes succeed again.
+    disk_failing: bool,
+}
+
+async fn run(
+    entry: Arc<ProcessEntry>,
+    writer: RingWriter,
+    file: Option<File>,
+    mut rx: mpsc::Receiver<Source>,
+    origin: Instant,
+) {
+    let mut sink = Sink {
+        entry,
+        writer,
+        file,
+        origin,
+        disk_failing: false,
+    };
+    let mut pipes: Vec<Pipe> = Vec::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut rx_open = true;
+    loop {
+        if !rx_open && pipes.is_empty() {
+            break;
+        }
+        std::future::poll_fn(|cx| {
+            let mut progressed = false;
+            while rx_open {
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(src)) => {
+                        for (fd, stream) in [(src.stdout, Stream::Stdout), (src.stderr, Stream::Stderr)] {
+                            match AsyncFd::new(fd) {
+                                Ok(fd) => pipes.push(Pipe {
+                                    fd,
+                                    stream,
+                                    pid: src.pid,
+                                    generation: src.generation,
+                                    carry: Vec::new(),
+                                }),
+                                Err(e) => tracing::error!(process = %sink.entry.name, cause = %e, "cannot watch output pipe"),
+                            }
+                        }
+                        progressed = true;
+                    }
+                    Poll::Ready(None) => {
+                        rx_open = false;
+                        progressed = true;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            let mut i = 0;
+            while i < pipes.len() {
+                match drain(&mut pipes[i], &mut buf, &mut sink, cx) {
+                    Drained::Open(n) => {
+                        progressed |= n > 0;
+                        i += 1;
+                    }
+                    Drained::Closed => {
+                        let mut p = pipes.swap_remove(i);
+                        sink.flush_carry(&mut p);
+                        progressed = true;
+                    }
+                }
+            }
+            if progressed {
+                sink.entry.log_notify.notify_waiters();
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+    tracing::debug!(process = %sink.entry.name, "log capture ended");
+}
+
+enum Drained {
+    Open(usize),
+    Closed,
+}
+
+/// Reads what is available from one pipe (at most `READS_PER_TURN` reads). Registers for
+/// a wake-up when the pipe runs dry.
+fn drain(p: &mut Pipe, buf: &mut [u8], sink: &mut Sink, cx: &mut std::task::Context<'_>) -> Drained {
+    let mut total = 0;
+    for _ in 0..READS_PER_TURN {
+        let mut guard = match p.fd.poll_read_ready(cx) {
+            Poll::Ready(Ok(g)) => g,
+            Poll::Ready(Err(_)) => return Drained::Closed,
+            Poll::Pending => return Drained::Open(total),
+        };
+        match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut *buf).map_err(Into::into)) {
+            Ok(Ok(0)) => return Drained::Closed,
+            Ok(Ok(n)) => {
+                total += n;
+                sink.take(p, &buf[..n]);
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => return Drained::Closed,
+            // WouldBlock: readiness cleared by try_io; loop polls again and registers.
+            Err(_would_block) => {}
+        }
+    }
+    // More may be waiting: ask to be polled again soon without starving the others.
+    cx.waker().wake_by_ref();
+    Drained::Open(total)
+}
+
+impl Sink {
+    /// Cuts one chunk into lines: ring records per line, one disk write for the whole run
+    /// of complete lines.
+    fn take(&mut self, p: &mut Pipe, data: &[u8]) {
+        let wall = wall_us();
+        let mono = mono_ns(self.origin);
+        // Bytes of an unfinished line carried over from earlier reads (not yet on disk).
+        let earlier = p.carry.len();
+        let mut start = 0;
+        let mut last_nl = None;
+        for nl in memchr::memchr_iter(b'\n', data) {
+            if start == 0 && earlier > 0 {
+                p.carry.extend_from_slice(&data[..nl]);
+                self.writer
+                    .push_line(p.stream, p.pid, p.generation, wall, mono, &p.carry);
+            } else {
+                self.writer
+                    .push_line(p.stream, p.pid, p.generation, wall, mono, &data[start..nl]);
+            }
+            start = nl + 1;
+            last_nl = Some(nl);
+        }
+        match last_nl {
+            Some(nl) => {
+                self.write_disk(&[&p.carry[..earlier], &data[..=nl]]);
+                p.carry.clear();
+                p.carry.extend_from_slice(&data[nl + 1..]);
+            }
+            None => p.carry.extend_from_slice(data),
+        }
+        // A line longer than the ring's record limit is cut into parts marked partial, so a
+        // reader never has to wait for a newline that may never come.
+        while p.carry.len() >= LogRing::MAX_LINE {
+            let part: Vec<u8> = p.carry.drain(..LogRing::MAX_LINE).collect();
+            self.writer.push(p.stream, p.pid, p.generation, wall, mono, true, &part);
+            self.write_disk(&[&part]);
+        }
+    }
+
+    /// End of a pipe: a last line without newline is still a line.
+    fn flush_carry(&mut self, p: &mut Pipe) {
+        if p.carry.is_empty() {
+            return;
+        }
+        let line = std::mem::take(&mut p.carry);
+        self.writer
+            .push_line(p.stream, p.pid, p.generation, wall_us(), mono_ns(self.origin), &line);
+        self.write_disk(&[&line, b"\n"]);
+    }
+
+    fn write_disk(&mut self, parts: &[&[u8]]) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        match write_all_vectored(file, parts) {
+            Ok(()) => {
+                if self.disk_failing {
+                    self.disk_failing = false;
+                    tracing::info!(process = %self.entry.name, "disk log writable again");
+                }
+            }
+            Err(e) => {
+                self.entry
+                    .counters
+                    .disk_errors
+                    .fetch_add(total as u64, Ordering::Relaxed);
+                if !self.disk_failing {
+                    self.disk_failing = true;
+                    tracing::error!(process = %self.entry.name, cause = %e, "cannot write disk log; lines stay in memory only");
+                }
+            }
+        }
+    }
+}
+
+fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! One client connection: framing, the hello/permission rules, dispatch, and the outbox.
+//!
+//! Every reply and notification goes through `Outbox`, a bounded channel drained by one
+//! writer task. A client that stops reading fills it; then only the tasks writing to this
+//! connection wait (a stream task stops consuming its ring cursor or bus queue, and the
+//! daemon counts what it misses), never the supervisor or capture tasks.
+
+use super::auth::Peer;
+use super::framing::{Frame, LineReader};
+use super::{methods, streams};
+use crate::daemon::Daemon;
+use brummer_proto::methods::Request;
+use brummer_proto::rpc::{RawRequest, Response};
+use brummer_proto::{ErrorCode, MAX_LINE, RpcError};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+
+/// Lines waiting to be written to one client.
+const OUTBOX: usize = 256;
+
+/// Requests of one connection running at once; more wait for a slot (the client is not
+/// read meanwhile, which is its backpressure).
+const IN_FLIGHT: usize = 64;
+
+/// The sending side of a connection's outbox.
+#[derive(Clone)]
+pub struct Outbox(mpsc::Sender<Vec<u8>>);
+
+impl Outbox {
+    /// Serialises and queues one message. False when the client is gone.
+    pub async fn send<T: Serialize>(&self, msg: &T) -> bool {
+        let mut line = match serde_json::to_vec(msg) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(cause = %e, "cannot serialise a reply");
+                return true;
+            }
+        };
+        line.push(b'\n');
+        self.0.send(line).await.is_ok()
+    }
+
+    pub async fn reply(&self, id: Option<Value>, result: Result<Value, RpcError>) -> bool {
+        let Some(id) = id else {
+            // A JSON-RPC notification from the client: no reply (spec 4.1).
+            return true;
+        };
+        let resp = match result {
+            Ok(v) => Response::ok(id, v),
+            Err(e) => Response::err(Some(id), e),
+        };
+        self.send(&resp).await
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+pub struct Connection {
+    daemon: Arc<Daemon>,
+    stream: UnixStream,
+    peer: Peer,
+}
+
+impl Connection {
+    pub fn new(daemon: Arc<Daemon>, stream: UnixStream, peer: Peer) -> Connection {
+        Connection {
+            daemon,
+            stream,
+            peer,
+        }
+    }
+
+    pub async fn run(self) {
+        let (read, mut write) = self.stream.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUTBOX);
+        let out = Outbox(tx);
+        let writer = tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                if write.write_all(&line).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut reader = LineReader::new(read, MAX_LINE);
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut subs: HashMap<u64, AbortHandle> = HashMap::new();
+        let mut next_sub = 1u64;
+        loop {
+            let frame = match reader.next().await {
+                Ok(Some(f)) => f,
+                Ok(None) | Err(_) => break,
+            };
+            let line = match frame {
+                Frame::Line(l) => l,
+                Frame::TooLong(n) => {
+                    let e = RpcError::new(
+                        ErrorCode::RequestTooLarge,
+                        format!("request line of {n} bytes is over the {MAX_LINE}-byte limit; skipped to the next newline"),
+                    );
+                    if !out.send(&Response::err(None, e)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let raw = match RawRequest::parse(&line) {
+                Ok(r) => r,
+                Err((id, e)) => {
+                    if !out.send(&Response::err(id, e)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let id = raw.id.clone();
+            let req = match raw.decode() {
+                Ok(r) => r,
+                Err(e) => {
+                    if !out.reply(id, Err(e)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if req.is_mutating() && !self.peer.can_write {
+                let e = RpcError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "permission denied: uid {} may read but not change anything (needs root, uid {} or group brummer)",
+                        self.peer.uid, self.daemon.uid
+                    ),
+                );
+                if !out.reply(id, Err(e)).await {
+                    break;
+                }
+                continue;
+            }
+            match req {
+                Request::Start(_) | Request::Stop(_) | Request::Restart(_) | Request::Reload => {
+                    if self.daemon.is_shutting_down() {
+                        let e = RpcError::new(ErrorCode::ShuttingDown, "brummerd is shutting down");
+                        if !out.reply(id, Err(e)).await {
+                            break;
+                        }
+                        continue;
+                    }
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (d, o) = (self.daemon.clone(), out.clone());
+                    tokio::spawn(async move {
+                        let r = methods::mutate(&d, req).await;
+                        o.reply(id, r).await;
+                        drop(permit);
+                    });
+                }
+                Request::Follow(p) => {
+                    let sub = next_sub;
+                    next_sub += 1;
+                    let h = tokio::spawn(streams::follow(self.daemon.clone(), out.clone(), id, sub, p));
+                    subs.insert(sub, h.abort_handle());
+                }
+                Request::Subscribe(_) => {
+                    let sub = next_sub;
+                    next_sub += 1;
+                    let h = tokio::spawn(streams::subscribe(self.daemon.clone(), out.clone(), id, sub));
+                    subs.insert(sub, h.abort_handle());
+                }
+                Request::Unsubscribe(p) => {
+                    let r = match subs.remove(&p.subscription) {
+                        Some(h) => {
+                            h.abort();
+                            Ok(serde_json::json!({ "ok": true }))
+                        }
+                        None => Err(RpcError::new(
+                            ErrorCode::NoSuchSubscription,
+                            format!("no subscription {} on this connection", p.subscription),
+                        )),
+                    };
+                    if !out.reply(id, r).await {
+                        break;
+                    }
+                }
+                read => {
+                    let r = methods::read(&self.daemon, &self.peer, read);
+                    if !out.reply(id, r).await {
+                        break;
+                    }
+                }
+            }
+            subs.retain(|_, h| !h.is_finished());
+        }
+        for (_, h) in subs {
+            h.abort();
+        }
+        drop(out);
+        // In-flight mutations hold outbox clones; the writer ends once they have answered.
+        let _ = writer.await;
+    }
+}

@@ -1,0 +1,245 @@
+//! Method implementations. Reads (`hello`, `version`, `list`, `status`, `logs`) are plain
+//! functions over the registry, cells and rings. Mutations (`start`, `stop`, `restart`,
+//! `reload`) send commands to supervisor tasks or the top-level loop and wait for replies.
+
+use super::auth::Peer;
+use crate::daemon::{self, Daemon, ReloadRequest};
+use crate::entry::{ProcessEntry, rfc3339_us};
+use crate::supervisor::{Command, OpReply};
+use brummer_core::Line;
+use brummer_proto::methods::{
+    HelloResult, ListEntry, ListResult, LogLine, LogsParams, LogsResult, Missed, OpOutcome,
+    OpResult, Request, Selector, StatusResult, VersionResult,
+};
+use brummer_proto::name::suggest;
+use brummer_proto::{ErrorCode, PROTOCOL_VERSION, RpcError};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Default and maximum number of lines `logs` returns.
+const DEFAULT_LINES: usize = 100;
+const MAX_LINES: usize = 100_000;
+
+fn to_value<T: Serialize>(t: &T) -> Result<Value, RpcError> {
+    serde_json::to_value(t).map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
+}
+
+pub fn version() -> String {
+    format!("brummerd {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Handles a read-only request.
+pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Result<Value, RpcError> {
+    match req {
+        Request::Hello(p) => {
+            if let Some(v) = p.protocol
+                && v != PROTOCOL_VERSION
+            {
+                return Err(RpcError::new(
+                    ErrorCode::InvalidParams,
+                    format!("protocol {v} is not supported: brummerd speaks protocol {PROTOCOL_VERSION} (upgrade the client or the daemon)"),
+                ));
+            }
+            to_value(&HelloResult {
+                protocol: PROTOCOL_VERSION,
+                daemon: version(),
+                mode: d.mode.as_str().into(),
+                pid: std::process::id(),
+                can_write: peer.can_write,
+            })
+        }
+        Request::Version => to_value(&VersionResult {
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol: PROTOCOL_VERSION,
+        }),
+        Request::List => {
+            let snap = d.registry.load();
+            to_value(&ListResult {
+                processes: snap
+                    .iter()
+                    .map(|(n, e)| ListEntry {
+                        name: n.to_string(),
+                        state: e.cell.load().state,
+                    })
+                    .collect(),
+            })
+        }
+        Request::Status(sel) => {
+            let entries = if sel.names.is_empty() {
+                all(d)
+            } else {
+                resolve(d, &sel)?
+            };
+            to_value(&StatusResult {
+                processes: entries.iter().map(|e| e.status()).collect(),
+            })
+        }
+        Request::Logs(p) => logs(d, p),
+        _ => Err(RpcError::new(ErrorCode::Internal, "not a read request")),
+    }
+}
+
+/// Handles a request that changes something.
+pub async fn mutate(d: &Arc<Daemon>, req: Request) -> Result<Value, RpcError> {
+    match req {
+        Request::Start(sel) => op(d, &sel, |tx| Command::Start(tx)).await,
+        Request::Stop(sel) => op(d, &sel, |tx| Command::Stop(tx)).await,
+        Request::Restart(sel) => op(d, &sel, |tx| Command::Restart(tx)).await,
+        Request::Reload => {
+            let (tx, rx) = oneshot::channel();
+            d.reload_tx
+                .try_send(ReloadRequest { reply: tx })
+                .map_err(|_| RpcError::new(ErrorCode::OperationFailed, "too many reloads queued; try again"))?;
+            match rx.await {
+                Ok(Ok(r)) => to_value(&r),
+                Ok(Err(msg)) => Err(RpcError::new(
+                    ErrorCode::ConfigInvalid,
+                    format!("reload failed, keeping the running configuration:\n{msg}"),
+                )),
+                Err(_) => Err(RpcError::new(ErrorCode::ShuttingDown, "brummerd is shutting down")),
+            }
+        }
+        _ => Err(RpcError::new(ErrorCode::Internal, "not a mutating request")),
+    }
+}
+
+/// Runs one command on every selected process in parallel; answers when all replied.
+async fn op(
+    d: &Arc<Daemon>,
+    sel: &Selector,
+    make: fn(oneshot::Sender<OpReply>) -> Command,
+) -> Result<Value, RpcError> {
+    if !sel.all && sel.names.is_empty() {
+        return Err(RpcError::new(
+            ErrorCode::InvalidParams,
+            "name at least one process, or set \"all\": true",
+        ));
+    }
+    let entries = if sel.all { all(d) } else { resolve(d, sel)? };
+    let mut set = tokio::task::JoinSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        let e = e.clone();
+        set.spawn(async move { (i, daemon::command(&e, make).await) });
+    }
+    let mut replies: Vec<Option<OpReply>> = vec![None; entries.len()];
+    while let Some(r) = set.join_next().await {
+        if let Ok((i, reply)) = r {
+            replies[i] = Some(reply);
+        }
+    }
+    let results = entries
+        .iter()
+        .zip(replies)
+        .map(|(e, r)| {
+            let r = r.unwrap_or(OpReply {
+                ok: false,
+                error: Some("internal error: the command task failed".into()),
+                note: None,
+            });
+            OpOutcome {
+                name: e.name.to_string(),
+                ok: r.ok,
+                error: r.error,
+                note: r.note,
+                status: e.status(),
+            }
+        })
+        .collect();
+    to_value(&OpResult { results })
+}
+
+fn all(d: &Daemon) -> Vec<Arc<ProcessEntry>> {
+    d.registry.load().iter().map(|(_, e)| e.clone()).collect()
+}
+
+/// The entries for the names asked for (duplicates once), or a did-you-mean error.
+pub fn resolve(d: &Daemon, sel: &Selector) -> Result<Vec<Arc<ProcessEntry>>, RpcError> {
+    resolve_names(d, &sel.names)
+}
+
+pub fn resolve_names(d: &Daemon, names: &[String]) -> Result<Vec<Arc<ProcessEntry>>, RpcError> {
+    let snap = d.registry.load();
+    let mut out: Vec<Arc<ProcessEntry>> = Vec::with_capacity(names.len());
+    for n in names {
+        match snap.get(n) {
+            Some(e) => {
+                if !out.iter().any(|o| o.name == e.name) {
+                    out.push(e.clone());
+                }
+            }
+            None => return Err(RpcError::no_such_process(n, suggest(n, snap.names()))),
+        }
+    }
+    Ok(out)
+}
+
+/// Converts a ring line into its wire form.
+pub fn wire_line(process: &str, l: &Line) -> LogLine {
+    let (text, lossy) = match String::from_utf8_lossy(&l.bytes) {
+        std::borrow::Cow::Borrowed(s) => (s.to_owned(), false),
+        std::borrow::Cow::Owned(s) => (s, true),
+    };
+    LogLine {
+        process: process.to_owned(),
+        seq: l.meta.seq,
+        time: rfc3339_us(l.meta.wall_us),
+        time_us: l.meta.wall_us,
+        stream: l.meta.stream,
+        pid: l.meta.pid,
+        text,
+        lossy,
+        partial: l.meta.partial,
+    }
+}
+
+fn logs(d: &Daemon, p: LogsParams) -> Result<Value, RpcError> {
+    let entries = if p.names.is_empty() {
+        all(d)
+    } else {
+        resolve_names(d, &p.names)?
+    };
+    let n = p.lines.unwrap_or(DEFAULT_LINES).min(MAX_LINES);
+    let mut merged: Vec<(u64, usize, Line)> = Vec::new();
+    let mut missed = Vec::new();
+    let mut buf = Vec::new();
+    for (idx, e) in entries.iter().enumerate() {
+        buf.clear();
+        match p.from_seq {
+            Some(from) => {
+                let r = e.ring.read_from(from, n, p.stream, &mut buf);
+                if r.missed > 0 {
+                    missed.push(Missed {
+                        process: e.name.to_string(),
+                        count: r.missed,
+                    });
+                }
+            }
+            None => {
+                e.ring.tail(n, p.stream, &mut buf);
+                // Lines that existed but left the ring: only knowable without a stream
+                // filter (the ring does not count evictions per stream).
+                if p.stream.is_none() {
+                    let held = e.ring.next_seq() - e.ring.oldest_seq();
+                    let wanted = (n as u64).min(e.ring.next_seq());
+                    if wanted > held {
+                        missed.push(Missed {
+                            process: e.name.to_string(),
+                            count: wanted - held,
+                        });
+                    }
+                }
+            }
+        }
+        merged.extend(buf.drain(..).map(|l| (l.meta.wall_us, idx, l)));
+    }
+    // Capture order across processes; within one process the sort keeps seq order.
+    merged.sort_by_key(|(t, i, l)| (*t, *i, l.meta.seq));
+    let skip = merged.len().saturating_sub(n);
+    let lines = merged[skip..]
+        .iter()
+        .map(|(_, i, l)| wire_line(&entries[*i].name, l))
+        .collect();
+    to_value(&LogsResult { lines, missed })
+}

@@ -1,0 +1,303 @@
+//! The daemon's shared state and its top-level loop: load programs into the registry, start
+//! the control socket, handle SIGHUP/reload and SIGCHLD (orphans), and on shutdown stop
+//! every program in parallel before returning.
+//!
+//! The registry is written only here (initial load and reload, both on this task), which
+//! makes reloads serial without a lock held across an `.await`.
+
+use crate::capture::{self, spawn_capture};
+use crate::config::{self, Config, LoadOptions, ProcessDef};
+use crate::control;
+use crate::entry::{ProcessEntry, ProcessInfo};
+use crate::supervisor::{self, Command, OpReply, Shared};
+use arc_swap::ArcSwap;
+use brummer_core::{EventBus, LogRing, Registry, Snapshot, StatusCell};
+use brummer_proto::events::Event;
+use brummer_proto::methods::ReloadResult;
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use thiserror::Error;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Default size of each program's in-memory log ring.
+pub const DEFAULT_RING_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    System,
+    User,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::System => "system",
+            Mode::User => "user",
+        }
+    }
+}
+
+/// Everything `run` needs besides the loaded config.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// How to load the config again on reload.
+    pub load: LoadOptions,
+    pub socket: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("cannot set up the socket listener: {0}")]
+    Listener(#[source] std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// A reload asked for over the socket; SIGHUP asks without a reply.
+pub struct ReloadRequest {
+    pub reply: oneshot::Sender<Result<ReloadResult, String>>,
+}
+
+/// State shared by the control plane and the top-level loop.
+pub struct Daemon {
+    pub mode: Mode,
+    pub registry: Registry<ProcessEntry>,
+    pub shared: Arc<Shared>,
+    pub log_dir: PathBuf,
+    pub ring_bytes: ArcSwap<usize>,
+    pub origin: Instant,
+    /// Woken by every capture task after each chunk; log followers wait on it.
+    pub log_activity: Arc<Notify>,
+    pub reload_tx: mpsc::Sender<ReloadRequest>,
+    pub shutting_down: AtomicBool,
+    /// uid of brummerd; it may always change things.
+    pub uid: u32,
+    /// gid of group `brummer`, whose members may change things.
+    pub brummer_gid: Option<u32>,
+}
+
+impl Daemon {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Creates the entry, capture task and supervisor task of a program.
+    fn add_process(&self, def: Arc<ProcessDef>, autostart: bool) -> Arc<ProcessEntry> {
+        let (ring, writer) = LogRing::new(**self.ring_bytes.load(), 0);
+        let (tx, rx) = mpsc::channel(supervisor::COMMAND_QUEUE);
+        let entry = Arc::new(ProcessEntry {
+            name: Arc::from(def.name.as_str()),
+            def: ArcSwap::new(def),
+            cell: StatusCell::default(),
+            info: ArcSwap::from_pointee(ProcessInfo::default()),
+            ring,
+            log_notify: self.log_activity.clone(),
+            counters: Default::default(),
+            cmd: tx,
+        });
+        let path = capture::log_path(&self.log_dir, &entry.name);
+        let file = match capture::open_log(&path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::error!(process = %entry.name, path = %path.display(), cause = %e, "cannot open disk log; output kept in memory only");
+                None
+            }
+        };
+        let cap = spawn_capture(entry.clone(), writer, file, self.origin);
+        supervisor::spawn_task(entry.clone(), rx, cap, self.shared.clone(), autostart);
+        entry
+    }
+}
+
+/// Sends a command and waits for its reply. A full queue or a finished task is an error
+/// at once, never a wait on the queue.
+pub async fn command(
+    entry: &ProcessEntry,
+    make: impl FnOnce(oneshot::Sender<OpReply>) -> Command,
+) -> OpReply {
+    let (tx, rx) = oneshot::channel();
+    if let Err(e) = entry.cmd.try_send(make(tx)) {
+        let why = match e {
+            mpsc::error::TrySendError::Full(_) => "too many pending commands for this process; try again",
+            mpsc::error::TrySendError::Closed(_) => "the process is being removed",
+        };
+        return OpReply {
+            ok: false,
+            error: Some(why.into()),
+            note: None,
+        };
+    }
+    rx.await.unwrap_or(OpReply {
+        ok: false,
+        error: Some("the process's supervisor ended before answering".into()),
+        note: None,
+    })
+}
+
+/// Runs the daemon until `shutdown` resolves; then stops every program and returns.
+pub async fn run(
+    opts: Options,
+    config: Config,
+    listener: StdUnixListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
+    let shared = Arc::new(Shared {
+        children: supervisor::Children::default(),
+        bus: EventBus::new(),
+        base_env: supervisor::base_env(),
+    });
+    let daemon = Arc::new(Daemon {
+        mode: opts.mode,
+        registry: Registry::new(),
+        shared,
+        log_dir: opts.log_dir.clone(),
+        ring_bytes: ArcSwap::from_pointee(config.daemon.ring_bytes.unwrap_or(DEFAULT_RING_BYTES)),
+        origin: Instant::now(),
+        log_activity: Arc::new(Notify::new()),
+        reload_tx,
+        shutting_down: AtomicBool::new(false),
+        uid: nix::unistd::getuid().as_raw(),
+        brummer_gid: nix::unistd::Group::from_name("brummer")
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw()),
+    });
+
+    let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    let mut sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;
+
+    // Programs first, then the socket: a client that connects sees every program.
+    let entries: Vec<(String, Arc<ProcessEntry>)> = config
+        .processes
+        .values()
+        .map(|def| (def.name.clone(), daemon.add_process(def.clone(), def.autostart)))
+        .collect();
+    daemon
+        .registry
+        .update(|_| (Snapshot::from_entries(entries), ()));
+    tracing::info!(processes = config.processes.len(), socket = %opts.socket.display(), mode = opts.mode.as_str(), "brummerd ready");
+
+    let listener_task = control::serve(daemon.clone(), listener).map_err(RunError::Listener)?;
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = sighup.recv() => {
+                match reload(&daemon, &opts.load).await {
+                    Ok(r) => tracing::info!(added = ?r.added, removed = ?r.removed, changed = ?r.changed, "reloaded on SIGHUP"),
+                    Err(e) => tracing::error!(cause = %e, "reload failed; keeping the running configuration"),
+                }
+            }
+            Some(req) = reload_rx.recv() => {
+                let r = reload(&daemon, &opts.load).await;
+                if let Err(e) = &r {
+                    tracing::error!(cause = %e, "reload failed; keeping the running configuration");
+                }
+                let _ = req.reply.send(r);
+            }
+            _ = sigchld.recv() => {
+                daemon.shared.children.reap_orphans();
+            }
+        }
+    }
+
+    tracing::info!("shutting down: stopping every program");
+    daemon.shutting_down.store(true, Ordering::Release);
+    listener_task.abort();
+    let snapshot = daemon.registry.load_full();
+    let mut set = tokio::task::JoinSet::new();
+    for (_, e) in snapshot.iter() {
+        let e = e.clone();
+        set.spawn(async move { (e.name.clone(), command(&e, Command::Remove).await) });
+    }
+    // Orphans keep dying while programs stop; keep reaping them.
+    loop {
+        tokio::select! {
+            r = set.join_next() => match r {
+                Some(Ok((name, reply))) => {
+                    if let Some(err) = reply.error {
+                        tracing::error!(process = %name, cause = %err, "stop at shutdown failed");
+                    }
+                }
+                Some(Err(e)) => tracing::error!(cause = %e, "stop task failed"),
+                None => break,
+            },
+            _ = sigchld.recv() => { daemon.shared.children.reap_orphans(); }
+        }
+    }
+    daemon.shared.children.reap_orphans();
+    daemon.shared.bus.close();
+    let _ = std::fs::remove_file(&opts.socket);
+    tracing::info!("brummerd stopped");
+    Ok(())
+}
+
+/// Re-reads the configuration and applies the difference. The only writer of the registry
+/// after start-up.
+async fn reload(daemon: &Arc<Daemon>, load: &LoadOptions) -> Result<ReloadResult, String> {
+    let config = config::load(load).map_err(|e| e.to_string())?;
+    daemon
+        .ring_bytes
+        .store(Arc::new(config.daemon.ring_bytes.unwrap_or(DEFAULT_RING_BYTES)));
+    let current = daemon.registry.load_full();
+    let mut result = ReloadResult::default();
+    let mut next: BTreeMap<String, Arc<ProcessEntry>> = BTreeMap::new();
+    let mut reconfigure = Vec::new();
+    for (name, def) in &config.processes {
+        match current.get(name) {
+            Some(entry) => {
+                if **entry.def.load() == **def {
+                    result.unchanged.push(name.clone());
+                } else {
+                    result.changed.push(name.clone());
+                    reconfigure.push((entry.clone(), def.clone()));
+                }
+                next.insert(name.clone(), entry.clone());
+            }
+            None => {
+                result.added.push(name.clone());
+                next.insert(name.clone(), daemon.add_process(def.clone(), def.autostart));
+            }
+        }
+    }
+    let removed: Vec<Arc<ProcessEntry>> = current
+        .iter()
+        .filter(|(n, _)| !config.processes.contains_key(*n))
+        .map(|(_, e)| e.clone())
+        .collect();
+    result.removed = removed.iter().map(|e| e.name.to_string()).collect();
+    daemon
+        .registry
+        .update(|_| (Snapshot::from_entries(next), ()));
+    for name in &result.added {
+        daemon.shared.bus.publish(Event::ProcessAdded {
+            process: name.clone(),
+        });
+    }
+    for e in &result.removed {
+        daemon.shared.bus.publish(Event::ProcessRemoved { process: e.clone() });
+    }
+    // Stops and restarts run in parallel; the reply waits for all of them.
+    let mut set = tokio::task::JoinSet::new();
+    for e in removed {
+        set.spawn(async move { command(&e, Command::Remove).await });
+    }
+    for (e, def) in reconfigure {
+        set.spawn(async move { command(&e, |tx| Command::Reconfigure(def, tx)).await });
+    }
+    while let Some(r) = set.join_next().await {
+        if let Ok(OpReply { error: Some(e), .. }) = r {
+            tracing::warn!(cause = %e, "reload step failed");
+        }
+    }
+    Ok(result)
+}

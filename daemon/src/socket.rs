@@ -1,0 +1,74 @@
+//! Creating the control socket: its directory, a stale file left by a crashed daemon
+//! (removed) versus a live daemon (refused), and its mode: 0600 in user mode, 0660 with
+//! group `brummer` (when that group exists) in system mode.
+
+use crate::daemon::Mode;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SocketError {
+    #[error("another brummerd is already listening on {0} (stop it first, or pass --socket)")]
+    InUse(PathBuf),
+    #[error("cannot create socket directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot bind {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set permissions of {path}: {source}")]
+    Perms {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub fn bind(path: &Path, mode: Mode) -> Result<UnixListener, SocketError> {
+    if let Some(dir) = path.parent() {
+        let dir_mode = match mode {
+            Mode::System => 0o755,
+            Mode::User => 0o700,
+        };
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|source| SocketError::Dir {
+                path: dir.into(),
+                source,
+            })?;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode));
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(SocketError::InUse(path.into()));
+        }
+        // Nobody answers: a leftover of a daemon that did not shut down cleanly.
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path).map_err(|source| SocketError::Bind {
+        path: path.into(),
+        source,
+    })?;
+    let perms = |source| SocketError::Perms {
+        path: path.into(),
+        source,
+    };
+    match mode {
+        Mode::User => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(perms)?,
+        Mode::System => {
+            if let Ok(Some(g)) = nix::unistd::Group::from_name("brummer") {
+                nix::unistd::chown(path, None, Some(g.gid))
+                    .map_err(|e| perms(std::io::Error::from(e)))?;
+            }
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                .map_err(perms)?;
+        }
+    }
+    Ok(listener)
+}

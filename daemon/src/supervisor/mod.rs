@@ -1,0 +1,454 @@
+//! One supervisor task per program: it owns the child, runs the state machine, and is the
+//! only writer of the program's `StatusCell` and `ProcessInfo`. Commands (start, stop,
+//! restart, reconfigure, remove) arrive over a bounded channel, each with a reply sender.
+//! Reads never come here.
+
+mod children;
+mod machine;
+mod procfs;
+mod spawn;
+mod stop;
+
+pub use children::Children;
+pub use machine::ExitKind;
+
+use crate::capture::{CaptureHandle, Source};
+use crate::config::ProcessDef;
+use crate::entry::{ProcessEntry, ProcessInfo};
+use brummer_core::{EventBus, Hot};
+use brummer_proto::ProcessState;
+use brummer_proto::events::Event;
+use machine::{Decision, RestartState};
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, oneshot};
+
+/// Room in each program's command channel. Commands are rare; a full channel means the
+/// task is wedged, which the caller reports instead of waiting.
+pub const COMMAND_QUEUE: usize = 32;
+
+/// What a start/stop/restart did, for the caller's `OpOutcome`.
+#[derive(Debug, Clone, Default)]
+pub struct OpReply {
+    pub ok: bool,
+    pub error: Option<String>,
+    pub note: Option<String>,
+}
+
+impl OpReply {
+    fn ok() -> OpReply {
+        OpReply {
+            ok: true,
+            ..Default::default()
+        }
+    }
+    fn note(n: &str) -> OpReply {
+        OpReply {
+            ok: true,
+            note: Some(n.into()),
+            error: None,
+        }
+    }
+    fn err(e: String) -> OpReply {
+        OpReply {
+            ok: false,
+            error: Some(e),
+            note: None,
+        }
+    }
+}
+
+pub enum Command {
+    Start(oneshot::Sender<OpReply>),
+    Stop(oneshot::Sender<OpReply>),
+    Restart(oneshot::Sender<OpReply>),
+    /// New definition from a reload; a running program is restarted with it.
+    Reconfigure(Arc<ProcessDef>, oneshot::Sender<OpReply>),
+    /// Stop the program and end the task (removal on reload, daemon shutdown).
+    Remove(oneshot::Sender<OpReply>),
+}
+
+/// What every supervisor task shares.
+pub struct Shared {
+    pub children: Children,
+    pub bus: EventBus<Event>,
+    pub base_env: Vec<(OsString, OsString)>,
+}
+
+/// A running child: its pid and the pidfd that tells when it exits.
+pub struct Child {
+    pub pid: i32,
+    pub pidfd: AsyncFd<OwnedFd>,
+    started: Instant,
+}
+
+impl Child {
+    /// Waits until the child exits and reaps it (waitid on the pidfd: no pid reuse race,
+    /// no SIGCHLD). Cancel-safe: nothing is consumed until the reap succeeds.
+    pub async fn wait_exit(&self) -> ExitKind {
+        loop {
+            let mut guard = match self.pidfd.readable().await {
+                Ok(g) => g,
+                Err(_) => return ExitKind::Code(-1),
+            };
+            match rustix::process::waitid(
+                rustix::process::WaitId::PidFd(self.pidfd.get_ref().as_fd()),
+                rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG,
+            ) {
+                Ok(Some(st)) => {
+                    return match (st.exit_status(), st.terminating_signal()) {
+                        (_, Some(sig)) => ExitKind::Signal(sig),
+                        (Some(code), None) => ExitKind::Code(code),
+                        (None, None) => ExitKind::Code(-1),
+                    };
+                }
+                Ok(None) => guard.clear_ready(),
+                // ECHILD: already reaped (cannot happen while tracked); report unknown.
+                Err(_) => return ExitKind::Code(-1),
+            }
+        }
+    }
+}
+
+/// Starts the supervisor task of one program.
+pub fn spawn_task(
+    entry: Arc<ProcessEntry>,
+    rx: mpsc::Receiver<Command>,
+    capture: CaptureHandle,
+    shared: Arc<Shared>,
+    autostart: bool,
+) -> tokio::task::JoinHandle<()> {
+    let task = Task {
+        entry,
+        shared,
+        capture,
+        restart: RestartState::default(),
+        child: None,
+        retry_at: None,
+        generation: 0,
+        restarts: 0,
+        rng: seed(),
+    };
+    tokio::spawn(task.run(rx, autostart))
+}
+
+struct Task {
+    entry: Arc<ProcessEntry>,
+    shared: Arc<Shared>,
+    capture: CaptureHandle,
+    restart: RestartState,
+    child: Option<Child>,
+    /// Backoff: when the next automatic start is due.
+    retry_at: Option<tokio::time::Instant>,
+    generation: u64,
+    restarts: u32,
+    rng: u64,
+}
+
+enum Wake {
+    Cmd(Option<Command>),
+    Exit(ExitKind),
+    Retry,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, autostart: bool) {
+        if autostart {
+            let r = self.start(true).await;
+            if let Some(e) = r.error {
+                tracing::warn!(process = %self.entry.name, cause = %e, "autostart failed");
+            }
+        }
+        loop {
+            let wake = tokio::select! {
+                c = rx.recv() => Wake::Cmd(c),
+                k = wait_opt(self.child.as_ref()), if self.child.is_some() => Wake::Exit(k),
+                _ = sleep_opt(self.retry_at), if self.retry_at.is_some() => Wake::Retry,
+            };
+            match wake {
+                Wake::Cmd(Some(cmd)) => {
+                    if !self.command(cmd).await {
+                        return;
+                    }
+                }
+                Wake::Cmd(None) => {
+                    self.stop().await;
+                    return;
+                }
+                Wake::Exit(k) => self.exited(k).await,
+                Wake::Retry => {
+                    self.retry_at = None;
+                    self.start(false).await;
+                }
+            }
+        }
+    }
+
+    /// Handles one command; false ends the task.
+    async fn command(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Start(reply) => {
+                let r = self.start(true).await;
+                let _ = reply.send(r);
+            }
+            Command::Stop(reply) => {
+                let r = self.stop().await;
+                let _ = reply.send(r);
+            }
+            Command::Restart(reply) => {
+                let stopped = self.stop().await;
+                let r = if stopped.ok {
+                    self.start(true).await
+                } else {
+                    stopped
+                };
+                let _ = reply.send(r);
+            }
+            Command::Reconfigure(def, reply) => {
+                let active = self.child.is_some() || self.retry_at.is_some();
+                let r = if active {
+                    let stopped = self.stop().await;
+                    self.entry.def.store(def);
+                    if stopped.ok {
+                        self.start(true).await
+                    } else {
+                        stopped
+                    }
+                } else {
+                    self.entry.def.store(def);
+                    OpReply::ok()
+                };
+                let _ = reply.send(r);
+            }
+            Command::Remove(reply) => {
+                let r = self.stop().await;
+                let _ = reply.send(r);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Spawns the child. `explicit`: asked for by a user (resets restart counters) rather
+    /// than by the restart policy.
+    async fn start(&mut self, explicit: bool) -> OpReply {
+        if let Some(c) = &self.child {
+            return OpReply::note(&format!("already running (pid {})", c.pid));
+        }
+        if explicit {
+            self.restart.reset();
+            self.restarts = 0;
+            self.retry_at = None;
+        }
+        self.set_state(ProcessState::Starting, None);
+        let def = self.entry.def.load_full();
+        match spawn::spawn(&def, &self.shared.base_env, &self.shared.children) {
+            Ok(s) => {
+                self.generation += 1;
+                let pidfd = match AsyncFd::new(s.pidfd) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        // Cannot watch it: kill it rather than leave an unsupervised child.
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(s.pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                        return self.spawn_failed(format!("cannot watch pid {}: {e}", s.pid), explicit).await;
+                    }
+                };
+                if let Err(e) = self.capture.attach(Source {
+                    stdout: s.stdout,
+                    stderr: s.stderr,
+                    pid: s.pid as u32,
+                    generation: self.generation as u32,
+                }) {
+                    tracing::error!(process = %self.entry.name, cause = e, "output of this run is not captured");
+                }
+                let now = SystemTime::now();
+                self.child = Some(Child {
+                    pid: s.pid,
+                    pidfd,
+                    started: Instant::now(),
+                });
+                self.entry.info.store(Arc::new(ProcessInfo {
+                    generation: self.generation,
+                    started_at: Some(now),
+                    started_mono: Some(Instant::now()),
+                    ..Default::default()
+                }));
+                self.set_state(ProcessState::Running, Some(s.pid as u32));
+                tracing::info!(process = %self.entry.name, pid = s.pid, "started");
+                OpReply::ok()
+            }
+            Err(e) => self.spawn_failed(e.to_string(), explicit).await,
+        }
+    }
+
+    async fn spawn_failed(&mut self, err: String, explicit: bool) -> OpReply {
+        tracing::warn!(process = %self.entry.name, cause = %err, "cannot start");
+        let mut info = (**self.entry.info.load()).clone();
+        info.last_error = Some(err.clone());
+        info.next_attempt = None;
+        self.entry.info.store(Arc::new(info));
+        if explicit {
+            self.set_state(ProcessState::Failed, None);
+        } else {
+            // An automatic restart that cannot spawn counts as a crash at once.
+            self.decide(ExitKind::Code(127), Duration::ZERO).await;
+        }
+        OpReply::err(err)
+    }
+
+    /// The child ended on its own.
+    async fn exited(&mut self, kind: ExitKind) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        self.shared.children.untrack(child.pid);
+        let uptime = child.started.elapsed();
+        let mut info = (**self.entry.info.load()).clone();
+        info.exit_code = kind.code();
+        info.exit_signal = kind.signal();
+        self.entry.info.store(Arc::new(info));
+        tracing::info!(process = %self.entry.name, pid = child.pid, exit = ?kind, "exited");
+        drop(child);
+        self.decide(kind, uptime).await;
+    }
+
+    /// Applies the restart policy to an exit.
+    async fn decide(&mut self, kind: ExitKind, uptime: Duration) {
+        let def = self.entry.def.load_full();
+        let jitter = self.next_jitter();
+        let decision = self.restart.on_exit(
+            def.restart,
+            &def.backoff,
+            &def.start_limit,
+            kind,
+            uptime,
+            Instant::now(),
+            jitter,
+        );
+        match decision {
+            Decision::Restart(delay) => {
+                self.restarts = self.restarts.saturating_add(1);
+                if delay.is_zero() {
+                    // Box: start -> spawn_failed -> decide -> start recursion.
+                    Box::pin(self.start(false)).await;
+                } else {
+                    let mut info = (**self.entry.info.load()).clone();
+                    info.next_attempt = Some(SystemTime::now() + delay);
+                    self.entry.info.store(Arc::new(info));
+                    self.retry_at = Some(tokio::time::Instant::now() + delay);
+                    self.set_state(ProcessState::Backoff, None);
+                }
+            }
+            Decision::Exited => self.set_state(ProcessState::Exited, None),
+            Decision::Failed => {
+                let mut info = (**self.entry.info.load()).clone();
+                info.last_error = Some(format!(
+                    "restarted {} times within {}; giving up (start it again with: brummerctl start {})",
+                    def.start_limit.burst,
+                    humantime::format_duration(def.start_limit.interval),
+                    self.entry.name
+                ));
+                self.entry.info.store(Arc::new(info));
+                self.set_state(ProcessState::Failed, None);
+            }
+        }
+    }
+
+    /// Stops the child and everything it started.
+    async fn stop(&mut self) -> OpReply {
+        if self.retry_at.take().is_some() {
+            self.set_state(ProcessState::Stopped, None);
+            return OpReply::ok();
+        }
+        let Some(child) = self.child.take() else {
+            let state = self.entry.cell.load().state;
+            if state != ProcessState::Stopped {
+                self.set_state(ProcessState::Stopped, None);
+            }
+            return OpReply::note("already stopped");
+        };
+        self.set_state(ProcessState::Stopping, Some(child.pid as u32));
+        let def = self.entry.def.load_full();
+        let result = stop::stop_tree(&child, def.stop_signal, def.stop_timeout).await;
+        self.shared.children.untrack(child.pid);
+        let mut info = (**self.entry.info.load()).clone();
+        let reply = match result {
+            Ok(kind) => {
+                info.exit_code = kind.code();
+                info.exit_signal = kind.signal();
+                OpReply::ok()
+            }
+            Err(e) => {
+                let msg = format!("stop incomplete: {e}");
+                info.last_error = Some(msg.clone());
+                OpReply::err(msg)
+            }
+        };
+        info.next_attempt = None;
+        self.entry.info.store(Arc::new(info));
+        self.set_state(ProcessState::Stopped, None);
+        tracing::info!(process = %self.entry.name, pid = child.pid, "stopped");
+        reply
+    }
+
+    /// Publishes a state change: cell first (what readers see), then the event.
+    fn set_state(&mut self, new: ProcessState, pid: Option<u32>) {
+        let old = self.entry.cell.load();
+        self.entry.cell.store(Hot {
+            state: new,
+            pid,
+            restarts: self.restarts,
+            generation: self.generation as u32,
+        });
+        if old.state != new || old.pid != pid {
+            let info = self.entry.info.load();
+            self.shared.bus.publish(Event::StateChanged {
+                process: self.entry.name.to_string(),
+                old: old.state,
+                new,
+                pid,
+                exit_code: info.exit_code.filter(|_| !new.is_active()),
+                exit_signal: info.exit_signal.filter(|_| !new.is_active()),
+                restarts: self.restarts,
+            });
+        }
+    }
+
+    /// xorshift64*: jitter needs spread, not cryptographic quality.
+    fn next_jitter(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn seed() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    (t ^ (std::process::id() as u64) << 32) | 1
+}
+
+async fn wait_opt(child: Option<&Child>) -> ExitKind {
+    match child {
+        Some(c) => c.wait_exit().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

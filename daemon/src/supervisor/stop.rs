@@ -1,0 +1,121 @@
+//! Stopping a program so that nothing of it remains: `stop_signal` to its process group,
+//! to the main process (by pidfd) and to every descendant found in /proc (also those that
+//! left the group with setsid); new descendants found while waiting get the same signal;
+//! after `stop_timeout` everything left gets SIGKILL. Returns only when no member is alive,
+//! or reports the survivors.
+
+use super::procfs::{self, Ident, Proc};
+use super::{Child, ExitKind};
+use rustix::process::{Pid, Signal};
+use std::collections::HashSet;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::time::Instant;
+
+/// How long SIGKILLed processes get to disappear before the stop is reported as failed
+/// (a process in uninterruptible sleep can outlive SIGKILL for a while).
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Longest pause between two scans of /proc while waiting.
+const MAX_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Error)]
+pub enum StopError {
+    #[error("processes still alive after SIGKILL: {0:?}")]
+    Survivors(Vec<i32>),
+}
+
+/// Stops the child and all its descendants; returns how the main process ended.
+pub async fn stop_tree(
+    child: &Child,
+    stop_signal: i32,
+    timeout: Duration,
+) -> Result<ExitKind, StopError> {
+    let group = child.pid;
+    let mut known: HashSet<Ident> = HashSet::new();
+    // The main process itself may be a zombie already; its ident still roots the walk.
+    let table = procfs::snapshot();
+    if let Some(p) = table.get(&group) {
+        known.insert(p.ident());
+    }
+    let sig = Signal::from_named_raw(stop_signal).unwrap_or(Signal::TERM);
+    for p in procfs::members(&table, &known, &[group]) {
+        known.insert(p.ident());
+    }
+    send(child, group, &procfs::members(&table, &known, &[group]), sig);
+
+    let mut deadline = Instant::now() + timeout;
+    let mut killed = false;
+    let mut exit: Option<ExitKind> = None;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if exit.is_none() {
+            let until = (Instant::now() + pause).min(deadline);
+            if let Ok(k) = tokio::time::timeout_at(until, child.wait_exit()).await {
+                exit = Some(k);
+                pause = Duration::from_millis(1);
+                // Check at once: usually the rest of the tree went with the main process.
+            } else {
+                pause = (pause * 2).min(MAX_POLL);
+            }
+        } else {
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+            pause = (pause * 2).min(MAX_POLL);
+        }
+        let table = procfs::snapshot();
+        let live = procfs::members(&table, &known, &[group]);
+        let fresh: Vec<Proc> = live
+            .iter()
+            .filter(|p| known.insert(p.ident()))
+            .copied()
+            .collect();
+        if !fresh.is_empty() {
+            send_each(&fresh, if killed { Signal::KILL } else { sig });
+        }
+        if let Some(k) = exit
+            && live.is_empty()
+        {
+            return Ok(k);
+        }
+        if Instant::now() >= deadline {
+            if killed {
+                return Err(StopError::Survivors(live.iter().map(|p| p.pid).collect()));
+            }
+            killed = true;
+            tracing::warn!(pid = group, remaining = live.len(), "stop timeout reached; sending SIGKILL");
+            send(child, group, &live, Signal::KILL);
+            deadline = Instant::now() + KILL_GRACE;
+        }
+    }
+}
+
+/// Signals the group, the main process and each member.
+fn send(child: &Child, group: i32, members: &[Proc], sig: Signal) {
+    if let Some(pg) = Pid::from_raw(group) {
+        let _ = rustix::process::kill_process_group(pg, sig);
+    }
+    let _ = rustix::process::pidfd_send_signal(child.pidfd.get_ref(), sig);
+    send_each(members, sig);
+}
+
+/// Signals processes found in /proc through a pidfd after checking that the pid still
+/// names the process we saw (same start time), so a recycled pid is never hit.
+fn send_each(members: &[Proc], sig: Signal) {
+    for p in members {
+        let Some(pid) = Pid::from_raw(p.pid) else {
+            continue;
+        };
+        let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        else {
+            continue;
+        };
+        let same = std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+            .ok()
+            .and_then(|s| procfs::parse_stat(&s))
+            .is_some_and(|now| now.start == p.start);
+        if same {
+            let _ = rustix::process::pidfd_send_signal(&fd, sig);
+        }
+    }
+}
