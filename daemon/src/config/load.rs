@@ -125,7 +125,15 @@ impl Loader<'_> {
         files
     }
 
+    /// Checks one file; its errors end up in line order (toml's tables iterate by key name),
+    /// followed by errors inside the env files it names.
     fn file(&mut self, path: &Path, bytes: Vec<u8>, kind: Kind) {
+        let first_error = self.errors.len();
+        self.check_file(path, bytes, kind);
+        self.errors[first_error..].sort_by_key(|e| (e.file != path, e.line));
+    }
+
+    fn check_file(&mut self, path: &Path, bytes: Vec<u8>, kind: Kind) {
         self.config.files.push(path.to_path_buf());
         let src = match String::from_utf8(bytes) {
             Ok(s) => s,
@@ -248,22 +256,38 @@ fn syntax_error(path: &Path, src: &str, doc: &DeTable<'_>, e: &toml::de::Error) 
         .rfind('\n')
         .map_or(0, |i| i + 1);
     let column = src[line_start..span.start.min(src.len())].chars().count() + 1;
-    if e.message() == "duplicate key"
-        && let Some(key_path) = find_key(doc, span.start, &mut Vec::new())
-    {
+    if e.message() == "duplicate key" {
         let (before, _) = DeTable::parse_recoverable(&src[..line_start]);
-        let first = lookup(before.get_ref(), &key_path).map(|r| line_of(src, r.start));
-        let key = key_path.iter().fold(String::new(), |acc, k| join(&acc, k));
-        let message = match (first, key_path.first().map(String::as_str), key_path.len()) {
-            (Some(first), Some("process"), 2) => format!(
-                "defined twice in this file: first at line {first}; merge the two blocks or rename one"
-            ),
-            (Some(first), _, _) => {
-                format!("duplicate key: first set at line {first}; keep only one")
+        // A repeated [table] header moves the key's span to the repeat, so the key is found
+        // by its span; a repeated `key = value` keeps the first span, so it is found by
+        // name as the last key of that name before this line.
+        let first = match find_key(doc, span.start, &mut Vec::new()) {
+            Some(key_path) => lookup(before.get_ref(), &key_path).map(|r| (key_path, r)),
+            None => {
+                let name = src[span.clone()].trim_matches(['"', '\'']);
+                let mut best = None;
+                last_named(before.get_ref(), name, &mut Vec::new(), &mut best);
+                best
             }
-            (None, _, _) => "duplicate key: keep only one".to_owned(),
         };
-        return ConfigError::new(path, Some(line), Some(key), message);
+        if let Some((key_path, first_span)) = first {
+            let first = line_of(src, first_span.start);
+            let key = key_path.iter().fold(String::new(), |acc, k| join(&acc, k));
+            let message = if key_path.len() == 2 && key_path[0] == "process" {
+                format!(
+                    "defined twice in this file: first at line {first}; merge the two blocks or rename one"
+                )
+            } else {
+                format!("duplicate key: first set at line {first}; keep only one")
+            };
+            return ConfigError::new(path, Some(line), Some(key), message);
+        }
+        return ConfigError::new(
+            path,
+            Some(line),
+            None,
+            format!("duplicate key (column {column}): keep only one"),
+        );
     }
     ConfigError::new(
         path,
@@ -288,6 +312,25 @@ fn find_key(table: &DeTable<'_>, start: usize, path: &mut Vec<String>) -> Option
         path.pop();
     }
     None
+}
+
+/// The key named `name` that starts last in `table`, with its path.
+fn last_named(
+    table: &DeTable<'_>,
+    name: &str,
+    path: &mut Vec<String>,
+    best: &mut Option<(Vec<String>, std::ops::Range<usize>)>,
+) {
+    for (k, v) in table.iter() {
+        path.push(k.get_ref().to_string());
+        if k.get_ref() == name && best.as_ref().is_none_or(|(_, r)| r.start < k.span().start) {
+            *best = Some((path.clone(), k.span()));
+        }
+        if let DeValue::Table(t) = v.get_ref() {
+            last_named(t, name, path, best);
+        }
+        path.pop();
+    }
 }
 
 fn lookup(table: &DeTable<'_>, path: &[String]) -> Option<std::ops::Range<usize>> {
