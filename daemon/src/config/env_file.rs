@@ -37,7 +37,7 @@ fn parse_line(raw: &str) -> Result<Option<(String, String)>, String> {
     };
     let Some((key, rest)) = line.split_once('=') else {
         return Err(format!(
-            "expected KEY=VALUE, found {:?} (comment lines start with #)",
+            "expected KEY=VALUE, found {:?}; comment lines start with #",
             short(line)
         ));
     };

@@ -246,25 +246,28 @@ impl Loader<'_> {
 
 /// A TOML syntax error as a `ConfigError`. A duplicate key also names where it was first
 /// set, found by parsing the text before the offending line (toml's recovered tree keeps
-/// only the last position of a key).
+/// one position per key, not both).
 fn syntax_error(path: &Path, src: &str, doc: &DeTable<'_>, e: &toml::de::Error) -> ConfigError {
     let Some(span) = e.span() else {
         return ConfigError::new(path, None, None, format!("invalid TOML: {}", e.message()));
     };
     let line = line_of(src, span.start);
-    let line_start = src[..span.start.min(src.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let column = src[line_start..span.start.min(src.len())].chars().count() + 1;
+    // toml's spans are on char boundaries; `get` keeps a surprise from becoming a panic.
+    let upto = src.get(..span.start).unwrap_or(src);
+    let line_start = upto.rfind('\n').map_or(0, |i| i + 1);
+    let column = upto.get(line_start..).unwrap_or("").chars().count() + 1;
     if e.message() == "duplicate key" {
-        let (before, _) = DeTable::parse_recoverable(&src[..line_start]);
+        let (before, _) = DeTable::parse_recoverable(upto.get(..line_start).unwrap_or(""));
         // A repeated [table] header moves the key's span to the repeat, so the key is found
         // by its span; a repeated `key = value` keeps the first span, so it is found by
         // name as the last key of that name before this line.
         let first = match find_key(doc, span.start, &mut Vec::new()) {
             Some(key_path) => lookup(before.get_ref(), &key_path).map(|r| (key_path, r)),
             None => {
-                let name = src[span.clone()].trim_matches(['"', '\'']);
+                let name = src
+                    .get(span.clone())
+                    .unwrap_or("")
+                    .trim_matches(['"', '\'']);
                 let mut best = None;
                 last_named(before.get_ref(), name, &mut Vec::new(), &mut best);
                 best

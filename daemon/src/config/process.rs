@@ -62,7 +62,7 @@ pub(crate) fn process(
             "cwd" => def.cwd = ctx.abs_path(v, &key),
             "env" => env_table = env(ctx, v, &key),
             "env_file" => {
-                if let Some((file, entries)) = read_env_file(ctx, v, &key, &source) {
+                if let Some((file, entries)) = read_env_file(ctx, v, &key) {
                     def.env_file = Some(file);
                     env_file_entries = entries;
                 }
@@ -204,9 +204,12 @@ fn read_env_file(
     ctx: &mut Ctx<'_>,
     v: &Value<'_>,
     key: &str,
-    source: &SourceLoc,
 ) -> Option<(PathBuf, Vec<(String, String)>)> {
     let s = ctx.string(v, key)?;
+    let set_at = SourceLoc {
+        file: ctx.file.to_path_buf(),
+        line: ctx.line(&v.span()),
+    };
     if s.is_empty() {
         ctx.err(
             &v.span(),
@@ -243,7 +246,7 @@ fn read_env_file(
                 &file,
                 Some(line),
                 Some(key.to_owned()),
-                format!("env file is not valid UTF-8 (used by {source})"),
+                format!("env file is not valid UTF-8: save it as UTF-8 (env_file set at {set_at})"),
             ));
             return None;
         }
@@ -255,7 +258,7 @@ fn read_env_file(
                 &file,
                 Some(line),
                 Some(key.to_owned()),
-                format!("{msg} (env file of {source})"),
+                format!("{msg} (env_file set at {set_at})"),
             ));
         }
         return None;

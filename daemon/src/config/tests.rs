@@ -667,8 +667,8 @@ fn env_file_bad_lines_name_the_env_file() {
         "{text}"
     );
     assert!(
-        text.contains("brummer.toml:1)"),
-        "names the process: {text}"
+        text.contains("(env_file set at ") && text.contains("brummer.toml:3)"),
+        "names where it is used: {text}"
     );
 }
 
@@ -777,11 +777,21 @@ fn example_config_loads() {
 /// Prints a few real errors; run with `--nocapture` to see them.
 #[test]
 fn show_errors() {
-    let (_, errs) = errors(
-        "[process.web]\ncommand = \"x\"\nrestart = \"sometimes\"\nrestrat = 1\nuser = \"www-data\"\nstop_timeout = \"-3s\"\n",
-        false,
+    let fx = Fixture::new();
+    fx.write(
+        "brummer.toml",
+        "[process.web]\ncommand = \"x\"\nrestart = \"sometimes\"\nrestrat = 1\nuser = \"www-data\"\nstop_timeout = \"-3s\"\nenv_file = \"web.env\"\n\n[process.db]\ncommand = []\n",
     );
-    for e in errs {
-        println!("{e}");
-    }
+    fx.write("web.env", "# ok\nPORT=1\nexport BAD LINE\n");
+    fx.write(
+        "processes.d/web.toml",
+        "[daemon]\nring_bytes = 4096\n\n[process.web]\ncommand = \"y\"\n",
+    );
+    fx.write(
+        "processes.d/z.toml",
+        "[process.z]\ncommand = \"a\"\nrestart = \n",
+    );
+    let errs = fx.load().expect_err("bad");
+    println!("{errs}");
+    assert_eq!(errs.len(), 9, "{errs}");
 }
