@@ -1,0 +1,276 @@
+//! The loaded configuration: plain data, built only by `config::load`, read by the registry,
+//! the supervisor tasks and `reload` (which compares old and new `ProcessDef`s with `==`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default `restart` policy.
+pub const DEFAULT_RESTART: RestartPolicy = RestartPolicy::OnFailure;
+/// Default `stop_signal` (SIGTERM).
+pub const DEFAULT_STOP_SIGNAL: i32 = libc::SIGTERM;
+/// Default `stop_timeout`.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `backoff.initial`.
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+/// Default `backoff.max`.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Default `backoff.reset_after`.
+pub const DEFAULT_BACKOFF_RESET_AFTER: Duration = Duration::from_secs(1);
+/// Default `start_limit.burst`.
+pub const DEFAULT_START_LIMIT_BURST: u32 = 5;
+/// Default `start_limit.interval`.
+pub const DEFAULT_START_LIMIT_INTERVAL: Duration = Duration::from_secs(10);
+/// Smallest accepted `daemon.ring_bytes`.
+pub const MIN_RING_BYTES: usize = 4096;
+/// Largest accepted `daemon.ring_bytes` (1 GiB).
+pub const MAX_RING_BYTES: usize = 1 << 30;
+
+/// A whole configuration: the main file plus its drop-ins, validated.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub daemon: DaemonSettings,
+    /// Every `[process.NAME]`, by name. Names are unique across all files.
+    pub processes: BTreeMap<String, Arc<ProcessDef>>,
+    /// The files read, in order: the main file (if present), then the drop-ins.
+    pub files: Vec<PathBuf>,
+}
+
+/// The `[daemon]` table. `None` means "use the mode's default".
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DaemonSettings {
+    /// Directory for the per-process disk logs (absolute).
+    pub log_dir: Option<PathBuf>,
+    /// Size of each process's in-memory log ring, in bytes.
+    pub ring_bytes: Option<usize>,
+}
+
+/// One `[process.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct ProcessDef {
+    pub name: String,
+    pub command: CommandSpec,
+    /// Working directory (absolute); `None` = brummerd's own.
+    pub cwd: Option<PathBuf>,
+    /// The environment added to brummerd's own: `env_file` entries first, `env` on top.
+    pub env: BTreeMap<String, String>,
+    /// The env file as resolved (relative paths against the config file's directory).
+    /// Its contents are already in `env`; this is kept for display.
+    pub env_file: Option<PathBuf>,
+    pub user: Option<UserSpec>,
+    pub group: Option<GroupSpec>,
+    pub autostart: bool,
+    pub restart: RestartPolicy,
+    pub backoff: Backoff,
+    pub start_limit: StartLimit,
+    /// Signal number sent to the process group to stop it.
+    pub stop_signal: i32,
+    /// How long to wait after `stop_signal` before SIGKILL.
+    pub stop_timeout: Duration,
+    /// Where the `[process.NAME]` header is. Not part of `==`.
+    pub source: SourceLoc,
+}
+
+impl ProcessDef {
+    /// A definition with every optional setting at its default, as a config file with only
+    /// `command` would give. Handy for tests of the supervisor.
+    pub fn with_defaults(name: impl Into<String>, command: CommandSpec) -> Self {
+        ProcessDef {
+            name: name.into(),
+            command,
+            cwd: None,
+            env: BTreeMap::new(),
+            env_file: None,
+            user: None,
+            group: None,
+            autostart: true,
+            restart: DEFAULT_RESTART,
+            backoff: Backoff::default(),
+            start_limit: StartLimit::default(),
+            stop_signal: DEFAULT_STOP_SIGNAL,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            source: SourceLoc::default(),
+        }
+    }
+}
+
+/// Everything except `source`: reload uses `==` to decide whether a process changed, and
+/// moving a block to another file (or another line) is not a change.
+impl PartialEq for ProcessDef {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let ProcessDef {
+            name,
+            command,
+            cwd,
+            env,
+            env_file,
+            user,
+            group,
+            autostart,
+            restart,
+            backoff,
+            start_limit,
+            stop_signal,
+            stop_timeout,
+            source: _,
+        } = self;
+        *name == other.name
+            && *command == other.command
+            && *cwd == other.cwd
+            && *env == other.env
+            && *env_file == other.env_file
+            && *user == other.user
+            && *group == other.group
+            && *autostart == other.autostart
+            && *restart == other.restart
+            && *backoff == other.backoff
+            && *start_limit == other.start_limit
+            && *stop_signal == other.stop_signal
+            && *stop_timeout == other.stop_timeout
+    }
+}
+
+/// What to run: an argv array, or a string for `/bin/sh -c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandSpec {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl CommandSpec {
+    /// The argv to exec: the array itself, or `["/bin/sh", "-c", line]`.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            CommandSpec::Argv(argv) => argv.clone(),
+            CommandSpec::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+        }
+    }
+
+    /// One line for humans (status output, logs): the shell line as written, or the argv
+    /// joined by spaces with words that need it single-quoted.
+    pub fn display(&self) -> String {
+        match self {
+            CommandSpec::Shell(line) => line.clone(),
+            CommandSpec::Argv(argv) => argv
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A `user = "..."` resolved at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    pub name: String,
+    pub uid: u32,
+    /// The user's primary group.
+    pub gid: u32,
+}
+
+/// A `group = "..."` resolved at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub name: String,
+    pub gid: u32,
+}
+
+/// When the supervisor restarts a process that exited on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    Never,
+    #[default]
+    OnFailure,
+    Always,
+}
+
+impl RestartPolicy {
+    /// The spelling used in the config file and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+
+    /// Parses the config-file spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "never" => Some(RestartPolicy::Never),
+            "on-failure" => Some(RestartPolicy::OnFailure),
+            "always" => Some(RestartPolicy::Always),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Exponential restart backoff: `initial`, doubling up to `max`; a run of at least
+/// `reset_after` counts as stable and the next crash restarts at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: DEFAULT_BACKOFF_INITIAL,
+            max: DEFAULT_BACKOFF_MAX,
+            reset_after: DEFAULT_BACKOFF_RESET_AFTER,
+        }
+    }
+}
+
+/// At most `burst` automatic restarts within `interval`, then the process is `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartLimit {
+    pub burst: u32,
+    pub interval: Duration,
+}
+
+impl Default for StartLimit {
+    fn default() -> Self {
+        StartLimit {
+            burst: DEFAULT_START_LIMIT_BURST,
+            interval: DEFAULT_START_LIMIT_INTERVAL,
+        }
+    }
+}
+
+/// Where a definition came from: the file and the line of its `[process.NAME]` header.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceLoc {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for SourceLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}

@@ -1,0 +1,797 @@
+//! Loader tests: real files in a temp dir, checked through `load` and the errors' Display.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, contents).expect("write");
+        path
+    }
+
+    fn opts(&self) -> LoadOptions {
+        LoadOptions {
+            main: self.path("brummer.toml"),
+            dropin_dir: None,
+            main_required: true,
+            as_root: false,
+        }
+    }
+
+    fn load(&self) -> Result<Config, ConfigErrors> {
+        load(&self.opts())
+    }
+}
+
+/// Loads `src` as the main file; panics if it fails.
+fn ok(src: &str) -> Config {
+    let fx = Fixture::new();
+    fx.write("brummer.toml", src);
+    match fx.load() {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    }
+}
+
+/// Loads `src` as the main file; returns the main path and the rendered errors.
+fn errors(src: &str, as_root: bool) -> (PathBuf, Vec<String>) {
+    let fx = Fixture::new();
+    let main = fx.write("brummer.toml", src);
+    let opts = LoadOptions {
+        as_root,
+        ..fx.opts()
+    };
+    match load(&opts) {
+        Ok(c) => panic!("expected errors, loaded {c:#?}"),
+        Err(e) => (main, e.iter().map(ToString::to_string).collect()),
+    }
+}
+
+/// Asserts that some error reads `MAIN:LINE: KEY: ...needle...`.
+fn assert_error(errs: &[String], main: &Path, line: usize, key: &str, needle: &str) {
+    let prefix = format!("{}:{line}: {key}: ", main.display());
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&prefix) && e.contains(needle)),
+        "no error starting with {prefix:?} containing {needle:?} in:\n{}",
+        errs.join("\n")
+    );
+}
+
+fn web(def: &str) -> Config {
+    ok(&format!("[process.web]\ncommand = \"true\"\n{def}"))
+}
+
+#[test]
+fn defaults() {
+    let config = ok("[process.web]\ncommand = \"echo hi\"\n");
+    assert_eq!(config.daemon, DaemonSettings::default());
+    let def = &config.processes["web"];
+    let expected = ProcessDef::with_defaults("web", CommandSpec::Shell("echo hi".into()));
+    assert_eq!(**def, expected);
+    assert!(def.autostart);
+    assert_eq!(def.restart, RestartPolicy::OnFailure);
+    assert_eq!(def.stop_signal, libc::SIGTERM);
+    assert_eq!(def.stop_timeout, Duration::from_secs(10));
+    assert_eq!(
+        def.backoff,
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(1),
+        }
+    );
+    assert_eq!(
+        def.start_limit,
+        StartLimit {
+            burst: 5,
+            interval: Duration::from_secs(10),
+        }
+    );
+    assert_eq!(def.source.line, 1);
+    assert!(def.source.file.ends_with("brummer.toml"));
+    assert_eq!(config.files.len(), 1);
+}
+
+#[test]
+fn empty_file_is_an_empty_config() {
+    let config = ok("# nothing yet\n");
+    assert!(config.processes.is_empty());
+}
+
+#[test]
+fn every_setting() {
+    let config = ok(r#"
+[daemon]
+log_dir = "/var/log/x"
+ring_bytes = 65536
+
+[process.web]
+command = ["python3", "-m", "http.server", "8080"]
+cwd = "/srv/web"
+env = { PORT = "8080", MODE = "dev" }
+autostart = false
+restart = "always"
+stop_signal = "INT"
+stop_timeout = 3
+backoff = { initial = "1s", max = "1m", reset_after = "1m 30s" }
+start_limit = { burst = 2, interval = "1h" }
+"#);
+    assert_eq!(
+        config.daemon.log_dir.as_deref(),
+        Some(Path::new("/var/log/x"))
+    );
+    assert_eq!(config.daemon.ring_bytes, Some(65536));
+    let def = &config.processes["web"];
+    assert_eq!(def.cwd.as_deref(), Some(Path::new("/srv/web")));
+    assert_eq!(def.env["PORT"], "8080");
+    assert!(!def.autostart);
+    assert_eq!(def.restart, RestartPolicy::Always);
+    assert_eq!(def.restart.as_str(), "always");
+    assert_eq!(def.stop_signal, libc::SIGINT);
+    assert_eq!(def.stop_timeout, Duration::from_secs(3));
+    assert_eq!(def.backoff.max, Duration::from_secs(60));
+    assert_eq!(def.backoff.reset_after, Duration::from_secs(90));
+    assert_eq!(def.start_limit.burst, 2);
+    assert_eq!(def.start_limit.interval, Duration::from_secs(3600));
+    assert_eq!(def.source.line, 6);
+}
+
+#[test]
+fn string_and_array_commands() {
+    let config = ok(concat!(
+        "[process.sh]\ncommand = \"echo $HOME && sleep 1\"\n",
+        "[process.argv]\ncommand = [\"printf\", \"%s\\n\", \"two words\"]\n",
+    ));
+    let sh = &config.processes["sh"].command;
+    assert_eq!(sh, &CommandSpec::Shell("echo $HOME && sleep 1".into()));
+    assert_eq!(sh.argv(), ["/bin/sh", "-c", "echo $HOME && sleep 1"]);
+    assert_eq!(sh.display(), "echo $HOME && sleep 1");
+    let argv = &config.processes["argv"].command;
+    assert_eq!(argv.argv(), ["printf", "%s\n", "two words"]);
+    assert_eq!(argv.display(), "printf '%s\n' 'two words'");
+}
+
+#[test]
+fn signals_and_durations() {
+    assert_eq!(
+        web("stop_signal = \"SIGKILL\"").processes["web"].stop_signal,
+        9
+    );
+    assert_eq!(web("stop_signal = \"hup\"").processes["web"].stop_signal, 1);
+    assert_eq!(web("stop_signal = 10").processes["web"].stop_signal, 10);
+    assert_eq!(
+        web("stop_timeout = \"250ms\"").processes["web"].stop_timeout,
+        Duration::from_millis(250)
+    );
+}
+
+/// (config, line, key, part of the message, as_root)
+const BAD: &[(&str, usize, &str, &str, bool)] = &[
+    (
+        "[process.web]\ncommand = \"x\"\nrestart = \"sometimes\"\n",
+        3,
+        "process.web.restart",
+        "expected never, on-failure or always, found \"sometimes\"",
+        false,
+    ),
+    (
+        "\n[process.\"my app\"]\ncommand = \"x\"\n",
+        2,
+        "process.\"my app\"",
+        "contains ' ': only letters",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nstop_timeout = -5\n",
+        3,
+        "process.web.stop_timeout",
+        "-5 is negative",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nstop_timeout = \"soon\"\n",
+        3,
+        "process.web.stop_timeout",
+        "invalid duration \"soon\"",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\n[process.web.backoff]\ninitial = \"-1s\"\n",
+        4,
+        "process.web.backoff.initial",
+        "invalid duration",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nstop_timeout = 1.5\n",
+        3,
+        "process.web.stop_timeout",
+        "expected a duration, found float",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nstop_signal = \"SIGFOO\"\n",
+        3,
+        "process.web.stop_signal",
+        "unknown signal \"SIGFOO\"",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nstop_signal = 999\n",
+        3,
+        "process.web.stop_signal",
+        "999 is not a signal number",
+        false,
+    ),
+    (
+        "# top\nbogus = 1\n",
+        2,
+        "bogus",
+        "unknown key (expected one of: daemon, process)",
+        false,
+    ),
+    (
+        "[daemon]\nlogdir = \"/x\"\n",
+        2,
+        "daemon.logdir",
+        "unknown key, did you mean \"log_dir\"?",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nrestrat = \"always\"\n",
+        3,
+        "process.web.restrat",
+        "unknown key, did you mean \"restart\"? (expected one of: command, cwd,",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\n[process.web.backoff]\nmaximum = 3\n",
+        4,
+        "process.web.backoff.maximum",
+        "unknown key (expected one of: initial, max, reset_after)",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nstart_limit = { bust = 3 }\n",
+        3,
+        "process.web.start_limit.bust",
+        "did you mean \"burst\"?",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nautostart = \"yes\"\n",
+        3,
+        "process.web.autostart",
+        "expected true or false, found string",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = 5\n",
+        2,
+        "process.web.command",
+        "expected an array of strings or a string, found integer",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = [\"a\", 1]\n",
+        2,
+        "process.web.command[1]",
+        "expected a string, found integer",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nenv = { PORT = 8080 }\n",
+        3,
+        "process.web.env.PORT",
+        "quote the value",
+        false,
+    ),
+    ("process = 5\n", 1, "process", "expected a table", false),
+    (
+        "[process]\nweb = \"x\"\n",
+        2,
+        "process.web",
+        "expected a table ([process.web]), found string",
+        false,
+    ),
+    ("daemon = []\n", 1, "daemon", "expected a table", false),
+    (
+        "[process.web]\ncommand = []\n",
+        2,
+        "process.web.command",
+        "argv is empty",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = [\"\", \"x\"]\n",
+        2,
+        "process.web.command[0]",
+        "program name is empty",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"  \"\n",
+        2,
+        "process.web.command",
+        "command is empty",
+        false,
+    ),
+    (
+        "\n[process.web]\ncwd = \"/\"\n",
+        2,
+        "process.web",
+        "missing command: add command =",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\ncwd = \"srv/web\"\n",
+        3,
+        "process.web.cwd",
+        "not an absolute path: write it starting with /",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nuser = \"www-data\"\n",
+        3,
+        "process.web.user",
+        "needs brummerd to run as root",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\ngroup = \"www-data\"\n",
+        3,
+        "process.web.group",
+        "needs brummerd to run as root",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nuser = \"no-such-user-brummer\"\n",
+        3,
+        "process.web.user",
+        "unknown user \"no-such-user-brummer\": create it",
+        true,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\ngroup = \"no-such-group-brummer\"\n",
+        3,
+        "process.web.group",
+        "unknown group \"no-such-group-brummer\"",
+        true,
+    ),
+    (
+        "[daemon]\nring_bytes = 100\n",
+        2,
+        "daemon.ring_bytes",
+        "100 is out of range: use a value from 4096 to 1073741824",
+        false,
+    ),
+    (
+        "[daemon]\nlog_dir = \"logs\"\n",
+        2,
+        "daemon.log_dir",
+        "not an absolute path",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\n[process.web.start_limit]\nburst = 0\n",
+        4,
+        "process.web.start_limit.burst",
+        "out of range",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\n[process.web.start_limit]\ninterval = \"0s\"\n",
+        4,
+        "process.web.start_limit.interval",
+        "must be longer than 0",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\n[process.web.backoff]\ninitial = \"5s\"\nmax = \"1s\"\n",
+        5,
+        "process.web.backoff.max",
+        "max (1s) is shorter than initial (5s): raise max or lower initial",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nbackoff = 3\n",
+        3,
+        "process.web.backoff",
+        "expected a table ([process.web.backoff]), found integer",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nenv_file = \"missing.env\"\n",
+        3,
+        "process.web.env_file",
+        "cannot read env file",
+        false,
+    ),
+    (
+        "[process.web]\ncommand = \"x\"\nrestart = \n",
+        3,
+        "",
+        "invalid TOML",
+        false,
+    ),
+];
+
+#[test]
+fn every_bad_value_names_file_line_and_key() {
+    for (src, line, key, needle, as_root) in BAD {
+        let (main, errs) = errors(src, *as_root);
+        if key.is_empty() {
+            let prefix = format!("{}:{line}: ", main.display());
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(&prefix) && e.contains(needle)),
+                "{src}\n=> {errs:?}"
+            );
+        } else {
+            assert_error(&errs, &main, *line, key, needle);
+        }
+    }
+}
+
+#[test]
+fn all_errors_of_a_file_are_reported() {
+    let (main, errs) = errors(
+        concat!(
+            "[daemon]\n",
+            "ring_bytes = 1\n",
+            "[process.web]\n",
+            "command = []\n",
+            "restart = \"sometimes\"\n",
+            "stop_signal = \"NOPE\"\n",
+            "[process.ok]\n",
+            "command = \"true\"\n",
+            "[process.db]\n",
+            "command = \"x\"\n",
+            "stop_timeout = \"forever\"\n",
+            "oops = 1\n",
+        ),
+        false,
+    );
+    assert_eq!(errs.len(), 6, "{}", errs.join("\n"));
+    assert_error(&errs, &main, 2, "daemon.ring_bytes", "out of range");
+    assert_error(&errs, &main, 4, "process.web.command", "argv is empty");
+    assert_error(&errs, &main, 5, "process.web.restart", "expected never");
+    assert_error(&errs, &main, 6, "process.web.stop_signal", "unknown signal");
+    assert_error(
+        &errs,
+        &main,
+        11,
+        "process.db.stop_timeout",
+        "invalid duration",
+    );
+    assert_error(&errs, &main, 12, "process.db.oops", "unknown key");
+}
+
+#[test]
+fn errors_in_several_files_are_all_reported() {
+    let fx = Fixture::new();
+    let main = fx.write("brummer.toml", "[process.a]\ncommand = 1\n");
+    let dropin = fx.write("processes.d/b.toml", "[process.b]\nrestart = 2\n");
+    let errs = fx.load().expect_err("bad");
+    let text = errs.to_string();
+    assert_eq!(errs.len(), 3, "{text}");
+    assert!(text.contains(&format!("{}:2: process.a.command", main.display())));
+    assert!(text.contains(&format!(
+        "{}:1: process.b: missing command",
+        dropin.display()
+    )));
+    assert!(text.contains(&format!("{}:2: process.b.restart", dropin.display())));
+    assert_eq!(text.lines().count(), 3);
+}
+
+#[test]
+fn duplicate_across_files_names_both() {
+    let fx = Fixture::new();
+    let main = fx.write("brummer.toml", "\n[process.web]\ncommand = \"a\"\n");
+    let dropin = fx.write(
+        "processes.d/10-web.toml",
+        "[process.web]\ncommand = \"b\"\n",
+    );
+    let errs = fx.load().expect_err("duplicate").to_string();
+    assert!(
+        errs.contains(&format!(
+            "{}:1: process.web: defined twice: first at {}:2",
+            dropin.display(),
+            main.display()
+        )),
+        "{errs}"
+    );
+}
+
+#[test]
+fn duplicate_in_one_file_names_both_lines() {
+    let (main, errs) = errors(
+        "[process.web]\ncommand = \"a\"\n\n[process.web]\ncommand = \"b\"\n",
+        false,
+    );
+    assert_error(
+        &errs,
+        &main,
+        4,
+        "process.web",
+        "defined twice in this file: first at line 1",
+    );
+    let (main, errs) = errors(
+        "[process.web]\ncommand = \"a\"\nrestart = \"never\"\nrestart = \"always\"\n",
+        false,
+    );
+    assert_error(
+        &errs,
+        &main,
+        4,
+        "process.web.restart",
+        "first set at line 3",
+    );
+}
+
+#[test]
+fn dropins_in_lexical_order_and_only_toml() {
+    let fx = Fixture::new();
+    let main = fx.write("brummer.toml", "[process.main]\ncommand = \"a\"\n");
+    let b = fx.write("processes.d/b.toml", "[process.b]\ncommand = \"b\"\n");
+    let a = fx.write("processes.d/a.toml", "[process.a]\ncommand = \"a\"\n");
+    fx.write("processes.d/notes.txt", "not toml at all [");
+    fx.write("processes.d/c.toml.disabled", "nor this [");
+    std::fs::create_dir_all(fx.path("processes.d/dir.toml")).expect("mkdir");
+    let config = fx.load().expect("loads");
+    assert_eq!(config.files, vec![main, a.clone(), b]);
+    assert_eq!(
+        config.processes.keys().collect::<Vec<_>>(),
+        ["a", "b", "main"]
+    );
+    assert_eq!(config.processes["a"].source.file, a);
+}
+
+#[test]
+fn explicit_dropin_dir() {
+    let fx = Fixture::new();
+    fx.write("brummer.toml", "");
+    fx.write("elsewhere/x.toml", "[process.x]\ncommand = \"a\"\n");
+    let opts = LoadOptions {
+        dropin_dir: Some(fx.path("elsewhere")),
+        ..fx.opts()
+    };
+    assert!(load(&opts).expect("loads").processes.contains_key("x"));
+}
+
+#[test]
+fn daemon_table_in_a_dropin_is_rejected() {
+    let fx = Fixture::new();
+    let main = fx.write("brummer.toml", "");
+    let dropin = fx.write(
+        "processes.d/x.toml",
+        "processes = 1\n\n[daemon]\nring_bytes = 8192\n",
+    );
+    let errs = fx.load().expect_err("daemon in drop-in").to_string();
+    assert!(
+        errs.contains(&format!(
+            "{}:3: daemon: [daemon] is only allowed in the main config file: move it to {}",
+            dropin.display(),
+            main.display()
+        )),
+        "{errs}"
+    );
+    assert!(
+        errs.contains(&format!(
+            "{}:1: processes: unknown key, did you mean \"process\"?",
+            dropin.display()
+        )),
+        "{errs}"
+    );
+}
+
+#[test]
+fn env_file_is_read_and_env_wins() {
+    let fx = Fixture::new();
+    fx.write(
+        "web.env",
+        "# web settings\nexport PORT=80\nNAME=\"my web\"\nRAW='$HOME'\n\nKEEP=yes\n",
+    );
+    fx.write(
+        "brummer.toml",
+        "[process.web]\ncommand = \"x\"\nenv_file = \"web.env\"\nenv = { PORT = \"8080\" }\n",
+    );
+    let config = fx.load().expect("loads");
+    let def = &config.processes["web"];
+    assert_eq!(def.env_file.as_deref(), Some(fx.path("web.env").as_path()));
+    assert_eq!(def.env["PORT"], "8080");
+    assert_eq!(def.env["NAME"], "my web");
+    assert_eq!(def.env["RAW"], "$HOME");
+    assert_eq!(def.env["KEEP"], "yes");
+    assert_eq!(def.env.len(), 4);
+}
+
+#[test]
+fn env_file_absolute_path() {
+    let fx = Fixture::new();
+    let env = fx.write("abs/web.env", "A=1\n");
+    fx.write(
+        "brummer.toml",
+        &format!(
+            "[process.web]\ncommand = \"x\"\nenv_file = {:?}\n",
+            env.display().to_string()
+        ),
+    );
+    assert_eq!(fx.load().expect("loads").processes["web"].env["A"], "1");
+}
+
+#[test]
+fn env_file_bad_lines_name_the_env_file() {
+    let fx = Fixture::new();
+    let env = fx.write("web.env", "A=1\n\nthis is not an assignment\nB=\"open\n");
+    fx.write(
+        "brummer.toml",
+        "[process.web]\ncommand = \"x\"\nenv_file = \"web.env\"\n",
+    );
+    let errs = fx.load().expect_err("bad env file");
+    let text = errs.to_string();
+    assert_eq!(errs.len(), 2, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}:3: process.web.env_file: expected KEY=VALUE",
+            env.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{}:4: process.web.env_file: missing closing",
+            env.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("(env_file set at ") && text.contains("brummer.toml:3)"),
+        "names where it is used: {text}"
+    );
+}
+
+#[test]
+fn missing_main_file() {
+    let fx = Fixture::new();
+    let errs = fx.load().expect_err("required");
+    assert_eq!(errs.len(), 1);
+    let text = errs.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "{}: cannot read config file: ",
+            fx.path("brummer.toml").display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("create it"), "{text}");
+
+    let optional = LoadOptions {
+        main_required: false,
+        ..fx.opts()
+    };
+    let config = load(&optional).expect("optional main");
+    assert_eq!(config, Config::default());
+
+    // Drop-ins still count without a main file.
+    fx.write("processes.d/a.toml", "[process.a]\ncommand = \"x\"\n");
+    let config = load(&optional).expect("drop-in only");
+    assert_eq!(config.files, vec![fx.path("processes.d/a.toml")]);
+    assert!(config.processes.contains_key("a"));
+}
+
+#[test]
+fn user_and_group_resolve_as_root() {
+    let config = {
+        let fx = Fixture::new();
+        fx.write(
+            "brummer.toml",
+            "[process.web]\ncommand = \"x\"\nuser = \"root\"\ngroup = \"root\"\n",
+        );
+        load(&LoadOptions {
+            as_root: true,
+            ..fx.opts()
+        })
+        .expect("root exists")
+    };
+    let def = &config.processes["web"];
+    assert_eq!(
+        def.user,
+        Some(UserSpec {
+            name: "root".into(),
+            uid: 0,
+            gid: 0
+        })
+    );
+    assert_eq!(
+        def.group,
+        Some(GroupSpec {
+            name: "root".into(),
+            gid: 0
+        })
+    );
+}
+
+#[test]
+fn equality_ignores_source() {
+    let fx = Fixture::new();
+    fx.write("brummer.toml", "[process.web]\ncommand = [\"a\"]\n");
+    let before = fx.load().expect("loads");
+    fx.write("brummer.toml", "# moved\n\n");
+    fx.write(
+        "processes.d/web.toml",
+        "\n\n[process.web]\ncommand = [\"a\"]\n",
+    );
+    let after = fx.load().expect("loads");
+    let (old, new) = (&before.processes["web"], &after.processes["web"]);
+    assert_ne!(old.source, new.source);
+    assert_eq!(old, new);
+
+    let mut changed = (**new).clone();
+    changed.stop_timeout = Duration::from_secs(1);
+    assert_ne!(**old, changed);
+}
+
+#[test]
+fn example_config_loads() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/brummer.toml");
+    let opts = LoadOptions {
+        main: example,
+        dropin_dir: Some(PathBuf::from("/nonexistent/brummer-example/processes.d")),
+        main_required: true,
+        as_root: false,
+    };
+    let config = match load(&opts) {
+        Ok(c) => c,
+        Err(e) => panic!("examples/brummer.toml:\n{e}"),
+    };
+    assert_eq!(
+        config.processes.keys().collect::<Vec<_>>(),
+        ["ticker", "web", "worker"]
+    );
+    assert!(config.processes.values().any(|p| !p.autostart));
+    assert_eq!(config.processes["worker"].restart, RestartPolicy::Always);
+}
+
+/// Prints a few real errors; run with `--nocapture` to see them.
+#[test]
+fn show_errors() {
+    let fx = Fixture::new();
+    fx.write(
+        "brummer.toml",
+        "[process.web]\ncommand = \"x\"\nrestart = \"sometimes\"\nrestrat = 1\nuser = \"www-data\"\nstop_timeout = \"-3s\"\nenv_file = \"web.env\"\n\n[process.db]\ncommand = []\n",
+    );
+    fx.write("web.env", "# ok\nPORT=1\nexport BAD LINE\n");
+    fx.write(
+        "processes.d/web.toml",
+        "[daemon]\nring_bytes = 4096\n\n[process.web]\ncommand = \"y\"\n",
+    );
+    fx.write(
+        "processes.d/z.toml",
+        "[process.z]\ncommand = \"a\"\nrestart = \n",
+    );
+    let errs = fx.load().expect_err("bad");
+    println!("{errs}");
+    assert_eq!(errs.len(), 9, "{errs}");
+}
