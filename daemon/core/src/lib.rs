@@ -6,9 +6,11 @@
 //! control and log tasks. It must never depend on tokio or block a caller on another
 //! party's progress (readers never wait for writers, publishers never wait for subscribers).
 
+pub mod bus;
 pub mod registry;
 pub mod status;
 mod sync;
 
+pub use bus::{Envelope, EventBus, Recv, Subscription};
 pub use registry::{Registry, Snapshot};
 pub use status::{Hot, StatusCell};
