@@ -8,9 +8,11 @@
 
 pub mod bus;
 pub mod registry;
+pub mod ring;
 pub mod status;
 mod sync;
 
 pub use bus::{Envelope, EventBus, Recv, Subscription};
 pub use registry::{Registry, Snapshot};
+pub use ring::{Line, LineMeta, LogRing, ReadOutcome, RingStats, RingWriter};
 pub use status::{Hot, StatusCell};
