@@ -1,0 +1,978 @@
+//! Owns `LogRing`, the per-process in-memory log buffer, and `RingWriter`, its only writer.
+//!
+//! The process's output pump is the single writer (through `RingWriter`, which is not
+//! `Clone`); `logs`/`tail -f` requests and log forwarders read concurrently with cursors
+//! (sequence numbers). It must never make the writer wait for a reader, never hand a reader a
+//! torn line (a line overwritten mid-copy is discarded and counted as missed), and never
+//! commit memory for a ring nobody wrote to.
+//!
+//! Layout: a power-of-two array of `AtomicU64` words addressed by ever-growing word offsets
+//! (`offset & mask`). A record is `[seq][len|stream|partial][wall_us][mono_ns][pid|gen]`,
+//! the payload packed little-endian into words, then a trailer word holding the record's
+//! total size so readers can walk backwards from the head. The writer moves `tail` past the
+//! records it is about to overwrite and issues a Release fence before writing; a reader
+//! copies with Relaxed loads, issues an Acquire fence and re-reads `tail`: any word it read
+//! at an offset `>= tail` cannot have been overwritten (seqlock-style validation). All
+//! accesses are atomic, so there is no data race even when a copy is discarded.
+
+use crate::sync::{AtomicU64, Ordering, fence};
+use brummer_proto::Stream;
+use std::sync::Arc;
+
+/// Header words before the payload.
+const HDR: u64 = 5;
+/// Header plus trailer.
+const OVERHEAD: u64 = HDR + 1;
+/// 4 KiB.
+const MIN_WORDS: usize = 512;
+/// Keeps a mistyped size from asking the allocator for the impossible (64-bit: 32 GiB).
+const MAX_WORDS: usize = if usize::BITS >= 64 { 1 << 32 } else { 1 << 24 };
+/// A reader that keeps getting overtaken gives up after this many resyncs and returns what
+/// it has, with exact accounting, instead of chasing a faster writer forever.
+const MAX_RESYNC: u32 = 16;
+
+const LEN_MASK: u64 = 0xffff_ffff;
+const STREAM_SHIFT: u32 = 32;
+const PARTIAL_BIT: u64 = 1 << 40;
+
+/// Everything about a line except its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineMeta {
+    pub seq: u64,
+    /// µs since the Unix epoch.
+    pub wall_us: u64,
+    pub mono_ns: u64,
+    pub stream: Stream,
+    pub pid: u32,
+    pub generation: u32,
+    /// The line was split; it continues in the next record.
+    pub partial: bool,
+}
+
+/// One log record as handed to readers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub meta: LineMeta,
+    /// Without the newline.
+    pub bytes: Vec<u8>,
+}
+
+/// Result of `read_from` besides the lines themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadOutcome {
+    /// Lines between the requested seq and the first one returned that the ring no longer had.
+    pub missed: u64,
+    /// Cursor to pass next time.
+    pub next_seq: u64,
+}
+
+/// All-time counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RingStats {
+    pub lines: u64,
+    pub bytes: u64,
+    pub evicted: u64,
+}
+
+// Keeps the writer's hot counters and the tail readers poll off each other's cache lines
+// and off the read-mostly fields.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+struct HeadSide {
+    head: AtomicU64,
+    next_seq: AtomicU64,
+    bytes: AtomicU64,
+}
+
+struct TailSide {
+    tail: AtomicU64,
+    tail_seq: AtomicU64,
+    evicted: AtomicU64,
+}
+
+/// Byte-bounded, single-writer, multi-reader log ring.
+pub struct LogRing {
+    buf: Box<[AtomicU64]>,
+    mask: u64,
+    cap_words: u64,
+    max_payload: usize,
+    first_seq: u64,
+    h: Padded<HeadSide>,
+    t: Padded<TailSide>,
+}
+
+struct RawHeader {
+    seq: u64,
+    len: usize,
+    stream: Stream,
+    partial: bool,
+    wall_us: u64,
+    mono_ns: u64,
+    pid: u32,
+    generation: u32,
+    words: u64,
+}
+
+#[cfg(not(brummer_loom))]
+fn alloc_words(n: usize) -> Box<[AtomicU64]> {
+    use std::alloc::{Layout, alloc_zeroed, handle_alloc_error};
+    // n is between MIN_WORDS and MAX_WORDS, so the layout always exists.
+    let layout = match Layout::array::<AtomicU64>(n) {
+        Ok(l) => l,
+        Err(_) => handle_alloc_error(Layout::new::<AtomicU64>()),
+    };
+    // SAFETY: the layout has non-zero size (n >= MIN_WORDS). All-zero bytes are a valid
+    // AtomicU64 (same representation as u64). The pointer comes from the global allocator
+    // with exactly the layout Box<[AtomicU64]> will free it with (array of n). Zeroed pages
+    // from alloc_zeroed are mapped lazily, so an idle ring costs no RSS.
+    unsafe {
+        let p = alloc_zeroed(layout).cast::<AtomicU64>();
+        if p.is_null() {
+            handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
+    }
+}
+
+#[cfg(brummer_loom)]
+fn alloc_words(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+fn words_for(len: usize) -> u64 {
+    OVERHEAD + ((len as u64 + 7) >> 3)
+}
+
+impl LogRing {
+    /// Payload limit per record; longer input must be split (`RingWriter::push_line` does).
+    pub const MAX_LINE: usize = 64 * 1024;
+
+    /// `capacity_bytes` is rounded up to a power of two of 8-byte words (min 4 KiB).
+    /// `first_seq` is the seq the first pushed line gets.
+    pub fn new(capacity_bytes: usize, first_seq: u64) -> (Arc<LogRing>, RingWriter) {
+        let words = capacity_bytes
+            .div_ceil(8)
+            .clamp(MIN_WORDS, MAX_WORDS)
+            .next_power_of_two();
+        let cap_words = words as u64;
+        // A record may use at most half the ring, so evicting older records always makes
+        // room; small rings therefore carry less than MAX_LINE per record.
+        let max_payload = Self::MAX_LINE.min(((cap_words / 2 - OVERHEAD) * 8) as usize);
+        let ring = Arc::new(LogRing {
+            buf: alloc_words(words),
+            mask: cap_words - 1,
+            cap_words,
+            max_payload,
+            first_seq,
+            h: Padded(HeadSide {
+                head: AtomicU64::new(0),
+                next_seq: AtomicU64::new(first_seq),
+                bytes: AtomicU64::new(0),
+            }),
+            t: Padded(TailSide {
+                tail: AtomicU64::new(0),
+                tail_seq: AtomicU64::new(first_seq),
+                evicted: AtomicU64::new(0),
+            }),
+        });
+        let writer = RingWriter {
+            ring: Arc::clone(&ring),
+            head: 0,
+            tail: 0,
+            next_seq: first_seq,
+            tail_seq: first_seq,
+            bytes: 0,
+            evicted: 0,
+        };
+        (ring, writer)
+    }
+
+    #[inline]
+    fn word(&self, off: u64) -> &AtomicU64 {
+        &self.buf[(off & self.mask) as usize]
+    }
+
+    #[inline]
+    fn ld(&self, off: u64) -> u64 {
+        self.word(off).load(Ordering::Relaxed)
+    }
+
+    /// Seq the next pushed line will get.
+    pub fn next_seq(&self) -> u64 {
+        self.h.0.next_seq.load(Ordering::Acquire)
+    }
+
+    /// Oldest seq still held (== `next_seq` when empty).
+    pub fn oldest_seq(&self) -> u64 {
+        self.t.0.tail_seq.load(Ordering::Acquire)
+    }
+
+    /// The seq this ring started numbering at.
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    /// Largest payload one record of this ring carries: `MAX_LINE`, or less for rings
+    /// under 128 KiB (a record never exceeds half the ring).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    pub fn capacity_bytes(&self) -> usize {
+        (self.cap_words * 8) as usize
+    }
+
+    pub fn stats(&self) -> RingStats {
+        RingStats {
+            lines: self.next_seq() - self.first_seq,
+            bytes: self.h.0.bytes.load(Ordering::Relaxed),
+            evicted: self.t.0.evicted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Consistent (tail, head) pair. The tail is stored Relaxed, so in theory it can be seen
+    /// ahead of a stale head; such a pair is simply re-read.
+    fn bounds(&self) -> (u64, u64) {
+        loop {
+            let h = self.h.0.head.load(Ordering::Acquire);
+            let t = self.t.0.tail.load(Ordering::Acquire);
+            if t <= h {
+                return (t, h);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// True if no word at an offset `>= lo` read before this call can have been overwritten:
+    /// the writer advances the tail past a word (then fences) before overwriting it.
+    #[inline]
+    fn still_valid(&self, lo: u64) -> bool {
+        fence(Ordering::Acquire);
+        self.t.0.tail.load(Ordering::Relaxed) <= lo
+    }
+
+    /// Decodes a header; None when the words cannot be a header (only possible if torn).
+    fn header(&self, pos: u64) -> Option<RawHeader> {
+        let meta = self.ld(pos + 1);
+        let len = (meta & LEN_MASK) as usize;
+        if len > self.max_payload {
+            return None;
+        }
+        let stream = Stream::from_u8((meta >> STREAM_SHIFT) as u8)?;
+        let pg = self.ld(pos + 4);
+        Some(RawHeader {
+            seq: self.ld(pos),
+            len,
+            stream,
+            partial: meta & PARTIAL_BIT != 0,
+            wall_us: self.ld(pos + 2),
+            mono_ns: self.ld(pos + 3),
+            pid: pg as u32,
+            generation: (pg >> 32) as u32,
+            words: words_for(len),
+        })
+    }
+
+    fn payload(&self, pos: u64, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len);
+        let full = (len / 8) as u64;
+        for i in 0..full {
+            v.extend_from_slice(&self.ld(pos + i).to_le_bytes());
+        }
+        let rem = len % 8;
+        if rem > 0 {
+            v.extend_from_slice(&self.ld(pos + full).to_le_bytes()[..rem]);
+        }
+        v
+    }
+
+    fn line(&self, pos: u64, h: &RawHeader) -> Line {
+        Line {
+            meta: LineMeta {
+                seq: h.seq,
+                wall_us: h.wall_us,
+                mono_ns: h.mono_ns,
+                stream: h.stream,
+                pid: h.pid,
+                generation: h.generation,
+                partial: h.partial,
+            },
+            bytes: self.payload(pos + HDR, h.len),
+        }
+    }
+
+    /// Size from the trailer ending at `end`, if plausible for a record inside `[t, end)`.
+    fn trailer(&self, end: u64, t: u64) -> Option<u64> {
+        let r = self.ld(end - 1);
+        let max = words_for(self.max_payload);
+        (OVERHEAD..=max)
+            .contains(&r)
+            .then_some(r)
+            .filter(|&r| end.checked_sub(r).is_some_and(|s| s >= t))
+    }
+
+    /// Last `n` lines (optionally of one stream), oldest first, appended to `out`. Lines
+    /// overwritten while reading are skipped, never torn.
+    pub fn tail(&self, n: usize, stream: Option<Stream>, out: &mut Vec<Line>) {
+        let base = out.len();
+        let (t, h) = self.bounds();
+        let mut end = h;
+        let mut got = 0;
+        while end > t && got < n {
+            let Some(r) = self.trailer(end, t) else {
+                debug_assert!(!self.still_valid(end - 1), "ring corrupt: bad trailer");
+                break;
+            };
+            let start = end - r;
+            let hdr = self.header(start).filter(|hd| hd.words == r);
+            let line = match &hdr {
+                Some(hd) if stream.is_none_or(|s| s == hd.stream) => Some(self.line(start, hd)),
+                _ => None,
+            };
+            // Once a record is gone, every older one is too: stop either way.
+            if !self.still_valid(start) {
+                break;
+            }
+            if hdr.is_none() {
+                debug_assert!(false, "ring corrupt: bad header at valid offset");
+                break;
+            }
+            if let Some(l) = line {
+                out.push(l);
+                got += 1;
+            }
+            end = start;
+        }
+        out[base..].reverse();
+    }
+
+    /// Lines with seq >= `from`, at most `max` of them counted before the stream filter,
+    /// appended to `out`. Seqs below `first_seq` never existed here and are not "missed".
+    pub fn read_from(
+        &self,
+        from: u64,
+        max: usize,
+        stream: Option<Stream>,
+        out: &mut Vec<Line>,
+    ) -> ReadOutcome {
+        let mut cursor = from.max(self.first_seq);
+        let mut missed = 0;
+        let mut taken = 0;
+        'resync: for _ in 0..MAX_RESYNC {
+            let (t, h) = self.bounds();
+            if t == h {
+                // Only before the first push: a record never fills the ring, so a push
+                // always leaves at least itself behind.
+                break;
+            }
+            let oldest = self.ld(t);
+            let last = self.trailer(h, t);
+            let newest = last.map(|r| self.ld(h - r));
+            if !self.still_valid(t) {
+                continue 'resync;
+            }
+            let (Some(last), Some(newest)) = (last, newest) else {
+                debug_assert!(false, "ring corrupt: bad trailer at head");
+                break;
+            };
+            if cursor > newest {
+                break;
+            }
+            let mut pos;
+            if cursor <= oldest {
+                missed += oldest - cursor;
+                cursor = oldest;
+                pos = t;
+            } else {
+                // Walk back from the newest record: readers that follow live output ask
+                // for something near the head.
+                pos = h - last;
+                let mut s = newest;
+                while s > cursor {
+                    match self.trailer(pos, t) {
+                        Some(r) => pos -= r,
+                        None => continue 'resync,
+                    }
+                    s -= 1;
+                }
+                let seq = self.ld(pos);
+                if !self.still_valid(pos) {
+                    continue 'resync;
+                }
+                if seq != cursor {
+                    debug_assert!(false, "ring corrupt: seq {seq} where {cursor} expected");
+                    break;
+                }
+            }
+            while taken < max && pos < h {
+                let hdr = self
+                    .header(pos)
+                    .filter(|hd| hd.seq == cursor && pos + hd.words <= h);
+                let line = match &hdr {
+                    Some(hd) if stream.is_none_or(|s| s == hd.stream) => Some(self.line(pos, hd)),
+                    _ => None,
+                };
+                if !self.still_valid(pos) {
+                    // Overtaken: the next pass starts at the new tail and counts the gap.
+                    continue 'resync;
+                }
+                let Some(hd) = hdr else {
+                    debug_assert!(false, "ring corrupt: bad header at valid offset");
+                    break 'resync;
+                };
+                if let Some(l) = line {
+                    out.push(l);
+                }
+                taken += 1;
+                cursor += 1;
+                pos += hd.words;
+            }
+            break;
+        }
+        ReadOutcome {
+            missed,
+            next_seq: cursor,
+        }
+    }
+}
+
+impl std::fmt::Debug for LogRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogRing")
+            .field("capacity_bytes", &self.capacity_bytes())
+            .field("oldest_seq", &self.oldest_seq())
+            .field("next_seq", &self.next_seq())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The one writer of a `LogRing`. Not `Clone`: single-writer is a type-level fact.
+pub struct RingWriter {
+    ring: Arc<LogRing>,
+    // Writer-private copies of the shared positions, so the hot path never reads back
+    // contended atomics.
+    head: u64,
+    tail: u64,
+    next_seq: u64,
+    tail_seq: u64,
+    bytes: u64,
+    evicted: u64,
+}
+
+impl RingWriter {
+    /// Appends one line (bytes without newline) and returns its seq. Bytes beyond
+    /// `ring().max_payload()` are dropped; use `push_line` to split instead. Evicts the
+    /// oldest records as needed and never waits for readers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        stream: Stream,
+        pid: u32,
+        generation: u32,
+        wall_us: u64,
+        mono_ns: u64,
+        partial: bool,
+        bytes: &[u8],
+    ) -> u64 {
+        let ring = &*self.ring;
+        let bytes = &bytes[..bytes.len().min(ring.max_payload)];
+        let words = words_for(bytes.len());
+        let new_head = self.head + words;
+        if new_head - self.tail > ring.cap_words {
+            while new_head - self.tail > ring.cap_words {
+                // Our own earlier write, so a Relaxed load returns it exactly.
+                let len = (ring.ld(self.tail + 1) & LEN_MASK) as usize;
+                self.tail += words_for(len);
+                self.tail_seq += 1;
+                self.evicted += 1;
+            }
+            let t = &ring.t.0;
+            t.tail_seq.store(self.tail_seq, Ordering::Relaxed);
+            t.evicted.store(self.evicted, Ordering::Relaxed);
+            t.tail.store(self.tail, Ordering::Relaxed);
+            // Orders the tail advance before the overwrites below for any reader that
+            // observes one of them (it fences Acquire and re-reads the tail).
+            fence(Ordering::Release);
+        }
+        let seq = self.next_seq;
+        let p = self.head;
+        let meta = bytes.len() as u64
+            | (u64::from(stream as u8) << STREAM_SHIFT)
+            | if partial { PARTIAL_BIT } else { 0 };
+        let st = |off: u64, v: u64| ring.word(off).store(v, Ordering::Relaxed);
+        st(p, seq);
+        st(p + 1, meta);
+        st(p + 2, wall_us);
+        st(p + 3, mono_ns);
+        st(p + 4, u64::from(pid) | (u64::from(generation) << 32));
+        let mut off = p + HDR;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            st(off, u64::from_le_bytes(w));
+            off += 1;
+        }
+        let rem = chunks.remainder();
+        if !rem.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rem.len()].copy_from_slice(rem);
+            st(off, u64::from_le_bytes(w));
+            off += 1;
+        }
+        st(off, words);
+        self.head = new_head;
+        self.next_seq += 1;
+        self.bytes += bytes.len() as u64;
+        let h = &ring.h.0;
+        h.bytes.store(self.bytes, Ordering::Relaxed);
+        h.next_seq.store(self.next_seq, Ordering::Relaxed);
+        // Publishes the record (and next_seq) to readers that Acquire-load the head.
+        h.head.store(new_head, Ordering::Release);
+        seq
+    }
+
+    /// Splits `bytes` into records of at most `ring().max_payload()` bytes, all but the
+    /// last marked partial. Returns the seq of the last.
+    pub fn push_line(
+        &mut self,
+        stream: Stream,
+        pid: u32,
+        generation: u32,
+        wall_us: u64,
+        mono_ns: u64,
+        bytes: &[u8],
+    ) -> u64 {
+        let max = self.ring.max_payload;
+        let mut rest = bytes;
+        while rest.len() > max {
+            let (chunk, tail) = rest.split_at(max);
+            self.push(stream, pid, generation, wall_us, mono_ns, true, chunk);
+            rest = tail;
+        }
+        self.push(stream, pid, generation, wall_us, mono_ns, false, rest)
+    }
+
+    pub fn ring(&self) -> &Arc<LogRing> {
+        &self.ring
+    }
+}
+
+impl std::fmt::Debug for RingWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingWriter")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(brummer_loom)))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    fn payload(seq: u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (seq as u8).wrapping_mul(31).wrapping_add(i as u8))
+            .collect()
+    }
+
+    fn stream_of(b: bool) -> Stream {
+        if b { Stream::Stderr } else { Stream::Stdout }
+    }
+
+    /// What the ring must retain: the longest suffix of pushed records whose word sizes fit.
+    struct Model {
+        cap_words: u64,
+        max_payload: usize,
+        first_seq: u64,
+        next_seq: u64,
+        used: u64,
+        lines: VecDeque<(Line, u64)>,
+    }
+
+    impl Model {
+        fn new(ring: &LogRing) -> Self {
+            Model {
+                cap_words: ring.capacity_bytes() as u64 / 8,
+                max_payload: ring.max_payload(),
+                first_seq: ring.first_seq(),
+                next_seq: ring.first_seq(),
+                used: 0,
+                lines: VecDeque::new(),
+            }
+        }
+
+        fn push(&mut self, stream: Stream, partial: bool, len: usize) -> Line {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let len = len.min(self.max_payload);
+            let w = words_for(len);
+            while self.used + w > self.cap_words {
+                let (_, old) = self.lines.pop_front().unwrap();
+                self.used -= old;
+            }
+            let line = Line {
+                meta: LineMeta {
+                    seq,
+                    wall_us: seq * 10,
+                    mono_ns: seq * 1000 + 7,
+                    stream,
+                    pid: seq as u32 ^ 0xdead,
+                    generation: (seq as u32).wrapping_mul(3),
+                    partial,
+                },
+                bytes: payload(seq, len),
+            };
+            self.lines.push_back((line.clone(), w));
+            self.used += w;
+            line
+        }
+
+        fn oldest(&self) -> u64 {
+            self.lines
+                .front()
+                .map_or(self.next_seq, |(l, _)| l.meta.seq)
+        }
+
+        fn tail(&self, n: usize, stream: Option<Stream>) -> Vec<Line> {
+            let mut v: Vec<Line> = self
+                .lines
+                .iter()
+                .rev()
+                .map(|(l, _)| l)
+                .filter(|l| stream.is_none_or(|s| s == l.meta.stream))
+                .take(n)
+                .cloned()
+                .collect();
+            v.reverse();
+            v
+        }
+
+        fn read_from(
+            &self,
+            from: u64,
+            max: usize,
+            stream: Option<Stream>,
+        ) -> (Vec<Line>, ReadOutcome) {
+            let mut cursor = from.max(self.first_seq);
+            let mut missed = 0;
+            let oldest = self.oldest();
+            if cursor < oldest && !self.lines.is_empty() {
+                missed = oldest - cursor;
+                cursor = oldest;
+            }
+            let mut out = Vec::new();
+            let start = cursor;
+            for (l, _) in self
+                .lines
+                .iter()
+                .filter(|(l, _)| l.meta.seq >= start)
+                .take(max)
+            {
+                if stream.is_none_or(|s| s == l.meta.stream) {
+                    out.push(l.clone());
+                }
+                cursor = l.meta.seq + 1;
+            }
+            (
+                out,
+                ReadOutcome {
+                    missed,
+                    next_seq: cursor,
+                },
+            )
+        }
+    }
+
+    fn push_model(w: &mut RingWriter, m: &mut Model, stream: Stream, partial: bool, len: usize) {
+        let expect = m.push(stream, partial, len);
+        let seq = expect.meta.seq;
+        let got = w.push(
+            stream,
+            expect.meta.pid,
+            expect.meta.generation,
+            expect.meta.wall_us,
+            expect.meta.mono_ns,
+            partial,
+            &payload(seq, len),
+        );
+        assert_eq!(got, seq);
+    }
+
+    fn check_all(ring: &LogRing, m: &Model) {
+        assert_eq!(ring.next_seq(), m.next_seq);
+        assert_eq!(ring.oldest_seq(), m.oldest());
+        let mut out = Vec::new();
+        ring.tail(usize::MAX, None, &mut out);
+        let want: Vec<Line> = m.lines.iter().map(|(l, _)| l.clone()).collect();
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn capacity_rounding_and_limits() {
+        assert_eq!(LogRing::new(0, 0).0.capacity_bytes(), 4096);
+        assert_eq!(LogRing::new(4097, 0).0.capacity_bytes(), 8192);
+        assert_eq!(LogRing::new(1 << 20, 0).0.capacity_bytes(), 1 << 20);
+        assert_eq!(LogRing::new(4096, 0).0.max_payload(), (256 - 6) * 8);
+        assert_eq!(LogRing::new(1 << 20, 0).0.max_payload(), LogRing::MAX_LINE);
+        // Smallest ring that carries full MAX_LINE records.
+        let (r, _) = LogRing::new(256 << 10, 0);
+        assert_eq!(r.max_payload(), LogRing::MAX_LINE);
+        let (r, _) = LogRing::new(128 << 10, 0);
+        assert!(r.max_payload() < LogRing::MAX_LINE);
+    }
+
+    #[test]
+    fn empty_ring() {
+        let (ring, _w) = LogRing::new(4096, 42);
+        assert_eq!(ring.next_seq(), 42);
+        assert_eq!(ring.oldest_seq(), 42);
+        let mut out = Vec::new();
+        ring.tail(10, None, &mut out);
+        assert!(out.is_empty());
+        let o = ring.read_from(0, 10, None, &mut out);
+        assert_eq!(
+            o,
+            ReadOutcome {
+                missed: 0,
+                next_seq: 42
+            }
+        );
+        assert!(out.is_empty());
+        assert_eq!(ring.stats(), RingStats::default());
+    }
+
+    #[test]
+    fn push_roundtrips_meta_and_bytes() {
+        let (ring, mut w) = LogRing::new(1 << 16, 1);
+        let s1 = w.push(
+            Stream::Stdout,
+            77,
+            5,
+            1_700_000_000_000_000,
+            99,
+            false,
+            b"hello",
+        );
+        let s2 = w.push(Stream::Stderr, 78, 6, 2, 3, true, b"");
+        let s3 = w.push(
+            Stream::Stdout,
+            u32::MAX,
+            u32::MAX,
+            u64::MAX,
+            u64::MAX,
+            false,
+            b"12345678",
+        );
+        assert_eq!((s1, s2, s3), (1, 2, 3));
+        let mut out = Vec::new();
+        let o = ring.read_from(1, 10, None, &mut out);
+        assert_eq!(
+            o,
+            ReadOutcome {
+                missed: 0,
+                next_seq: 4
+            }
+        );
+        assert_eq!(out[0].bytes, b"hello");
+        assert_eq!(
+            out[0].meta,
+            LineMeta {
+                seq: 1,
+                wall_us: 1_700_000_000_000_000,
+                mono_ns: 99,
+                stream: Stream::Stdout,
+                pid: 77,
+                generation: 5,
+                partial: false
+            }
+        );
+        assert!(out[1].bytes.is_empty() && out[1].meta.partial);
+        assert_eq!(out[1].meta.stream, Stream::Stderr);
+        assert_eq!(out[2].meta.pid, u32::MAX);
+        assert_eq!(out[2].meta.generation, u32::MAX);
+        assert_eq!(out[2].meta.wall_us, u64::MAX);
+        assert_eq!(out[2].bytes, b"12345678");
+        let mut errs = Vec::new();
+        ring.tail(5, Some(Stream::Stderr), &mut errs);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].meta.seq, 2);
+        assert_eq!(
+            ring.stats(),
+            RingStats {
+                lines: 3,
+                bytes: 13,
+                evicted: 0
+            }
+        );
+    }
+
+    #[test]
+    fn appends_to_existing_out() {
+        let (ring, mut w) = LogRing::new(4096, 0);
+        w.push(Stream::Stdout, 1, 1, 1, 1, false, b"a");
+        w.push(Stream::Stdout, 1, 1, 1, 1, false, b"b");
+        let marker = Line {
+            meta: LineMeta {
+                seq: 999,
+                wall_us: 0,
+                mono_ns: 0,
+                stream: Stream::Stdout,
+                pid: 0,
+                generation: 0,
+                partial: false,
+            },
+            bytes: b"keep".to_vec(),
+        };
+        let mut out = vec![marker.clone()];
+        ring.tail(2, None, &mut out);
+        assert_eq!(out[0], marker);
+        assert_eq!(out[1].bytes, b"a");
+        assert_eq!(out[2].bytes, b"b");
+    }
+
+    #[test]
+    fn wraps_around_many_times() {
+        let (ring, mut w) = LogRing::new(4096, 1000);
+        let mut m = Model::new(&ring);
+        for i in 0..20_000usize {
+            let len = (i * 7919) % 300;
+            push_model(&mut w, &mut m, stream_of(i % 3 == 0), false, len);
+            if i % 997 == 0 {
+                check_all(&ring, &m);
+            }
+        }
+        check_all(&ring, &m);
+        let st = ring.stats();
+        assert_eq!(st.lines, 20_000);
+        assert_eq!(st.evicted, 20_000 - m.lines.len() as u64);
+        assert!(st.bytes > 20 * 4096, "should have wrapped many times");
+        // A cursor from long ago reports exactly what was lost.
+        let mut out = Vec::new();
+        let o = ring.read_from(1000, usize::MAX, None, &mut out);
+        assert_eq!(o.missed, m.oldest() - 1000);
+        assert_eq!(o.next_seq, 21_000);
+        assert_eq!(out.len(), m.lines.len());
+    }
+
+    #[test]
+    fn oversized_push_truncates_to_max_payload() {
+        let (ring, mut w) = LogRing::new(4096, 0);
+        let big = vec![b'x'; 10_000];
+        w.push(Stream::Stdout, 1, 1, 1, 1, false, &big);
+        let mut out = Vec::new();
+        ring.tail(1, None, &mut out);
+        assert_eq!(out[0].bytes.len(), ring.max_payload());
+    }
+
+    #[test]
+    fn push_line_splits_200k() {
+        let (ring, mut w) = LogRing::new(1 << 20, 5);
+        let line: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+        let last = w.push_line(Stream::Stderr, 9, 2, 3, 4, &line);
+        assert_eq!(last, 8, "65536 * 3 + 8192: four records");
+        let mut out = Vec::new();
+        let o = ring.read_from(0, 100, None, &mut out);
+        assert_eq!(o.next_seq, 9);
+        assert_eq!(out.len(), 4);
+        assert_eq!(
+            out.iter().map(|l| l.meta.partial).collect::<Vec<_>>(),
+            [true, true, true, false]
+        );
+        assert!(out[..3].iter().all(|l| l.bytes.len() == LogRing::MAX_LINE));
+        let joined: Vec<u8> = out.iter().flat_map(|l| l.bytes.iter().copied()).collect();
+        assert_eq!(joined, line);
+        // An empty line is one empty, complete record.
+        assert_eq!(w.push_line(Stream::Stdout, 9, 2, 3, 4, b""), 9);
+        // A small ring splits at its own limit and keeps only the newest pieces.
+        let (small, mut sw) = LogRing::new(4096, 0);
+        let last = sw.push_line(Stream::Stdout, 1, 1, 1, 1, &line);
+        let pieces = line.len().div_ceil(small.max_payload()) as u64;
+        assert_eq!(last, pieces - 1);
+        let mut out = Vec::new();
+        small.tail(usize::MAX, None, &mut out);
+        let tail_bytes: Vec<u8> = out.iter().flat_map(|l| l.bytes.iter().copied()).collect();
+        assert!(line.ends_with(&tail_bytes));
+        assert!(!out.last().unwrap().meta.partial);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push {
+            len: usize,
+            stderr: bool,
+            partial: bool,
+        },
+        Tail {
+            n: usize,
+            filter: Option<bool>,
+        },
+        Read {
+            from: u64,
+            max: usize,
+            filter: Option<bool>,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let len = prop_oneof![
+            8 => 0usize..64,
+            3 => 64usize..2048,
+            1 => 0usize..=LogRing::MAX_LINE + 10,
+        ];
+        prop_oneof![
+            6 => (len, any::<bool>(), any::<bool>())
+                .prop_map(|(len, stderr, partial)| Op::Push { len, stderr, partial }),
+            1 => (0usize..40, proptest::option::of(any::<bool>()))
+                .prop_map(|(n, filter)| Op::Tail { n, filter }),
+            2 => (any::<u64>(), 0usize..40, proptest::option::of(any::<bool>()))
+                .prop_map(|(from, max, filter)| Op::Read { from, max, filter }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn ring_matches_model(
+            cap_shift in 12u32..19,
+            first_seq in prop_oneof![Just(0u64), 1u64..1_000_000],
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            let (ring, mut w) = LogRing::new(1 << cap_shift, first_seq);
+            let mut m = Model::new(&ring);
+            for op in ops {
+                match op {
+                    Op::Push { len, stderr, partial } => {
+                        push_model(&mut w, &mut m, stream_of(stderr), partial, len);
+                    }
+                    Op::Tail { n, filter } => {
+                        let filter = filter.map(stream_of);
+                        let mut out = Vec::new();
+                        ring.tail(n, filter, &mut out);
+                        prop_assert_eq!(out, m.tail(n, filter));
+                    }
+                    Op::Read { from, max, filter } => {
+                        // Aim near the interesting range: before, inside and past the data.
+                        let lo = first_seq.saturating_sub(3);
+                        let span = m.next_seq + 3 - lo;
+                        let from = lo + from % span;
+                        let filter = filter.map(stream_of);
+                        let mut out = Vec::new();
+                        let o = ring.read_from(from, max, filter, &mut out);
+                        let (want, wo) = m.read_from(from, max, filter);
+                        prop_assert_eq!(o, wo, "from {} max {}", from, max);
+                        prop_assert_eq!(out, want);
+                    }
+                }
+                prop_assert_eq!(ring.next_seq(), m.next_seq);
+                prop_assert_eq!(ring.oldest_seq(), m.oldest());
+            }
+            check_all(&ring, &m);
+        }
+    }
+}
