@@ -137,7 +137,7 @@ async fn run(
                 match rx.poll_recv(cx) {
                     Poll::Ready(Some(src)) => {
                         for (fd, stream) in [(src.stdout, Stream::Stdout), (src.stderr, Stream::Stderr)] {
-                            match AsyncFd::new(fd) {
+                            match crate::fd::watch_readable(fd) {
                                 Ok(fd) => pipes.push(Pipe {
                                     fd,
                                     stream,
@@ -190,7 +190,12 @@ enum Drained {
 
 /// Reads what is available from one pipe (at most `READS_PER_TURN` reads). Registers for
 /// a wake-up when the pipe runs dry.
-fn drain(p: &mut Pipe, buf: &mut [u8], sink: &mut Sink, cx: &mut std::task::Context<'_>) -> Drained {
+fn drain(
+    p: &mut Pipe,
+    buf: &mut [u8],
+    sink: &mut Sink,
+    cx: &mut std::task::Context<'_>,
+) -> Drained {
     let mut total = 0;
     for _ in 0..READS_PER_TURN {
         let mut guard = match p.fd.poll_read_ready(cx) {
@@ -249,7 +254,8 @@ impl Sink {
         // reader never has to wait for a newline that may never come.
         while p.carry.len() >= LogRing::MAX_LINE {
             let part: Vec<u8> = p.carry.drain(..LogRing::MAX_LINE).collect();
-            self.writer.push(p.stream, p.pid, p.generation, wall, mono, true, &part);
+            self.writer
+                .push(p.stream, p.pid, p.generation, wall, mono, true, &part);
             self.write_disk(&[&part]);
         }
     }
@@ -260,8 +266,14 @@ impl Sink {
             return;
         }
         let line = std::mem::take(&mut p.carry);
-        self.writer
-            .push_line(p.stream, p.pid, p.generation, wall_us(), mono_ns(self.origin), &line);
+        self.writer.push_line(
+            p.stream,
+            p.pid,
+            p.generation,
+            wall_us(),
+            mono_ns(self.origin),
+            &line,
+        );
         self.write_disk(&[&line, b"\n"]);
     }
 
@@ -292,7 +304,11 @@ impl Sink {
 }
 
 fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)).collect();
+    let mut slices: Vec<IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
     let mut slices = &mut slices[..];
     while !slices.is_empty() {
         match file.write_vectored(slices) {

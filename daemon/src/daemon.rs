@@ -125,7 +125,9 @@ pub async fn command(
     let (tx, rx) = oneshot::channel();
     if let Err(e) = entry.cmd.try_send(make(tx)) {
         let why = match e {
-            mpsc::error::TrySendError::Full(_) => "too many pending commands for this process; try again",
+            mpsc::error::TrySendError::Full(_) => {
+                "too many pending commands for this process; try again"
+            }
             mpsc::error::TrySendError::Closed(_) => "the process is being removed",
         };
         return OpReply {
@@ -178,7 +180,12 @@ pub async fn run(
     let entries: Vec<(String, Arc<ProcessEntry>)> = config
         .processes
         .values()
-        .map(|def| (def.name.clone(), daemon.add_process(def.clone(), def.autostart)))
+        .map(|def| {
+            (
+                def.name.clone(),
+                daemon.add_process(def.clone(), def.autostart),
+            )
+        })
         .collect();
     daemon
         .registry
@@ -245,9 +252,9 @@ pub async fn run(
 /// after start-up.
 async fn reload(daemon: &Arc<Daemon>, load: &LoadOptions) -> Result<ReloadResult, String> {
     let config = config::load(load).map_err(|e| e.to_string())?;
-    daemon
-        .ring_bytes
-        .store(Arc::new(config.daemon.ring_bytes.unwrap_or(DEFAULT_RING_BYTES)));
+    daemon.ring_bytes.store(Arc::new(
+        config.daemon.ring_bytes.unwrap_or(DEFAULT_RING_BYTES),
+    ));
     let current = daemon.registry.load_full();
     let mut result = ReloadResult::default();
     let mut next: BTreeMap<String, Arc<ProcessEntry>> = BTreeMap::new();
@@ -284,7 +291,10 @@ async fn reload(daemon: &Arc<Daemon>, load: &LoadOptions) -> Result<ReloadResult
         });
     }
     for e in &result.removed {
-        daemon.shared.bus.publish(Event::ProcessRemoved { process: e.clone() });
+        daemon
+            .shared
+            .bus
+            .publish(Event::ProcessRemoved { process: e.clone() });
     }
     // Stops and restarts run in parallel; the reply waits for all of them.
     let mut set = tokio::task::JoinSet::new();

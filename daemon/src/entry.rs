@@ -41,7 +41,7 @@ pub struct ProcessEntry {
     /// In-memory log; its single writer lives in the capture task.
     pub ring: Arc<LogRing>,
     /// Woken (once per chunk) by the capture task when lines were added.
-    pub log_notify: Notify,
+    pub log_notify: Arc<Notify>,
     pub counters: Counters,
     /// Commands to the supervisor task. Bounded: a full channel is an error, not a wait.
     pub cmd: mpsc::Sender<Command>,

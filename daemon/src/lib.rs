@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod entry;
+pub mod fd;
 pub mod paths;
 pub mod socket;
 pub mod supervisor;

@@ -51,6 +51,7 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -104,7 +105,11 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
     if !load.main.exists() {
         tracing::warn!(path = %load.main.display(), "no configuration file; starting with no programs");
     }
-    let log_dir = config.daemon.log_dir.clone().unwrap_or(paths.log_dir.clone());
+    let log_dir = config
+        .daemon
+        .log_dir
+        .clone()
+        .unwrap_or(paths.log_dir.clone());
     create_log_dir(&log_dir, mode)?;
     let socket = args.socket.clone().unwrap_or(paths.socket.clone());
 
@@ -127,7 +132,8 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+            let mut int =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
             Ok::<_, std::io::Error>(async move {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM received"),

@@ -77,15 +77,16 @@ mod tests {
     use super::*;
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn user_paths_follow_xdg() {
-        let get = env(&[
-            ("HOME", "/home/a"),
-            ("XDG_RUNTIME_DIR", "/run/user/1000"),
-        ]);
+        let get = env(&[("HOME", "/home/a"), ("XDG_RUNTIME_DIR", "/run/user/1000")]);
         let p = Paths::for_mode(
             Mode::User,
             &Env {
@@ -95,9 +96,18 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(p.config, PathBuf::from("/home/a/.config/brummer/brummer.toml"));
-        assert_eq!(p.socket, PathBuf::from("/run/user/1000/brummer/brummer.sock"));
-        assert_eq!(p.log_dir, PathBuf::from("/home/a/.local/state/brummer/logs"));
+        assert_eq!(
+            p.config,
+            PathBuf::from("/home/a/.config/brummer/brummer.toml")
+        );
+        assert_eq!(
+            p.socket,
+            PathBuf::from("/run/user/1000/brummer/brummer.sock")
+        );
+        assert_eq!(
+            p.log_dir,
+            PathBuf::from("/home/a/.local/state/brummer/logs")
+        );
 
         let get = env(&[
             ("XDG_CONFIG_HOME", "/c"),

@@ -59,8 +59,9 @@ pub fn bind(path: &Path, mode: Mode) -> Result<UnixListener, SocketError> {
         source,
     };
     match mode {
-        Mode::User => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(perms)?,
+        Mode::User => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(perms)?
+        }
         Mode::System => {
             if let Ok(Some(g)) = nix::unistd::Group::from_name("brummer") {
                 nix::unistd::chown(path, None, Some(g.gid))

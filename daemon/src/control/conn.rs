@@ -57,10 +57,6 @@ impl Outbox {
         };
         self.send(&resp).await
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
 }
 
 pub struct Connection {
@@ -103,7 +99,9 @@ impl Connection {
                 Frame::TooLong(n) => {
                     let e = RpcError::new(
                         ErrorCode::RequestTooLarge,
-                        format!("request line of {n} bytes is over the {MAX_LINE}-byte limit; skipped to the next newline"),
+                        format!(
+                            "request line of {n} bytes is over the {MAX_LINE}-byte limit; skipped to the next newline"
+                        ),
                     );
                     if !out.send(&Response::err(None, e)).await {
                         break;
@@ -168,13 +166,24 @@ impl Connection {
                 Request::Follow(p) => {
                     let sub = next_sub;
                     next_sub += 1;
-                    let h = tokio::spawn(streams::follow(self.daemon.clone(), out.clone(), id, sub, p));
+                    let h = tokio::spawn(streams::follow(
+                        self.daemon.clone(),
+                        out.clone(),
+                        id,
+                        sub,
+                        p,
+                    ));
                     subs.insert(sub, h.abort_handle());
                 }
                 Request::Subscribe(_) => {
                     let sub = next_sub;
                     next_sub += 1;
-                    let h = tokio::spawn(streams::subscribe(self.daemon.clone(), out.clone(), id, sub));
+                    let h = tokio::spawn(streams::subscribe(
+                        self.daemon.clone(),
+                        out.clone(),
+                        id,
+                        sub,
+                    ));
                     subs.insert(sub, h.abort_handle());
                 }
                 Request::Unsubscribe(p) => {

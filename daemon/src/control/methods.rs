@@ -39,7 +39,9 @@ pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Result<Value, RpcError> {
             {
                 return Err(RpcError::new(
                     ErrorCode::InvalidParams,
-                    format!("protocol {v} is not supported: brummerd speaks protocol {PROTOCOL_VERSION} (upgrade the client or the daemon)"),
+                    format!(
+                        "protocol {v} is not supported: brummerd speaks protocol {PROTOCOL_VERSION} (upgrade the client or the daemon)"
+                    ),
                 ));
             }
             to_value(&HelloResult {
@@ -91,14 +93,22 @@ pub async fn mutate(d: &Arc<Daemon>, req: Request) -> Result<Value, RpcError> {
             let (tx, rx) = oneshot::channel();
             d.reload_tx
                 .try_send(ReloadRequest { reply: tx })
-                .map_err(|_| RpcError::new(ErrorCode::OperationFailed, "too many reloads queued; try again"))?;
+                .map_err(|_| {
+                    RpcError::new(
+                        ErrorCode::OperationFailed,
+                        "too many reloads queued; try again",
+                    )
+                })?;
             match rx.await {
                 Ok(Ok(r)) => to_value(&r),
                 Ok(Err(msg)) => Err(RpcError::new(
                     ErrorCode::ConfigInvalid,
                     format!("reload failed, keeping the running configuration:\n{msg}"),
                 )),
-                Err(_) => Err(RpcError::new(ErrorCode::ShuttingDown, "brummerd is shutting down")),
+                Err(_) => Err(RpcError::new(
+                    ErrorCode::ShuttingDown,
+                    "brummerd is shutting down",
+                )),
             }
         }
         _ => Err(RpcError::new(ErrorCode::Internal, "not a mutating request")),

@@ -61,7 +61,10 @@ pub async fn follow(d: Arc<Daemon>, out: Outbox, id: Option<Value>, sub: u64, p:
         subscription: sub,
         seq: None,
     };
-    if !out.reply(id, Ok(serde_json::to_value(reply).unwrap_or(Value::Null))).await {
+    if !out
+        .reply(id, Ok(serde_json::to_value(reply).unwrap_or(Value::Null)))
+        .await
+    {
         return;
     }
     let mut batch: Vec<(u64, Arc<str>, Line)> = Vec::new();
@@ -124,7 +127,10 @@ pub async fn subscribe(d: Arc<Daemon>, out: Outbox, id: Option<Value>, sub: u64)
         subscription: sub,
         seq: Some(d.shared.bus.last_seq()),
     };
-    if !out.reply(id, Ok(serde_json::to_value(reply).unwrap_or(Value::Null))).await {
+    if !out
+        .reply(id, Ok(serde_json::to_value(reply).unwrap_or(Value::Null)))
+        .await
+    {
         return;
     }
     loop {

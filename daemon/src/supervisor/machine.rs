@@ -138,19 +138,51 @@ mod tests {
         let mut s = RestartState::default();
         let (b, l) = (backoff(), limit(5));
         assert_eq!(
-            s.on_exit(RestartPolicy::Never, &b, &l, ExitKind::Code(1), QUICK, t, 0.5),
+            s.on_exit(
+                RestartPolicy::Never,
+                &b,
+                &l,
+                ExitKind::Code(1),
+                QUICK,
+                t,
+                0.5
+            ),
             Decision::Exited
         );
         assert_eq!(
-            s.on_exit(RestartPolicy::OnFailure, &b, &l, ExitKind::Code(0), QUICK, t, 0.5),
+            s.on_exit(
+                RestartPolicy::OnFailure,
+                &b,
+                &l,
+                ExitKind::Code(0),
+                QUICK,
+                t,
+                0.5
+            ),
             Decision::Exited
         );
         assert!(matches!(
-            s.on_exit(RestartPolicy::OnFailure, &b, &l, ExitKind::Signal(9), QUICK, t, 0.5),
+            s.on_exit(
+                RestartPolicy::OnFailure,
+                &b,
+                &l,
+                ExitKind::Signal(9),
+                QUICK,
+                t,
+                0.5
+            ),
             Decision::Restart(_)
         ));
         assert!(matches!(
-            s.on_exit(RestartPolicy::Always, &b, &l, ExitKind::Code(0), QUICK, t, 0.5),
+            s.on_exit(
+                RestartPolicy::Always,
+                &b,
+                &l,
+                ExitKind::Code(0),
+                QUICK,
+                t,
+                0.5
+            ),
             Decision::Restart(_)
         ));
     }
@@ -190,7 +222,15 @@ mod tests {
             Decision::Restart(Duration::ZERO)
         );
         assert_eq!(
-            s.on_exit(RestartPolicy::Always, &b, &l, ExitKind::Code(1), QUICK, t, 0.5),
+            s.on_exit(
+                RestartPolicy::Always,
+                &b,
+                &l,
+                ExitKind::Code(1),
+                QUICK,
+                t,
+                0.5
+            ),
             Decision::Restart(Duration::from_millis(100))
         );
     }
@@ -222,13 +262,29 @@ mod tests {
         }
         let at = t + Duration::from_secs(3);
         assert_eq!(
-            s.on_exit(RestartPolicy::Always, &b, &l, ExitKind::Code(1), QUICK, at, 0.5),
+            s.on_exit(
+                RestartPolicy::Always,
+                &b,
+                &l,
+                ExitKind::Code(1),
+                QUICK,
+                at,
+                0.5
+            ),
             Decision::Failed
         );
         // Outside the window the old restarts no longer count.
         let later = t + Duration::from_secs(12);
         assert!(matches!(
-            s.on_exit(RestartPolicy::Always, &b, &l, ExitKind::Code(1), QUICK, later, 0.5),
+            s.on_exit(
+                RestartPolicy::Always,
+                &b,
+                &l,
+                ExitKind::Code(1),
+                QUICK,
+                later,
+                0.5
+            ),
             Decision::Restart(_)
         ));
         s.reset();

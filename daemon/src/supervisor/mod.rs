@@ -11,6 +11,7 @@ mod stop;
 
 pub use children::Children;
 pub use machine::ExitKind;
+pub use spawn::base_env;
 
 use crate::capture::{CaptureHandle, Source};
 use crate::config::ProcessDef;
@@ -248,7 +249,7 @@ impl Task {
         match spawn::spawn(&def, &self.shared.base_env, &self.shared.children) {
             Ok(s) => {
                 self.generation += 1;
-                let pidfd = match AsyncFd::new(s.pidfd) {
+                let pidfd = match crate::fd::watch_readable(s.pidfd) {
                     Ok(fd) => fd,
                     Err(e) => {
                         // Cannot watch it: kill it rather than leave an unsupervised child.
@@ -256,7 +257,9 @@ impl Task {
                             nix::unistd::Pid::from_raw(s.pid),
                             nix::sys::signal::Signal::SIGKILL,
                         );
-                        return self.spawn_failed(format!("cannot watch pid {}: {e}", s.pid), explicit).await;
+                        return self
+                            .spawn_failed(format!("cannot watch pid {}: {e}", s.pid), explicit)
+                            .await;
                     }
                 };
                 if let Err(e) = self.capture.attach(Source {

@@ -104,7 +104,10 @@ mod tests {
     fn parses_stat_with_odd_comm() {
         let s = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10 18446744073709551615";
         let p = parse_stat(s).unwrap();
-        assert_eq!((p.pid, p.ppid, p.pgid, p.sid, p.start), (1234, 1, 1234, 1234, 98765));
+        assert_eq!(
+            (p.pid, p.ppid, p.pgid, p.sid, p.start),
+            (1234, 1, 1234, 1234, 98765)
+        );
         assert!(!p.zombie);
     }
 
@@ -137,7 +140,10 @@ mod tests {
         .map(|p| (p.pid, p))
         .collect();
         let roots = HashSet::from([(10, 10)]);
-        let mut got: Vec<i32> = members(&table, &roots, &[10]).iter().map(|p| p.pid).collect();
+        let mut got: Vec<i32> = members(&table, &roots, &[10])
+            .iter()
+            .map(|p| p.pid)
+            .collect();
         got.sort();
         assert_eq!(got, vec![10, 11, 12, 13, 20]);
     }

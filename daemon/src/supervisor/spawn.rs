@@ -178,12 +178,13 @@ fn credentials(def: &ProcessDef) -> Result<Option<ChildCreds>, SpawnError> {
         user: user.name.clone(),
         source: nix::Error::EINVAL,
     })?;
-    let groups = nix::unistd::getgrouplist(&cname, nix::unistd::Gid::from_raw(gid)).map_err(
-        |source| SpawnError::Groups {
-            user: user.name.clone(),
-            source,
-        },
-    )?;
+    let groups =
+        nix::unistd::getgrouplist(&cname, nix::unistd::Gid::from_raw(gid)).map_err(|source| {
+            SpawnError::Groups {
+                user: user.name.clone(),
+                source,
+            }
+        })?;
     let home = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(user.uid))
         .ok()
         .flatten()

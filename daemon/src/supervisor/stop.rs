@@ -42,7 +42,12 @@ pub async fn stop_tree(
     for p in procfs::members(&table, &known, &[group]) {
         known.insert(p.ident());
     }
-    send(child, group, &procfs::members(&table, &known, &[group]), sig);
+    send(
+        child,
+        group,
+        &procfs::members(&table, &known, &[group]),
+        sig,
+    );
 
     let mut deadline = Instant::now() + timeout;
     let mut killed = false;
@@ -59,8 +64,7 @@ pub async fn stop_tree(
                 pause = (pause * 2).min(MAX_POLL);
             }
         } else {
-            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = (pause * 2).min(MAX_POLL);
         }
         let table = procfs::snapshot();
@@ -83,7 +87,11 @@ pub async fn stop_tree(
                 return Err(StopError::Survivors(live.iter().map(|p| p.pid).collect()));
             }
             killed = true;
-            tracing::warn!(pid = group, remaining = live.len(), "stop timeout reached; sending SIGKILL");
+            tracing::warn!(
+                pid = group,
+                remaining = live.len(),
+                "stop timeout reached; sending SIGKILL"
+            );
             send(child, group, &live, Signal::KILL);
             deadline = Instant::now() + KILL_GRACE;
         }
@@ -106,8 +114,7 @@ fn send_each(members: &[Proc], sig: Signal) {
         let Some(pid) = Pid::from_raw(p.pid) else {
             continue;
         };
-        let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        else {
+        let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
             continue;
         };
         let same = std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
