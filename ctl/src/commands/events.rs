@@ -1,0 +1,200 @@
+//! `brummerctl events`: subscribe and print one line per daemon event until interrupted or
+//! until the daemon goes away (exit 3). `--json` prints each notification's params object.
+
+use super::Ctx;
+use crate::client::decode;
+use crate::exit::CtlError;
+use crate::output::{Printer, last_exit, paint, state_color, warn};
+use crate::time::rfc3339_millis;
+use brummer_proto::events::{EVENT, Event, EventParams, MISSED, MissedParams};
+use brummer_proto::methods::{Request, SubscribeParams};
+use brummer_proto::rpc::Notification;
+use serde_json::Value;
+use std::io::Write;
+
+pub fn run(ctx: &mut Ctx) -> Result<i32, CtlError> {
+    let mut client = ctx.connect()?;
+    let (json, color) = (ctx.json, ctx.color);
+    client.session(vec![Request::Subscribe(SubscribeParams {})], &mut |n| {
+        handle(&mut ctx.out, n, json, color)
+    })?;
+    loop {
+        let n = client.next_notification()?;
+        handle(&mut ctx.out, n, json, color)?;
+    }
+}
+
+fn handle<W: Write>(
+    out: &mut Printer<W>,
+    n: Notification,
+    json: bool,
+    color: bool,
+) -> Result<(), CtlError> {
+    match n.method.as_str() {
+        EVENT if json => out.json_line(&n.params),
+        EVENT => out.line(&render(&n.params, color)),
+        MISSED => {
+            let m: MissedParams = decode(n.params)?;
+            let what = if m.count == 1 { "event" } else { "events" };
+            warn(&format!(
+                "missed {} {what}: brummerctl read them too slowly",
+                m.count
+            ));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `2026-11-22T10:00:00.123Z web running -> backoff (exit code 1)`. Events of a kind this
+/// brummerctl does not know still print with their time, process and type.
+pub fn render(params: &Value, color: bool) -> String {
+    let Ok(p) = serde_json::from_value::<EventParams>(params.clone()) else {
+        let time = params["time_us"].as_u64().map(rfc3339_millis);
+        let field = |k: &str| params[k].as_str().unwrap_or("-").to_owned();
+        return format!(
+            "{} {} {}",
+            time.unwrap_or_else(|| "-".into()),
+            field("process"),
+            field("type")
+        );
+    };
+    let time = rfc3339_millis(p.time_us);
+    let what = match &p.event {
+        Event::StateChanged {
+            old,
+            new,
+            pid,
+            exit_code,
+            exit_signal,
+            restarts,
+            ..
+        } => {
+            let mut details = Vec::new();
+            if let (Some(pid), true) = (pid, new.is_active()) {
+                details.push(format!("pid {pid}"));
+            }
+            if exit_code.is_some() || exit_signal.is_some() {
+                let exit = last_exit(*exit_code, *exit_signal);
+                details.push(exit.replacen("code", "exit code", 1));
+            }
+            if *restarts > 0 && *new == brummer_proto::ProcessState::Backoff {
+                details.push(format!("restart {restarts}"));
+            }
+            let details = if details.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", details.join(", "))
+            };
+            format!(
+                "{old} -> {}{details}",
+                paint(new.as_str(), Some(state_color(*new)), color)
+            )
+        }
+        Event::ProcessAdded { .. } => "added".to_owned(),
+        Event::ProcessRemoved { .. } => "removed".to_owned(),
+        Event::UrlDetected { url, .. } => format!("url {url}"),
+        Event::ErrorDetected { line, .. } => format!("error: {line}"),
+    };
+    format!("{time} {} {what}", p.event.process())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brummer_proto::ProcessState;
+    use serde_json::json;
+
+    const T: u64 = 1_795_341_600_123_456;
+
+    fn params(event: Event) -> Value {
+        serde_json::to_value(EventParams {
+            subscription: 1,
+            seq: 5,
+            time_us: T,
+            event,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn state_changes() {
+        let v = params(Event::StateChanged {
+            process: "web".into(),
+            old: ProcessState::Running,
+            new: ProcessState::Backoff,
+            pid: None,
+            exit_code: Some(1),
+            exit_signal: None,
+            restarts: 0,
+        });
+        assert_eq!(
+            render(&v, false),
+            "2026-11-22T10:00:00.123Z web running -> backoff (exit code 1)"
+        );
+        let v = params(Event::StateChanged {
+            process: "web".into(),
+            old: ProcessState::Starting,
+            new: ProcessState::Running,
+            pid: Some(1234),
+            exit_code: None,
+            exit_signal: None,
+            restarts: 2,
+        });
+        assert_eq!(
+            render(&v, false),
+            "2026-11-22T10:00:00.123Z web starting -> running (pid 1234)"
+        );
+        let v = params(Event::StateChanged {
+            process: "db".into(),
+            old: ProcessState::Stopping,
+            new: ProcessState::Stopped,
+            pid: Some(9),
+            exit_code: None,
+            exit_signal: Some(9),
+            restarts: 0,
+        });
+        assert_eq!(
+            render(&v, false),
+            "2026-11-22T10:00:00.123Z db stopping -> stopped (SIGKILL)"
+        );
+        assert!(render(&v, true).contains("\x1b[2mstopped\x1b[0m"));
+    }
+
+    #[test]
+    fn other_events() {
+        let added = params(Event::ProcessAdded {
+            process: "web".into(),
+        });
+        assert_eq!(render(&added, false), "2026-11-22T10:00:00.123Z web added");
+        let url = params(Event::UrlDetected {
+            process: "web".into(),
+            url: "http://localhost:3000".into(),
+            line_seq: 4,
+        });
+        assert_eq!(
+            render(&url, false),
+            "2026-11-22T10:00:00.123Z web url http://localhost:3000"
+        );
+        let unknown = json!({"subscription": 1, "seq": 1, "time_us": T, "type": "new-kind",
+                             "process": "web"});
+        assert_eq!(
+            render(&unknown, false),
+            "2026-11-22T10:00:00.123Z web new-kind"
+        );
+    }
+
+    #[test]
+    fn json_mode_prints_params_per_line() {
+        let mut out = Printer::new(Vec::new());
+        let v = params(Event::ProcessRemoved {
+            process: "old".into(),
+        });
+        handle(&mut out, Notification::new(EVENT, v.clone()), true, false).unwrap();
+        handle(&mut out, Notification::new("log", json!({})), true, false).unwrap();
+        let text = String::from_utf8(out.into_inner()).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        let back: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(back, v);
+    }
+}

@@ -1,0 +1,258 @@
+//! `brummerctl logs [-f] [-n N] [--stream S] [NAME...]`: tails of the in-memory rings, then
+//! with `--follow` the `log` notifications of a `follow` subscription until interrupted.
+//!
+//! Several processes (or none named, meaning all) get a `NAME | ` prefix padded to the
+//! longest name; `--json` prints one `LogLine` object per line (NDJSON). Lines the daemon
+//! could no longer deliver are reported on stderr, never mixed into stdout.
+
+use super::Ctx;
+use crate::cli::LogsArgs;
+use crate::client::decode;
+use crate::exit::{CtlError, OK};
+use crate::output::{Printer, name_color, paint, warn};
+use brummer_proto::Stream;
+use brummer_proto::events::{LOG, LogParams, MISSED, MissedParams};
+use brummer_proto::methods::{
+    FollowParams, ListResult, LogLine, LogsParams, LogsResult, Missed, Request,
+};
+use brummer_proto::rpc::Notification;
+use std::io::Write;
+
+/// Lines shown by `logs` without `-n`.
+pub const DEFAULT_LINES: usize = 100;
+/// Lines shown before following with `logs -f` without `-n`.
+pub const DEFAULT_FOLLOW_LINES: usize = 10;
+
+pub fn run(ctx: &mut Ctx, args: LogsArgs) -> Result<i32, CtlError> {
+    let stream: Option<Stream> = args.stream.map(Into::into);
+    let mut printer = LinePrinter::new(args.names.len() != 1, ctx.json, ctx.color);
+    printer.widen(args.names.iter().map(String::as_str));
+
+    if !args.follow {
+        let result = ctx.call(Request::Logs(LogsParams {
+            names: args.names,
+            lines: Some(args.lines.unwrap_or(DEFAULT_LINES)),
+            from_seq: None,
+            stream,
+        }))?;
+        let logs: LogsResult = decode(result)?;
+        for m in &logs.missed {
+            warn(&evicted_message(m));
+        }
+        printer.widen(logs.lines.iter().map(|l| l.process.as_str()));
+        for line in &logs.lines {
+            printer.print(&mut ctx.out, line)?;
+        }
+        return Ok(OK);
+    }
+
+    // Following everything: ask for the names too (same round trip) so the prefixes line
+    // up from the first line on.
+    let with_list = args.names.is_empty() && printer.prefix && !ctx.json;
+    let mut requests = Vec::new();
+    if with_list {
+        requests.push(Request::List);
+    }
+    requests.push(Request::Follow(FollowParams {
+        names: args.names,
+        lines: Some(args.lines.unwrap_or(DEFAULT_FOLLOW_LINES)),
+        stream,
+    }));
+    let mut client = ctx.connect()?;
+    let session = client.session(requests, &mut |n| printer.notification(&mut ctx.out, n))?;
+    if with_list {
+        let list: ListResult = decode(session.results[0].clone())?;
+        printer.widen(list.processes.iter().map(|p| p.name.as_str()));
+    }
+    loop {
+        let n = client.next_notification()?;
+        printer.notification(&mut ctx.out, n)?;
+    }
+}
+
+/// `12 lines of web are no longer in memory (see the disk log)`.
+pub fn evicted_message(m: &Missed) -> String {
+    if m.count == 1 {
+        format!(
+            "1 line of {} is no longer in memory (see the disk log)",
+            m.process
+        )
+    } else {
+        format!(
+            "{} lines of {} are no longer in memory (see the disk log)",
+            m.count, m.process
+        )
+    }
+}
+
+/// `missed 3 lines of web` (the follower fell behind).
+pub fn missed_message(m: &MissedParams) -> String {
+    let lines = if m.count == 1 { "line" } else { "lines" };
+    match &m.process {
+        Some(p) => format!("missed {} {lines} of {p}", m.count),
+        None => format!("missed {} {lines}", m.count),
+    }
+}
+
+/// Formats log lines: raw text, `NAME | text`, or JSON.
+pub struct LinePrinter {
+    prefix: bool,
+    json: bool,
+    color: bool,
+    /// Width of the longest name seen so far.
+    width: usize,
+}
+
+impl LinePrinter {
+    pub fn new(prefix: bool, json: bool, color: bool) -> LinePrinter {
+        LinePrinter {
+            prefix,
+            json,
+            color,
+            width: 0,
+        }
+    }
+
+    pub fn widen<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        for n in names {
+            self.width = self.width.max(n.chars().count());
+        }
+    }
+
+    pub fn format(&mut self, line: &LogLine) -> String {
+        if self.json {
+            return serde_json::to_string(line).unwrap_or_default();
+        }
+        if !self.prefix {
+            return line.text.clone();
+        }
+        self.widen([line.process.as_str()]);
+        let prefix = format!("{:<w$} |", line.process, w = self.width);
+        format!(
+            "{} {}",
+            paint(&prefix, Some(name_color(&line.process)), self.color),
+            line.text
+        )
+    }
+
+    pub fn print<W: Write>(
+        &mut self,
+        out: &mut Printer<W>,
+        line: &LogLine,
+    ) -> Result<(), CtlError> {
+        out.line(&self.format(line))
+    }
+
+    /// Handles one notification of a `follow` stream.
+    pub fn notification<W: Write>(
+        &mut self,
+        out: &mut Printer<W>,
+        n: Notification,
+    ) -> Result<(), CtlError> {
+        match n.method.as_str() {
+            LOG => {
+                let p: LogParams = decode(n.params)?;
+                self.print(out, &p.line)
+            }
+            MISSED => {
+                let m: MissedParams = decode(n.params)?;
+                warn(&missed_message(&m));
+                Ok(())
+            }
+            // Events or notifications newer than this brummerctl: not ours to print.
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(process: &str, seq: u64, text: &str) -> LogLine {
+        LogLine {
+            process: process.into(),
+            seq,
+            time: "2026-11-22T10:00:00.000001Z".into(),
+            time_us: 1_795_341_600_000_001,
+            stream: Stream::Stdout,
+            pid: 7,
+            text: text.into(),
+            lossy: false,
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn single_process_prints_raw_text() {
+        let mut p = LinePrinter::new(false, false, false);
+        assert_eq!(p.format(&line("web", 0, "GET / 200")), "GET / 200");
+    }
+
+    #[test]
+    fn several_processes_get_aligned_prefixes() {
+        let mut p = LinePrinter::new(true, false, false);
+        p.widen(["web", "worker"]);
+        assert_eq!(p.format(&line("web", 0, "a")), "web    | a");
+        assert_eq!(p.format(&line("worker", 0, "b")), "worker | b");
+        // A longer name that shows up later widens the column from then on.
+        assert_eq!(p.format(&line("scheduler", 0, "c")), "scheduler | c");
+        assert_eq!(p.format(&line("web", 1, "d")), "web       | d");
+        let mut p = LinePrinter::new(true, false, true);
+        let colored = p.format(&line("web", 0, "a"));
+        assert!(colored.starts_with("\x1b[") && colored.ends_with("web |\x1b[0m a"));
+    }
+
+    #[test]
+    fn json_lines_carry_the_documented_fields() {
+        let mut p = LinePrinter::new(true, true, true);
+        let text = p.format(&line("web", 3, "hi"));
+        assert!(!text.contains('\n') && !text.contains('\x1b'));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for k in ["process", "seq", "time", "stream", "text"] {
+            assert!(v.get(k).is_some(), "{k} missing in {v}");
+        }
+        assert_eq!(v["seq"], 3);
+        assert_eq!(v["stream"], "stdout");
+    }
+
+    #[test]
+    fn missed_messages() {
+        let m = Missed {
+            process: "web".into(),
+            count: 12,
+        };
+        assert_eq!(
+            evicted_message(&m),
+            "12 lines of web are no longer in memory (see the disk log)"
+        );
+        let m = MissedParams {
+            subscription: 1,
+            process: Some("web".into()),
+            count: 3,
+        };
+        assert_eq!(missed_message(&m), "missed 3 lines of web");
+    }
+
+    #[test]
+    fn follow_notifications_print_log_lines_only() {
+        let mut p = LinePrinter::new(false, false, false);
+        let mut out = Printer::new(Vec::new());
+        let log = serde_json::to_value(LogParams {
+            subscription: 2,
+            line: line("web", 9, "hello"),
+        })
+        .unwrap();
+        p.notification(&mut out, Notification::new(LOG, log))
+            .unwrap();
+        p.notification(
+            &mut out,
+            Notification::new("something-new", json!({"x": 1})),
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(out.into_inner()).unwrap(), "hello\n");
+        let bad = Notification::new(LOG, json!({"subscription": 2}));
+        assert!(p.notification(&mut Printer::new(Vec::new()), bad).is_err());
+    }
+}

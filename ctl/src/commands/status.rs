@@ -1,0 +1,184 @@
+//! `brummerctl status [NAME...]`: one table row per process, or the daemon's JSON as is.
+
+use super::Ctx;
+use crate::client::decode;
+use crate::exit::{CtlError, OK};
+use crate::output::{Cell, Table, last_exit, paint, state_color};
+use crate::time::{countdown, now_us, parse_rfc3339, short_duration};
+use brummer_proto::methods::{ProcessStatus, Request, Selector, StatusResult};
+
+pub fn run(ctx: &mut Ctx, names: Vec<String>) -> Result<i32, CtlError> {
+    let result = ctx.call(Request::Status(Selector::names(names)))?;
+    if ctx.json {
+        // Exactly the daemon's object: scripts get every field, including ones newer than
+        // this brummerctl.
+        ctx.out.json_pretty(&result)?;
+        return Ok(OK);
+    }
+    let status: StatusResult = decode(result)?;
+    ctx.out
+        .text(&render(&status.processes, now_us(), ctx.color))?;
+    Ok(OK)
+}
+
+/// The status table; `now_us` (microseconds since the epoch) dates the backoff countdown.
+pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
+    if processes.is_empty() {
+        return "no processes configured\n".to_owned();
+    }
+    let notes: Vec<String> = processes.iter().map(|p| note(p, now_us)).collect();
+    let with_notes = notes.iter().any(|n| !n.is_empty());
+    let mut headers = vec!["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"];
+    if with_notes {
+        headers.push("NOTE");
+    }
+    let mut table = Table::new(headers);
+    for (p, note) in processes.iter().zip(notes) {
+        let mut row = vec![
+            Cell::from(p.name.as_str()),
+            Cell::colored(p.state.as_str(), state_color(p.state)),
+            Cell::from(p.pid.map_or("-".to_owned(), |pid| pid.to_string())),
+            Cell::from(
+                p.uptime_secs
+                    .filter(|_| p.pid.is_some())
+                    .map_or("-".to_owned(), short_duration),
+            ),
+            Cell::from(p.restarts.to_string()),
+            Cell::from(last_exit(p.exit_code, p.exit_signal)),
+        ];
+        if with_notes {
+            row.push(Cell::from(note));
+        }
+        table.push(row);
+    }
+    let text = table.render(color);
+    // Headers dimmed on a terminal, like the rest of the decoration.
+    match text.split_once('\n') {
+        Some((header, rest)) if color => {
+            format!(
+                "{}\n{rest}",
+                paint(header, Some(crate::output::Color::Dim), true)
+            )
+        }
+        _ => text,
+    }
+}
+
+/// `next in 1.2s; error: spawn failed: ...` or empty.
+fn note(p: &ProcessStatus, now_us: i64) -> String {
+    let mut parts = Vec::new();
+    if let Some(next) = &p.next_attempt {
+        match parse_rfc3339(next) {
+            Some(at) => parts.push(format!("next in {}", countdown((at - now_us) as f64 / 1e6))),
+            None => parts.push(format!("next at {next}")),
+        }
+    }
+    if let Some(err) = &p.last_error {
+        parts.push(format!("error: {err}"));
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use brummer_proto::ProcessState;
+    use brummer_proto::methods::LogCounters;
+
+    pub(crate) fn proc(name: &str, state: ProcessState) -> ProcessStatus {
+        ProcessStatus {
+            name: name.into(),
+            state,
+            pid: None,
+            restarts: 0,
+            generation: 1,
+            exit_code: None,
+            exit_signal: None,
+            started_at: None,
+            started_at_us: None,
+            uptime_secs: None,
+            next_attempt: None,
+            last_error: None,
+            autostart: true,
+            restart_policy: "on-failure".into(),
+            logs: LogCounters::default(),
+        }
+    }
+
+    const NOW: i64 = 1_795_341_600_000_000; // 2026-11-22T10:00:00Z
+
+    #[test]
+    fn table_is_aligned_without_colour() {
+        let mut web = proc("web", ProcessState::Running);
+        web.pid = Some(1234);
+        web.uptime_secs = Some(3.0 * 3600.0 + 125.0);
+        let mut worker = proc("worker-2", ProcessState::Exited);
+        worker.exit_code = Some(1);
+        worker.restarts = 12;
+        let mut db = proc("db", ProcessState::Stopped);
+        db.exit_signal = Some(9);
+        let text = render(&[web, worker, db], NOW, false);
+        assert_eq!(
+            text,
+            "\
+NAME      STATE    PID   UPTIME  RESTARTS  LAST EXIT
+web       running  1234  3h02m   0         -
+worker-2  exited   -     -       12        code 1
+db        stopped  -     -       0         SIGKILL
+"
+        );
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn backoff_and_errors_get_a_note_column() {
+        let mut api = proc("api", ProcessState::Backoff);
+        api.exit_code = Some(1);
+        api.restarts = 3;
+        api.next_attempt = Some("2026-11-22T10:00:01.200Z".into());
+        let mut web = proc("web", ProcessState::Failed);
+        web.last_error = Some("spawn failed: no such file: /usr/bin/webd".into());
+        let text = render(&[api, web], NOW, false);
+        assert_eq!(
+            text,
+            "\
+NAME  STATE    PID  UPTIME  RESTARTS  LAST EXIT  NOTE
+api   backoff  -    -       3         code 1     next in 1.2s
+web   failed   -    -       0         -          error: spawn failed: no such file: /usr/bin/webd
+"
+        );
+    }
+
+    #[test]
+    fn colour_on_a_tty_keeps_alignment() {
+        let mut web = proc("web", ProcessState::Running);
+        web.pid = Some(7);
+        web.uptime_secs = Some(45.0);
+        let failed = proc("longer-name", ProcessState::Failed);
+        let colored = render(&[web.clone(), failed.clone()], NOW, true);
+        assert!(colored.contains("\x1b[32mrunning\x1b[0m"));
+        assert!(colored.contains("\x1b[31mfailed\x1b[0m"));
+        let strip = |s: &str| {
+            let mut out = String::new();
+            let mut chars = s.chars();
+            while let Some(c) = chars.next() {
+                if c == '\x1b' {
+                    for c in chars.by_ref() {
+                        if c == 'm' {
+                            break;
+                        }
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        };
+        assert_eq!(strip(&colored), render(&[web, failed], NOW, false));
+    }
+
+    #[test]
+    fn empty_registry() {
+        assert_eq!(render(&[], NOW, false), "no processes configured\n");
+    }
+}
