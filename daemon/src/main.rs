@@ -111,7 +111,10 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or(paths.log_dir.clone());
     create_log_dir(&log_dir, mode)?;
-    let socket = args.socket.clone().unwrap_or(paths.socket.clone());
+    let socket = match (args.socket.clone(), paths.socket.clone()) {
+        (Some(s), _) | (None, Ok(s)) => s,
+        (None, Err(uid)) => return Err(brummerd::paths::PathError::NoRuntimeDir(uid).into()),
+    };
 
     // Orphaned descendants of programs are re-parented to us, so stop can find and reap them.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;

@@ -21,7 +21,8 @@ pub enum PathError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
     pub config: PathBuf,
-    pub socket: PathBuf,
+    /// `Err` only in user mode without a runtime dir: fatal only when no --socket is given.
+    pub socket: Result<PathBuf, u32>,
     pub log_dir: PathBuf,
 }
 
@@ -37,7 +38,7 @@ impl Paths {
         match mode {
             Mode::System => Ok(Paths {
                 config: "/etc/brummer/brummer.toml".into(),
-                socket: brummer_proto::SYSTEM_SOCKET.into(),
+                socket: Ok(brummer_proto::SYSTEM_SOCKET.into()),
                 log_dir: "/var/log/brummer".into(),
             }),
             Mode::User => {
@@ -52,19 +53,19 @@ impl Paths {
                     None => PathBuf::from(home()?).join(".local/state"),
                 };
                 let runtime = match var("XDG_RUNTIME_DIR") {
-                    Some(v) => PathBuf::from(v),
+                    Some(v) => Ok(PathBuf::from(v)),
                     None => {
                         let d = format!("/run/user/{}", env.uid);
                         if (env.exists)(&d) {
-                            PathBuf::from(d)
+                            Ok(PathBuf::from(d))
                         } else {
-                            return Err(PathError::NoRuntimeDir(env.uid));
+                            Err(env.uid)
                         }
                     }
                 };
                 Ok(Paths {
                     config: config_home.join("brummer/brummer.toml"),
-                    socket: runtime.join("brummer").join(brummer_proto::SOCKET_FILE),
+                    socket: runtime.map(|r| r.join("brummer").join(brummer_proto::SOCKET_FILE)),
                     log_dir: state_home.join("brummer/logs"),
                 })
             }
@@ -102,7 +103,7 @@ mod tests {
         );
         assert_eq!(
             p.socket,
-            PathBuf::from("/run/user/1000/brummer/brummer.sock")
+            Ok(PathBuf::from("/run/user/1000/brummer/brummer.sock"))
         );
         assert_eq!(
             p.log_dir,
@@ -114,7 +115,7 @@ mod tests {
             ("XDG_STATE_HOME", "/s"),
             ("XDG_RUNTIME_DIR", "relative/ignored"),
         ]);
-        let e = Paths::for_mode(
+        let p = Paths::for_mode(
             Mode::User,
             &Env {
                 get: &get,
@@ -122,8 +123,9 @@ mod tests {
                 exists: &|_| false,
             },
         )
-        .unwrap_err();
-        assert!(e.to_string().contains("XDG_RUNTIME_DIR"));
+        .unwrap();
+        assert_eq!(p.config, PathBuf::from("/c/brummer/brummer.toml"));
+        assert_eq!(p.socket, Err(7));
     }
 
     #[test]
@@ -137,6 +139,6 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(p.socket, PathBuf::from("/run/brummer/brummer.sock"));
+        assert_eq!(p.socket, Ok(PathBuf::from("/run/brummer/brummer.sock")));
     }
 }
