@@ -360,6 +360,11 @@ impl LogRing {
         let mut missed = 0;
         let mut taken = 0;
         'resync: for _ in 0..MAX_RESYNC {
+            if taken > 0 {
+                // Overtaken after delivering lines: the gap lies after them, which one
+                // ReadOutcome cannot express, so the next call reports it instead.
+                break;
+            }
             let (t, h) = self.bounds();
             if t == h {
                 // Only before the first push: a record never fills the ring, so a push
