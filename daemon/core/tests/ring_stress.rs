@@ -2,6 +2,8 @@
 //! laps the readers constantly. Every seq must be delivered exactly once in order or be
 //! accounted for in `missed`, and no delivered payload may be torn.
 
+#![cfg(not(brummer_loom))]
+
 use brummer_core::{Line, LogRing};
 use brummer_proto::Stream;
 use std::sync::Arc;
@@ -27,7 +29,14 @@ fn check_line(l: &Line, seq: u64) {
     assert_eq!(l.meta.wall_us, seq);
     assert_eq!(l.meta.mono_ns, !seq);
     assert_eq!(l.meta.pid, seq as u32);
-    assert_eq!(l.meta.stream, if seq % 5 == 0 { Stream::Stderr } else { Stream::Stdout });
+    assert_eq!(
+        l.meta.stream,
+        if seq % 5 == 0 {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        }
+    );
 }
 
 #[test]
@@ -83,7 +92,11 @@ fn one_writer_three_followers_exact_accounting() {
         .collect();
 
     for seq in FIRST..end {
-        let stream = if seq % 5 == 0 { Stream::Stderr } else { Stream::Stdout };
+        let stream = if seq % 5 == 0 {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        };
         let got = w.push(stream, seq as u32, 0, seq, !seq, false, &payload(seq));
         assert_eq!(got, seq);
     }
@@ -110,7 +123,15 @@ fn push_throughput_100_byte_lines() {
     let n = 20_000_000u64;
     let start = std::time::Instant::now();
     for i in 0..n {
-        w.push(Stream::Stdout, 1, 1, i, i, false, std::hint::black_box(&line));
+        w.push(
+            Stream::Stdout,
+            1,
+            1,
+            i,
+            i,
+            false,
+            std::hint::black_box(&line),
+        );
     }
     let secs = start.elapsed().as_secs_f64();
     eprintln!("{:.1} M lines/s", n as f64 / secs / 1e6);
