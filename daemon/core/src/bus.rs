@@ -7,11 +7,11 @@
 //! spawn a task or thread per event, or call into subscriber code: a panicking subscriber may
 //! only take down its own task, whose `Subscription` drop unregisters it.
 
-use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 use atomic_waker::AtomicWaker;
 use crossbeam_queue::ArrayQueue;
 use std::future::Future;
-use std::sync::{Arc, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 

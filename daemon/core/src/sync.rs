@@ -7,13 +7,25 @@
 #[cfg(not(brummer_loom))]
 #[allow(unused_imports)]
 pub(crate) use std::sync::{
-    Arc, Mutex,
+    Arc, Mutex, MutexGuard,
     atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence},
 };
 
 #[cfg(brummer_loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::{
-    Arc, Mutex,
+    Arc, Mutex, MutexGuard,
     atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence},
 };
+
+/// Busy-wait hint; under loom it must yield or the model checker sees an endless spin.
+#[cfg(not(brummer_loom))]
+#[inline]
+pub(crate) fn spin_hint() {
+    std::hint::spin_loop();
+}
+
+#[cfg(brummer_loom)]
+pub(crate) fn spin_hint() {
+    loom::thread::yield_now();
+}
