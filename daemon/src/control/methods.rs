@@ -86,9 +86,9 @@ pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Result<Value, RpcError> {
 /// Handles a request that changes something.
 pub async fn mutate(d: &Arc<Daemon>, req: Request) -> Result<Value, RpcError> {
     match req {
-        Request::Start(sel) => op(d, &sel, |tx| Command::Start(tx)).await,
-        Request::Stop(sel) => op(d, &sel, |tx| Command::Stop(tx)).await,
-        Request::Restart(sel) => op(d, &sel, |tx| Command::Restart(tx)).await,
+        Request::Start(sel) => op(d, &sel, Command::Start).await,
+        Request::Stop(sel) => op(d, &sel, Command::Stop).await,
+        Request::Restart(sel) => op(d, &sel, Command::Restart).await,
         Request::Reload => {
             let (tx, rx) = oneshot::channel();
             d.reload_tx

@@ -64,6 +64,8 @@ impl RestartState {
     }
 
     /// Decides what follows an exit. `jitter` is a sample in [0, 1).
+    // Every input of the decision is a parameter: that is what keeps it pure and testable.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_exit(
         &mut self,
         policy: RestartPolicy,

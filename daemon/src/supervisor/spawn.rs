@@ -161,17 +161,14 @@ pub fn spawn(
 /// are not async-signal-safe).
 fn credentials(def: &ProcessDef) -> Result<Option<ChildCreds>, SpawnError> {
     let Some(user) = &def.user else {
-        return Ok(match &def.group {
-            // group only: keep our uid, switch gid, no supplementary groups.
-            Some(g) => Some(ChildCreds {
-                uid: nix::unistd::getuid(),
-                gid: nix::unistd::Gid::from_raw(g.gid),
-                groups: vec![nix::unistd::Gid::from_raw(g.gid)],
-                name: None,
-                home: None,
-            }),
-            None => None,
-        });
+        // group only: keep our uid, switch gid, no supplementary groups.
+        return Ok(def.group.as_ref().map(|g| ChildCreds {
+            uid: nix::unistd::getuid(),
+            gid: nix::unistd::Gid::from_raw(g.gid),
+            groups: vec![nix::unistd::Gid::from_raw(g.gid)],
+            name: None,
+            home: None,
+        }));
     };
     let gid = def.group.as_ref().map_or(user.gid, |g| g.gid);
     let cname = std::ffi::CString::new(user.name.clone()).map_err(|_| SpawnError::Groups {
