@@ -35,7 +35,7 @@ fn usage_errors_exit_2_and_help_documents_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     let out = ctl().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["daemon unreachable", "permission denied"] {
+    for needle in ["unreachable", "permission denied", "no such process"] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
 }
