@@ -20,7 +20,7 @@ use std::path::PathBuf;
     arg_required_else_help = true
 )]
 pub struct Cli {
-    /// Control socket of brummerd [default: see "Socket" below]
+    /// Control socket of brummerd [default: $BRUMMER_SOCKET, else the user socket, else /run/brummer/brummer.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
