@@ -89,6 +89,10 @@ impl Connection {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut subs: HashMap<u64, AbortHandle> = HashMap::new();
         let mut next_sub = 1u64;
+        // A failed hello (protocol mismatch) refuses everything after it on this
+        // connection: a pipelining client must not have its request run by a daemon that
+        // speaks another protocol.
+        let mut hello_failed = false;
         loop {
             let frame = match reader.next().await {
                 Ok(Some(f)) => f,
@@ -131,6 +135,16 @@ impl Connection {
                     continue;
                 }
             };
+            if hello_failed {
+                let e = RpcError::new(
+                    ErrorCode::InvalidRequest,
+                    "refused: this connection's hello named an unsupported protocol",
+                );
+                if !out.reply(id, Err(e)).await {
+                    break;
+                }
+                continue;
+            }
             if req.is_mutating() && !self.peer.can_write {
                 let e = RpcError::new(
                     ErrorCode::PermissionDenied,
@@ -202,7 +216,9 @@ impl Connection {
                     }
                 }
                 read => {
+                    let is_hello = matches!(read, Request::Hello(_));
                     let r = methods::read(&self.daemon, &self.peer, read);
+                    hello_failed |= is_hello && r.is_err();
                     if !out.reply(id, r).await {
                         break;
                     }
