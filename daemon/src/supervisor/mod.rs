@@ -236,8 +236,8 @@ impl Task {
     /// Spawns the child. `explicit`: asked for by a user (resets restart counters) rather
     /// than by the restart policy.
     async fn start(&mut self, explicit: bool) -> OpReply {
-        if let Some(c) = &self.child {
-            return OpReply::note(&format!("already running (pid {})", c.pid));
+        if self.child.is_some() {
+            return OpReply::note("already running");
         }
         if explicit {
             self.restart.reset();
