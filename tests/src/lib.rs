@@ -388,7 +388,10 @@ impl Rpc {
     /// Calls `subscribe` and returns the subscription's `result` (subscription, seq).
     pub fn subscribe(&mut self) -> Value {
         let r = self.call("subscribe", serde_json::json!({}));
-        assert!(r["result"]["subscription"].is_u64(), "subscribe failed: {r}");
+        assert!(
+            r["result"]["subscription"].is_u64(),
+            "subscribe failed: {r}"
+        );
         r["result"].clone()
     }
 
@@ -416,8 +419,8 @@ impl Rpc {
                 }
                 Err(e) => panic!("read from brummerd: {e}"),
             }
-            let v: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
             if v.get("id").is_none() {
                 return Some(v);
             }

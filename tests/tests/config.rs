@@ -183,7 +183,8 @@ autostart = false
         .collect();
 
     let bad_value = "[process.a]\ncommand = [\"sleep\", \"1000\"]\nrestart = \"sometimes\"\n\n[process.n]\ncommand = [\"true\"]\n";
-    let bad_toml = "[process.a]\ncommand = [\"sleep\", \"1000\"\n\n[process.n]\ncommand = [\"true\"]\n";
+    let bad_toml =
+        "[process.a]\ncommand = [\"sleep\", \"1000\"\n\n[process.n]\ncommand = [\"true\"]\n";
     let cfg = d.config.display().to_string();
     for (bad, want) in [
         (bad_value, format!("{cfg}:3: process.a.restart")),
@@ -204,7 +205,10 @@ autostart = false
             .into_iter()
             .map(|(n, s)| (n, s["state"].clone(), s["pid"].clone()))
             .collect();
-        assert_eq!(after, before, "a rejected reload changed the running config");
+        assert_eq!(
+            after, before,
+            "a rejected reload changed the running config"
+        );
         assert!(pid_alive(a1));
     }
     // The syntax error names its line too.
@@ -241,9 +245,7 @@ fn sighup_reloads() {
     )
     .expect("SIGHUP brummerd");
     let s = wait_for("e to appear and run after SIGHUP", T, || {
-        d.status()
-            .remove("e")
-            .filter(|s| s["state"] == "running")
+        d.status().remove("e").filter(|s| s["state"] == "running")
     });
     assert!(pid_alive(s["pid"].as_u64().unwrap() as u32), "{s:#}");
     assert_eq!(pid_of(&d, "a"), a1, "unchanged a was restarted by SIGHUP");
@@ -261,7 +263,11 @@ fn dropins_in_processes_d_are_loaded() {
     )
     .unwrap();
     // Not a .toml file: ignored.
-    std::fs::write(dir.join("y.toml.disabled"), "[process.y]\ncommand = [\"true\"]\n").unwrap();
+    std::fs::write(
+        dir.join("y.toml.disabled"),
+        "[process.y]\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
 
     let out = d.ctl_ok(&["--json", "reload"]);
     let r: Value = serde_json::from_str(&out).unwrap();

@@ -25,7 +25,10 @@ fn events_until(
         let Some(n) = rpc.next_notification(left) else {
             panic!(
                 "timed out after {timeout:?} waiting for an event of {name}; got so far:\n{}\nstatus: {:#?}\n{}",
-                seen.iter().map(|e: &Value| e.to_string()).collect::<Vec<_>>().join("\n"),
+                seen.iter()
+                    .map(|e: &Value| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 d.status().get(name),
                 d.daemon_log()
             );
@@ -33,7 +36,10 @@ fn events_until(
         assert_eq!(n["method"], "event", "unexpected notification {n}");
         let p = n["params"].clone();
         let seq = p["seq"].as_u64().expect("seq");
-        assert!(seq > *last_seq, "seq not increasing: {seq} after {last_seq}: {p}");
+        assert!(
+            seq > *last_seq,
+            "seq not increasing: {seq} after {last_seq}: {p}"
+        );
         *last_seq = seq;
         if p["type"] != "state-changed" || p["process"] != name {
             continue;
@@ -47,7 +53,13 @@ fn events_until(
 
 fn transitions(evs: &[Value]) -> Vec<String> {
     evs.iter()
-        .map(|e| format!("{}->{}", e["old"].as_str().unwrap(), e["new"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{}->{}",
+                e["old"].as_str().unwrap(),
+                e["new"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -86,7 +98,11 @@ fn crash_loop_backs_off_then_fails_at_the_start_limit_and_explicit_start_resets(
         assert_eq!(b["exit_code"], 1, "{b}");
         assert_eq!(b["restarts"], i as u64 + 1, "{b}");
     }
-    assert_eq!(tr.last().map(String::as_str), Some("running->failed"), "{tr:?}");
+    assert_eq!(
+        tr.last().map(String::as_str),
+        Some("running->failed"),
+        "{tr:?}"
+    );
     assert_eq!(evs.last().unwrap()["restarts"], 3);
     // Every backoff is followed by a new start.
     for w in evs.windows(2) {
@@ -106,7 +122,10 @@ fn crash_loop_backs_off_then_fails_at_the_start_limit_and_explicit_start_resets(
         "last_error should name the start limit: {s:#}"
     );
     let table = d.ctl_ok(&["status", "crash"]);
-    assert!(table.contains("failed") && table.contains("restarted 3 times"), "{table}");
+    assert!(
+        table.contains("failed") && table.contains("restarted 3 times"),
+        "{table}"
+    );
 
     // An explicit start forgives the past: the loop runs again from zero (without the
     // reset, the first exit would be over the limit and go straight to failed).
@@ -115,7 +134,11 @@ fn crash_loop_backs_off_then_fails_at_the_start_limit_and_explicit_start_resets(
         e["new"] == "failed"
     });
     let tr = transitions(&evs);
-    assert_eq!(tr.first().map(String::as_str), Some("failed->starting"), "{tr:?}");
+    assert_eq!(
+        tr.first().map(String::as_str),
+        Some("failed->starting"),
+        "{tr:?}"
+    );
     let restarts: Vec<u64> = evs
         .iter()
         .filter(|e| e["new"] == "backoff")
@@ -233,7 +256,16 @@ interval = "30s"
             .unwrap_or_else(|| panic!("no {n} in\n{table}"))
             .to_string()
     };
-    assert!(line("never").contains("exited") && line("never").contains("code 5"), "{table}");
-    assert!(line("clean").contains("exited") && line("clean").contains("code 0"), "{table}");
-    assert!(line("flaky").contains("failed") && line("flaky").contains("code 3"), "{table}");
+    assert!(
+        line("never").contains("exited") && line("never").contains("code 5"),
+        "{table}"
+    );
+    assert!(
+        line("clean").contains("exited") && line("clean").contains("code 0"),
+        "{table}"
+    );
+    assert!(
+        line("flaky").contains("failed") && line("flaky").contains("code 3"),
+        "{table}"
+    );
 }

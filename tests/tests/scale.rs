@@ -22,7 +22,9 @@ fn hundred_programs_start_and_stop_with_one_command_each() {
 
     let out = d.ctl_ok(&["start", "--all"]);
     assert_eq!(
-        out.lines().filter(|l| l.contains(": started (pid ")).count(),
+        out.lines()
+            .filter(|l| l.contains(": started (pid "))
+            .count(),
         N,
         "{out}"
     );
@@ -36,22 +38,37 @@ fn hundred_programs_start_and_stop_with_one_command_each() {
         assert_eq!(p["state"], "running", "{p:#}");
         let pid = p["pid"].as_u64().unwrap_or_else(|| panic!("no pid: {p:#}")) as u32;
         assert!(pid_alive(pid), "{name}: pid {pid} not alive");
-        assert!(pids.insert(pid), "{name}: pid {pid} shared with another program");
+        assert!(
+            pids.insert(pid),
+            "{name}: pid {pid} shared with another program"
+        );
     }
     let mut tagged = d.tagged_processes();
     tagged.sort();
     let mut want: Vec<i32> = pids.iter().map(|&p| p as i32).collect();
     want.sort();
-    assert_eq!(tagged, want, "live tagged processes are exactly the 100 pids");
+    assert_eq!(
+        tagged, want,
+        "live tagged processes are exactly the 100 pids"
+    );
 
     let out = d.ctl_ok(&["stop", "--all"]);
-    assert_eq!(out.lines().filter(|l| l.ends_with(": stopped")).count(), N, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(": stopped")).count(),
+        N,
+        "{out}"
+    );
     let alive: Vec<u32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
     assert!(alive.is_empty(), "alive after stop --all: {alive:?}");
-    assert!(d.tagged_processes().is_empty(), "{:?}", d.tagged_processes());
+    assert!(
+        d.tagged_processes().is_empty(),
+        "{:?}",
+        d.tagged_processes()
+    );
     let st = d.status();
     assert!(
-        st.values().all(|p| p["state"] == "stopped" && p["pid"].is_null()),
+        st.values()
+            .all(|p| p["state"] == "stopped" && p["pid"].is_null()),
         "{st:#?}"
     );
 }

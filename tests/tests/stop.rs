@@ -52,13 +52,21 @@ command = ["sh", "-c", "sleep 1000 & setsid sleep 1000 & wait"]
 
     let out = d.ctl_ok(&["stop", "tree"]);
     // Checked at once: stop returns only when the whole tree is gone.
-    let alive: Vec<i32> = procs.iter().copied().filter(|&p| pid_alive(p as u32)).collect();
+    let alive: Vec<i32> = procs
+        .iter()
+        .copied()
+        .filter(|&p| pid_alive(p as u32))
+        .collect();
     assert!(
         alive.is_empty(),
         "still alive right after `stop` returned ({out}): {alive:?}\n{}",
         d.daemon_log()
     );
-    assert!(d.tagged_processes().is_empty(), "{:?}", d.tagged_processes());
+    assert!(
+        d.tagged_processes().is_empty(),
+        "{:?}",
+        d.tagged_processes()
+    );
     let s = d.state_of("tree");
     assert_eq!(s["state"], "stopped", "{s:#}");
     assert!(s["pid"].is_null(), "{s:#}");
@@ -86,9 +94,17 @@ stop_timeout = "300ms"
         "stop took only {took:?}: SIGTERM should have been ignored until stop_timeout"
     );
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
-    let alive: Vec<i32> = procs.iter().copied().filter(|&p| pid_alive(p as u32)).collect();
+    let alive: Vec<i32> = procs
+        .iter()
+        .copied()
+        .filter(|&p| pid_alive(p as u32))
+        .collect();
     assert!(alive.is_empty(), "survivors: {alive:?}\n{}", d.daemon_log());
-    assert!(d.tagged_processes().is_empty(), "{:?}", d.tagged_processes());
+    assert!(
+        d.tagged_processes().is_empty(),
+        "{:?}",
+        d.tagged_processes()
+    );
     let s = d.state_of("stubborn");
     assert_eq!(s["state"], "stopped", "{s:#}");
     assert_eq!(s["exit_signal"], 9, "killed by SIGKILL: {s:#}");
@@ -116,7 +132,10 @@ stop_timeout = "5s"
         "the INT trap exits 0 (SIGTERM or SIGKILL would give a signal): {s:#}"
     );
     assert!(s["exit_signal"].is_null(), "{s:#}");
-    assert!(took < Duration::from_secs(4), "no escalation expected: {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "no escalation expected: {took:?}"
+    );
     wait_logged(&d, "polite", "got-int");
 }
 
