@@ -307,6 +307,14 @@ pub fn tagged(tag: &str, except: i32) -> Vec<i32> {
     out
 }
 
+/// True when `pid` names a live process (it exists in /proc and is not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_none() {
@@ -375,6 +383,48 @@ impl Rpc {
             .expect("read from brummerd");
         assert!(n > 0, "brummerd closed the connection");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    }
+
+    /// Calls `subscribe` and returns the subscription's `result` (subscription, seq).
+    pub fn subscribe(&mut self) -> Value {
+        let r = self.call("subscribe", serde_json::json!({}));
+        assert!(
+            r["result"]["subscription"].is_u64(),
+            "subscribe failed: {r}"
+        );
+        r["result"].clone()
+    }
+
+    /// Reads the next notification (a line without `id`), waiting at most `timeout`;
+    /// None when nothing arrived in time.
+    pub fn next_notification(&mut self, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => panic!("brummerd closed the connection"),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None;
+                }
+                Err(e) => panic!("read from brummerd: {e}"),
+            }
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+            if v.get("id").is_none() {
+                return Some(v);
+            }
+        }
     }
 
     /// Sends a request and returns the response with its id (skipping notifications).

@@ -236,8 +236,8 @@ impl Task {
     /// Spawns the child. `explicit`: asked for by a user (resets restart counters) rather
     /// than by the restart policy.
     async fn start(&mut self, explicit: bool) -> OpReply {
-        if let Some(c) = &self.child {
-            return OpReply::note(&format!("already running (pid {})", c.pid));
+        if self.child.is_some() {
+            return OpReply::note("already running");
         }
         if explicit {
             self.restart.reset();
@@ -276,10 +276,18 @@ impl Task {
                     pidfd,
                     started: Instant::now(),
                 });
+                // exit_code/exit_signal describe the last run that ended; a new run keeps
+                // them (status shows how the previous run ended, e.g. after a restart).
+                let (exit_code, exit_signal) = {
+                    let last = self.entry.info.load();
+                    (last.exit_code, last.exit_signal)
+                };
                 self.entry.info.store(Arc::new(ProcessInfo {
                     generation: self.generation,
                     started_at: Some(now),
                     started_mono: Some(Instant::now()),
+                    exit_code,
+                    exit_signal,
                     ..Default::default()
                 }));
                 self.set_state(ProcessState::Running, Some(s.pid as u32));

@@ -1,0 +1,175 @@
+//! Stopping programs: nothing of a program survives its stop (not even processes that left
+//! its group), the SIGKILL escalation after `stop_timeout`, `stop_signal`, and a daemon
+//! shutdown that stops every program in parallel.
+
+use brummer_tests::{Daemon, pid_alive, wait_for};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Waits until `name` has logged a line containing `needle` (`brummerctl logs NAME`).
+fn wait_logged(d: &Daemon, name: &str, needle: &str) {
+    wait_for(&format!("{name} to log {needle:?}"), T, || {
+        d.ctl_ok(&["logs", name]).contains(needle).then_some(())
+    });
+}
+
+#[test]
+fn stop_leaves_no_descendant_even_one_that_left_the_group() {
+    let d = Daemon::start(
+        r#"
+[process.tree]
+command = ["sh", "-c", "sleep 1000 & setsid sleep 1000 & wait"]
+"#,
+    );
+    let s = d.wait_state("tree", "running", T);
+    let main = s["pid"].as_u64().expect("pid") as i32;
+    // The shell and its two sleeps (one in its own session).
+    let procs = wait_for("sh and two sleeps", T, || {
+        let p = d.tagged_processes();
+        let sleeps = p.iter().filter(|&&p| comm(p) == "sleep").count();
+        (sleeps == 2 && p.contains(&main)).then_some(p)
+    });
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    let sessions: std::collections::HashSet<String> = procs
+        .iter()
+        .map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // Field 6 (session), counted after the ")" that ends comm.
+            stat.rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().nth(3).unwrap_or("").to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(sessions.len(), 2, "one sleep must be in its own session");
+
+    let out = d.ctl_ok(&["stop", "tree"]);
+    // Checked at once: stop returns only when the whole tree is gone.
+    let alive: Vec<i32> = procs
+        .iter()
+        .copied()
+        .filter(|&p| pid_alive(p as u32))
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "still alive right after `stop` returned ({out}): {alive:?}\n{}",
+        d.daemon_log()
+    );
+    assert!(
+        d.tagged_processes().is_empty(),
+        "{:?}",
+        d.tagged_processes()
+    );
+    let s = d.state_of("tree");
+    assert_eq!(s["state"], "stopped", "{s:#}");
+    assert!(s["pid"].is_null(), "{s:#}");
+}
+
+#[test]
+fn a_program_ignoring_the_stop_signal_is_killed_after_stop_timeout() {
+    let d = Daemon::start(
+        r#"
+[process.stubborn]
+command = ["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 1; done"]
+stop_timeout = "300ms"
+"#,
+    );
+    d.wait_state("stubborn", "running", T);
+    wait_logged(&d, "stubborn", "ready");
+    let procs = d.tagged_processes();
+    assert!(!procs.is_empty());
+
+    let t0 = Instant::now();
+    d.ctl_ok(&["stop", "stubborn"]);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(290),
+        "stop took only {took:?}: SIGTERM should have been ignored until stop_timeout"
+    );
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    let alive: Vec<i32> = procs
+        .iter()
+        .copied()
+        .filter(|&p| pid_alive(p as u32))
+        .collect();
+    assert!(alive.is_empty(), "survivors: {alive:?}\n{}", d.daemon_log());
+    assert!(
+        d.tagged_processes().is_empty(),
+        "{:?}",
+        d.tagged_processes()
+    );
+    let s = d.state_of("stubborn");
+    assert_eq!(s["state"], "stopped", "{s:#}");
+    assert_eq!(s["exit_signal"], 9, "killed by SIGKILL: {s:#}");
+}
+
+#[test]
+fn stop_signal_is_honoured() {
+    let d = Daemon::start(
+        r#"
+[process.polite]
+command = ["sh", "-c", "trap 'echo got-int; exit 0' INT; echo ready; while true; do sleep 0.1; done"]
+stop_signal = "SIGINT"
+stop_timeout = "5s"
+"#,
+    );
+    d.wait_state("polite", "running", T);
+    wait_logged(&d, "polite", "ready");
+    let t0 = Instant::now();
+    d.ctl_ok(&["stop", "polite"]);
+    let took = t0.elapsed();
+    let s = d.state_of("polite");
+    assert_eq!(s["state"], "stopped", "{s:#}");
+    assert_eq!(
+        s["exit_code"], 0,
+        "the INT trap exits 0 (SIGTERM or SIGKILL would give a signal): {s:#}"
+    );
+    assert!(s["exit_signal"].is_null(), "{s:#}");
+    assert!(
+        took < Duration::from_secs(4),
+        "no escalation expected: {took:?}"
+    );
+    wait_logged(&d, "polite", "got-int");
+}
+
+#[test]
+fn daemon_sigterm_stops_every_program_in_parallel_and_exits_0() {
+    let mut cfg = String::new();
+    for i in 0..5 {
+        cfg.push_str(&format!(
+            "[process.s{i}]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; echo ready; while true; do sleep 1; done\"]\nstop_timeout = \"2s\"\n\n"
+        ));
+    }
+    let mut d = Daemon::start(&cfg);
+    for i in 0..5 {
+        let name = format!("s{i}");
+        d.wait_state(&name, "running", T);
+        wait_logged(&d, &name, "ready");
+    }
+    let procs = d.tagged_processes();
+    assert!(procs.len() >= 5, "{procs:?}");
+
+    let t0 = Instant::now();
+    let st = d.terminate().expect("brummerd exits on SIGTERM");
+    let took = t0.elapsed();
+    let log = d.daemon_log();
+    assert!(st.success(), "brummerd exited with {st}\n{log}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "shutdown took {took:?}: the programs ignore SIGTERM, so it must wait stop_timeout\n{log}"
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "shutdown took {took:?}: five 2 s stop timeouts must run in parallel, not in series\n{log}"
+    );
+    let survivors = brummer_tests::tagged(&d.tag, 0);
+    assert!(survivors.is_empty(), "survivors: {survivors:?}\n{log}");
+    assert!(!d.socket.exists(), "socket not removed");
+}
