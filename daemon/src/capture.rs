@@ -9,7 +9,7 @@
 //! the disk write of the same bytes.
 
 use crate::entry::ProcessEntry;
-use brummer_core::{LogRing, RingWriter};
+use brummer_core::RingWriter;
 use brummer_proto::Stream;
 use std::fs::File;
 use std::io::{IoSlice, Write};
@@ -251,9 +251,11 @@ impl Sink {
             None => p.carry.extend_from_slice(data),
         }
         // A line longer than the ring's record limit is cut into parts marked partial, so a
-        // reader never has to wait for a newline that may never come.
-        while p.carry.len() >= LogRing::MAX_LINE {
-            let part: Vec<u8> = p.carry.drain(..LogRing::MAX_LINE).collect();
+        // reader never has to wait for a newline that may never come. The limit is the
+        // ring's own (less than `brummer_core::LogRing::MAX_LINE` in small rings, which would truncate).
+        let max = self.writer.ring().max_payload();
+        while p.carry.len() >= max {
+            let part: Vec<u8> = p.carry.drain(..max).collect();
             self.writer
                 .push(p.stream, p.pid, p.generation, wall, mono, true, &part);
             self.write_disk(&[&part]);
