@@ -231,6 +231,13 @@ fn hello_reports_protocol_and_write_permission() {
     assert_eq!(r["can_write"], true, "{v}");
     let v = rpc.call("hello", json!({"protocol": 2}));
     assert_eq!(v["error"]["code"], -32602, "{v}");
+    // After a failed hello nothing else runs on this connection (a pipelined request must
+    // not be executed by a daemon speaking another protocol) ...
+    let v = rpc.call("status", json!({}));
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    // ... until a hello succeeds.
+    let v = rpc.call("hello", json!({"protocol": 1}));
+    assert_eq!(v["result"]["protocol"], 1, "{v}");
     assert_alive(&mut rpc);
 }
 

@@ -90,8 +90,8 @@ impl Connection {
         let mut subs: HashMap<u64, AbortHandle> = HashMap::new();
         let mut next_sub = 1u64;
         // A failed hello (protocol mismatch) refuses everything after it on this
-        // connection: a pipelining client must not have its request run by a daemon that
-        // speaks another protocol.
+        // connection until a hello succeeds: a pipelining client must not have its request
+        // run by a daemon that speaks another protocol.
         let mut hello_failed = false;
         loop {
             let frame = match reader.next().await {
@@ -135,7 +135,7 @@ impl Connection {
                     continue;
                 }
             };
-            if hello_failed {
+            if hello_failed && !matches!(req, Request::Hello(_)) {
                 let e = RpcError::new(
                     ErrorCode::InvalidRequest,
                     "refused: this connection's hello named an unsupported protocol",
@@ -218,7 +218,9 @@ impl Connection {
                 read => {
                     let is_hello = matches!(read, Request::Hello(_));
                     let r = methods::read(&self.daemon, &self.peer, read);
-                    hello_failed |= is_hello && r.is_err();
+                    if is_hello {
+                        hello_failed = r.is_err();
+                    }
                     if !out.reply(id, r).await {
                         break;
                     }

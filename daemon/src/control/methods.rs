@@ -20,7 +20,9 @@ use tokio::sync::oneshot;
 
 /// Default and maximum number of lines `logs` returns.
 const DEFAULT_LINES: usize = 100;
-const MAX_LINES: usize = 100_000;
+/// A larger tail is refused rather than silently cut: it would be one reply of hundreds of
+/// megabytes. Callers page with `from_seq` instead.
+const MAX_LINES: usize = 1_000_000;
 
 fn to_value<T: Serialize>(t: &T) -> Result<Value, RpcError> {
     serde_json::to_value(t).map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
@@ -210,7 +212,13 @@ fn logs(d: &Daemon, p: LogsParams) -> Result<Value, RpcError> {
     } else {
         resolve_names(d, &p.names)?
     };
-    let n = p.lines.unwrap_or(DEFAULT_LINES).min(MAX_LINES);
+    let n = p.lines.unwrap_or(DEFAULT_LINES);
+    if n > MAX_LINES {
+        return Err(RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("at most {MAX_LINES} lines per call (asked for {n}); page with from_seq"),
+        ));
+    }
     let mut merged: Vec<(u64, usize, Line)> = Vec::new();
     let mut missed = Vec::new();
     let mut buf = Vec::new();
