@@ -78,6 +78,11 @@ impl Daemon {
 
     /// Like `start`, with extra arguments for brummerd.
     pub fn start_with(config: &str, args: &[&str]) -> Daemon {
+        Daemon::start_full(config, args, &[])
+    }
+
+    /// Like `start`, with extra arguments and extra environment for brummerd.
+    pub fn start_full(config: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("brummer-e2e-")
             .tempdir()
@@ -102,7 +107,10 @@ impl Daemon {
             dir,
             tag,
             child: None,
-            extra_env: vec![],
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.spawn(args);
         d
