@@ -50,7 +50,17 @@ pub fn bind(path: &Path, mode: Mode) -> Result<UnixListener, SocketError> {
         // Nobody answers: a leftover of a daemon that did not shut down cleanly.
         let _ = std::fs::remove_file(path);
     }
-    let listener = UnixListener::bind(path).map_err(|source| SocketError::Bind {
+    // The socket file is created with the process umask; a permissive one would leave it
+    // open to everyone until the chmod below. Called before the runtime starts its threads,
+    // so changing the process-wide umask here affects nothing else.
+    let mask = match mode {
+        Mode::User => 0o177,
+        Mode::System => 0o117,
+    };
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.map_err(|source| SocketError::Bind {
         path: path.into(),
         source,
     })?;
