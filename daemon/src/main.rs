@@ -118,7 +118,6 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
 
     // Orphaned descendants of programs are re-parented to us, so stop can find and reap them.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
-    let listener = brummerd::socket::bind(&socket, mode)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -146,6 +145,9 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         }
         .await
         .context("cannot install signal handlers")?;
+        // Bound only once SIGTERM/SIGINT are handled: an early stop request then still
+        // ends in a clean shutdown that removes the socket.
+        let listener = brummerd::socket::bind(&opts.socket, mode)?;
         daemon::run(opts, config, listener, shutdown).await?;
         anyhow::Ok(())
     })?;

@@ -51,8 +51,8 @@ pub fn bind(path: &Path, mode: Mode) -> Result<UnixListener, SocketError> {
         let _ = std::fs::remove_file(path);
     }
     // The socket file is created with the process umask; a permissive one would leave it
-    // open to everyone until the chmod below. Called before the runtime starts its threads,
-    // so changing the process-wide umask here affects nothing else.
+    // open to everyone until the chmod below. Called at start-up before any task creates
+    // files, so changing the process-wide umask for this one call affects nothing else.
     let mask = match mode {
         Mode::User => 0o177,
         Mode::System => 0o117,
