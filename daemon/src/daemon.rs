@@ -198,8 +198,6 @@ pub async fn run(
         .update(|_| (Snapshot::from_entries(entries), ()));
     tracing::info!(processes = config.processes.len(), socket = %opts.socket.display(), mode = opts.mode.as_str(), "brummerd ready");
 
-    let listener_task = control::serve(daemon.clone(), listener).map_err(RunError::Listener)?;
-
     // The name is requested only once every object is exported (inside `serve`).
     let mut fatal = None;
     let dbus_service = match dbus_conn {
@@ -217,6 +215,8 @@ pub async fn run(
         },
         None => None,
     };
+    // After D-Bus: a client that reaches the socket finds the bus name owned too.
+    let listener_task = control::serve(daemon.clone(), listener).map_err(RunError::Listener)?;
 
     tokio::pin!(shutdown);
     while fatal.is_none() {

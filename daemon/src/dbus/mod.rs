@@ -136,6 +136,16 @@ impl Service {
 /// Exports the manager, the ObjectManager and one object per program, then requests the
 /// name and starts the forwarder.
 pub async fn serve(daemon: Arc<Daemon>, conn: Connection) -> Result<Service, DbusError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, serve_inner(daemon, conn)).await {
+        Ok(r) => r,
+        Err(_) => Err(DbusError::Timeout {
+            bus: "D-Bus bus (exporting objects, requesting the name)".to_owned(),
+            secs: CONNECT_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
+async fn serve_inner(daemon: Arc<Daemon>, conn: Connection) -> Result<Service, DbusError> {
     // Subscribed before the objects are read, so nothing between the two is lost.
     let sub = daemon.shared.bus.subscribe(forward::QUEUE);
     let server = conn.object_server();
