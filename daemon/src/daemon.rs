@@ -155,7 +155,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     // Before any program starts, so that `--dbus=on` without a bus fails cleanly.
-    let dbus_conn = dbus::connect(&opts.dbus, opts.mode).await?;
+    let dbus_conn = match dbus::connect(&opts.dbus, opts.mode).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&opts.socket);
+            return Err(e.into());
+        }
+    };
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
     let shared = Arc::new(Shared {
         children: supervisor::Children::default(),

@@ -866,3 +866,61 @@ fn a_subscriber_that_never_reads_does_not_slow_the_daemon() {
         "the stuck subscriber slowed the daemon: {alone:?} -> {with_sub:?}"
     );
 }
+
+#[test]
+fn dbus_on_without_a_bus_refuses_to_start_and_auto_runs_without() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("cfg/brummer")).expect("mkdir");
+    std::fs::write(
+        root.join("cfg/brummer/brummer.toml"),
+        "[process.web]\ncommand = [\"sleep\", \"1000\"]\n",
+    )
+    .expect("config");
+    let brummerd = |mode: &str| {
+        let mut c = Command::new(brummer_tests::bin("brummerd"));
+        c.args(["--user", mode])
+            .arg(format!(
+                "--dbus-address=unix:path={}",
+                root.join("no-bus").display()
+            ))
+            .env("XDG_RUNTIME_DIR", root.join("run"))
+            .env("XDG_STATE_HOME", root.join("state"))
+            .env("XDG_CONFIG_HOME", root.join("cfg"))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdin(Stdio::null());
+        c
+    };
+    let out = run(&mut brummerd("--dbus=on"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("brummerd: cannot connect to the D-Bus bus at unix:path=")
+            && err.contains("(run with --dbus=off to go without D-Bus)"),
+        "{err}"
+    );
+    assert!(
+        !root.join("state/brummer/logs/web.log").exists(),
+        "a program ran"
+    );
+
+    // auto: one warning, then the daemon serves its socket as usual.
+    let child = brummerd("--dbus=auto")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn brummerd");
+    let sock = root.join("run/brummer/brummer.sock");
+    wait_for("the socket of brummerd --dbus=auto", T, || {
+        std::os::unix::net::UnixStream::connect(&sock).ok()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("running without D-Bus").count(), 1, "{err}");
+}

@@ -54,24 +54,22 @@ pub struct DbusOptions {
     pub address: Option<String>,
 }
 
+/// The zbus error is part of the message and deliberately not a `#[source]`: its own
+/// Display already includes its cause, so anyhow's `{:#}` chain would print it twice.
 #[derive(Debug, Error)]
 pub enum DbusError {
-    #[error("cannot connect to the {bus}: {source} (run with --dbus=off to go without D-Bus)")]
-    Connect {
-        bus: String,
-        #[source]
-        source: zbus::Error,
-    },
+    #[error("cannot connect to the {bus}: {cause} (run with --dbus=off to go without D-Bus)")]
+    Connect { bus: String, cause: zbus::Error },
     #[error(
         "cannot connect to the {bus}: timed out after {secs} s (run with --dbus=off to go without D-Bus)"
     )]
     Timeout { bus: String, secs: u64 },
     #[error("cannot export the D-Bus objects: {0}")]
-    Export(#[source] zbus::Error),
+    Export(zbus::Error),
     #[error(
         "cannot own the bus name {BUS_NAME}: {0} (is another brummerd running, or does the bus policy not allow it?)"
     )]
-    Name(#[source] zbus::Error),
+    Name(zbus::Error),
 }
 
 /// The object path of program `name`.
@@ -105,7 +103,7 @@ pub async fn connect(opts: &DbusOptions, mode: Mode) -> Result<Option<Connection
     let bus = bus_label(opts, mode);
     let err = match tokio::time::timeout(CONNECT_TIMEOUT, builder.build()).await {
         Ok(Ok(c)) => return Ok(Some(c)),
-        Ok(Err(source)) => DbusError::Connect { bus, source },
+        Ok(Err(cause)) => DbusError::Connect { bus, cause },
         Err(_) => DbusError::Timeout {
             bus,
             secs: CONNECT_TIMEOUT.as_secs(),
