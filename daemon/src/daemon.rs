@@ -8,6 +8,7 @@
 use crate::capture::{self, spawn_capture};
 use crate::config::{self, Config, LoadOptions, ProcessDef};
 use crate::control;
+use crate::dbus::{self, DbusMode, DbusOptions};
 use crate::entry::{ProcessEntry, ProcessInfo};
 use crate::supervisor::{self, Command, OpReply, Shared};
 use arc_swap::ArcSwap;
@@ -50,6 +51,7 @@ pub struct Options {
     pub load: LoadOptions,
     pub socket: PathBuf,
     pub log_dir: PathBuf,
+    pub dbus: DbusOptions,
 }
 
 #[derive(Debug, Error)]
@@ -58,6 +60,8 @@ pub enum RunError {
     Listener(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Dbus(#[from] dbus::DbusError),
 }
 
 /// A reload asked for over the socket; SIGHUP asks without a reply.
@@ -150,6 +154,14 @@ pub async fn run(
     listener: StdUnixListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Before any program starts, so that `--dbus=on` without a bus fails cleanly.
+    let dbus_conn = match dbus::connect(&opts.dbus, opts.mode).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&opts.socket);
+            return Err(e.into());
+        }
+    };
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
     let shared = Arc::new(Shared {
         children: supervisor::Children::default(),
@@ -192,10 +204,28 @@ pub async fn run(
         .update(|_| (Snapshot::from_entries(entries), ()));
     tracing::info!(processes = config.processes.len(), socket = %opts.socket.display(), mode = opts.mode.as_str(), "brummerd ready");
 
+    // The name is requested only once every object is exported (inside `serve`).
+    let mut fatal = None;
+    let dbus_service = match dbus_conn {
+        Some(conn) => match dbus::serve(daemon.clone(), conn).await {
+            Ok(s) => Some(s),
+            Err(e) if opts.dbus.mode == DbusMode::On => {
+                tracing::error!(cause = %e, "D-Bus is required (--dbus=on); shutting down");
+                fatal = Some(RunError::Dbus(e));
+                None
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "running without D-Bus");
+                None
+            }
+        },
+        None => None,
+    };
+    // After D-Bus: a client that reaches the socket finds the bus name owned too.
     let listener_task = control::serve(daemon.clone(), listener).map_err(RunError::Listener)?;
 
     tokio::pin!(shutdown);
-    loop {
+    while fatal.is_none() {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = sighup.recv() => {
@@ -243,9 +273,12 @@ pub async fn run(
     }
     daemon.shared.children.reap_orphans();
     daemon.shared.bus.close();
+    if let Some(s) = dbus_service {
+        s.stop();
+    }
     let _ = std::fs::remove_file(&opts.socket);
     tracing::info!("brummerd stopped");
-    Ok(())
+    fatal.map_or(Ok(()), Err)
 }
 
 /// Re-reads the configuration and applies the difference. The only writer of the registry

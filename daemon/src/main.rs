@@ -4,6 +4,7 @@
 use anyhow::Context;
 use brummerd::config::{self, LoadOptions};
 use brummerd::daemon::{self, Mode, Options};
+use brummerd::dbus::{DbusMode, DbusOptions};
 use brummerd::paths::{Env, Paths};
 use clap::Parser;
 use std::path::PathBuf;
@@ -30,6 +31,16 @@ struct Args {
     /// Check the configuration, print the result and exit (0 valid, 1 invalid).
     #[arg(long)]
     check_config: bool,
+
+    /// D-Bus control plane (system bus, or session bus with --user): auto uses the bus when
+    /// it is reachable and otherwise runs without it; on fails to start without it.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    dbus: DbusMode,
+
+    /// Connect to this D-Bus address instead of the system or session bus
+    /// (e.g. unix:path=/run/mybus).
+    #[arg(long, value_name = "ADDRESS", env = "BRUMMER_DBUS_ADDRESS")]
+    dbus_address: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +140,10 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         load,
         socket,
         log_dir,
+        dbus: DbusOptions {
+            mode: args.dbus,
+            address: args.dbus_address,
+        },
     };
     runtime.block_on(async move {
         let shutdown = async {

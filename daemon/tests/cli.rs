@@ -17,7 +17,14 @@ fn version_and_help() {
     );
     let out = brummerd().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--user", "--config", "--socket", "--check-config"] {
+    for flag in [
+        "--user",
+        "--config",
+        "--socket",
+        "--check-config",
+        "--dbus",
+        "--dbus-address",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
 }

@@ -68,6 +68,8 @@ pub struct Daemon {
     child: Option<Child>,
     stderr: PathBuf,
     extra_env: Vec<(String, String)>,
+    /// Arguments given to `start_with`, used again by `restart_daemon`.
+    args: Vec<String>,
 }
 
 impl Daemon {
@@ -111,8 +113,9 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
-        d.spawn(args);
+        d.spawn();
         d
     }
 
@@ -138,7 +141,7 @@ impl Daemon {
         v
     }
 
-    fn spawn(&mut self, args: &[&str]) {
+    fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -148,8 +151,12 @@ impl Daemon {
         cmd.arg("--user")
             .arg("--config")
             .arg(&self.config)
-            .args(args)
+            .args(&self.args)
             .envs(self.env())
+            // Tests never touch a real session bus: D-Bus tests pass --dbus-address.
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .env_remove("BRUMMER_DBUS_ADDRESS")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log);
@@ -175,7 +182,7 @@ impl Daemon {
     /// Restarts the daemon process (same dir, config and socket).
     pub fn restart_daemon(&mut self) {
         self.terminate().expect("clean shutdown before restart");
-        self.spawn(&[]);
+        self.spawn();
     }
 
     pub fn pid(&self) -> u32 {
@@ -450,5 +457,120 @@ impl Rpc {
                 return v;
             }
         }
+    }
+}
+
+/// A private `dbus-daemon` on a unix socket in its own temp dir, killed on Drop.
+///
+/// `session()` is permissive (any uid may connect, own and call); `system_with_policy`
+/// mimics Debian's system bus (method calls denied by default) and includes the given
+/// policy file, the way /usr/share/dbus-1/system.d/ files are included.
+pub struct DbusDaemon {
+    pub dir: tempfile::TempDir,
+    /// The bus address, for `--dbus-address` and `busctl --address=`.
+    pub address: String,
+    child: Child,
+}
+
+impl DbusDaemon {
+    pub fn session() -> DbusDaemon {
+        DbusDaemon::start(
+            "session",
+            r#"<policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>"#,
+        )
+    }
+
+    pub fn system_with_policy(policy: &Path) -> DbusDaemon {
+        let body = format!(
+            r#"<policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+  </policy>
+  <include>{}</include>"#,
+            policy.display()
+        );
+        DbusDaemon::start("system", &body)
+    }
+
+    fn start(kind: &str, policy: &str) -> DbusDaemon {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("brummer-bus-")
+            .tempdir()
+            .expect("tempdir");
+        // Other uids (the setpriv tests) must reach the socket.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod bus dir");
+        let sock = dir.path().join("bus");
+        let conf = dir.path().join("bus.conf");
+        let text = format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>{kind}</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  {policy}
+</busconfig>
+"#,
+            sock.display()
+        );
+        std::fs::write(&conf, text).expect("write bus config");
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--print-address", "--nofork", "--nopidfile", "--nosyslog"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dbus-daemon (apt-get install dbus)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        // dbus-daemon prints the address once it listens.
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the bus address");
+        let address = line.trim().to_string();
+        assert!(
+            address.starts_with("unix:"),
+            "dbus-daemon printed {address:?}"
+        );
+        DbusDaemon {
+            dir,
+            address,
+            child,
+        }
+    }
+
+    /// `--dbus=on --dbus-address=ADDRESS`, for `Daemon::start_with`.
+    pub fn daemon_args(&self) -> Vec<String> {
+        vec![
+            "--dbus=on".into(),
+            format!("--dbus-address={}", self.address),
+        ]
+    }
+}
+
+impl Drop for DbusDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -30,6 +30,28 @@ impl Peer {
     }
 }
 
+/// The write rule for a caller known by uid, as the D-Bus side learns it from the bus
+/// (GetConnectionCredentials): root, brummerd's uid, or a member of group `brummer`, judged
+/// by the group list the bus reports, else by the caller's /proc status (effective gid and
+/// supplementary groups).
+pub fn may_write(daemon: &Daemon, uid: u32, groups: Option<&[u32]>, pid: Option<u32>) -> bool {
+    uid == 0
+        || uid == daemon.uid
+        || daemon.brummer_gid.is_some_and(|g| match groups {
+            Some(gs) => gs.contains(&g),
+            None => pid.is_some_and(|p| {
+                i32::try_from(p).is_ok_and(|p| in_group(p, g) || effective_gid(p) == Some(g))
+            }),
+        })
+}
+
+/// The effective gid of process `pid`, from the second field of `Gid:` in /proc/PID/status.
+fn effective_gid(pid: i32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find_map(|l| l.strip_prefix("Gid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Whether process `pid` has `gid` among its supplementary groups. Read from
 /// /proc/PID/status at connect time: it reflects `newgrp`/`sg` and needs no NSS lookup.
 fn in_group(pid: i32, gid: u32) -> bool {
@@ -53,7 +75,7 @@ mod tests {
         for g in groups {
             assert!(super::in_group(me, g.as_raw()));
         }
-        let _ = gid;
         assert!(!super::in_group(me, 4_000_000_000));
+        assert_eq!(super::effective_gid(me), Some(gid));
     }
 }

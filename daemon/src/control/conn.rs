@@ -146,13 +146,7 @@ impl Connection {
                 continue;
             }
             if req.is_mutating() && !self.peer.can_write {
-                let e = RpcError::new(
-                    ErrorCode::PermissionDenied,
-                    format!(
-                        "permission denied: uid {} may read but not change anything (needs root, uid {} or group brummer)",
-                        self.peer.uid, self.daemon.uid
-                    ),
-                );
+                let e = crate::ops::permission_denied(self.peer.uid, self.daemon.uid);
                 if !out.reply(id, Err(e)).await {
                     break;
                 }
@@ -160,8 +154,7 @@ impl Connection {
             }
             match req {
                 Request::Start(_) | Request::Stop(_) | Request::Restart(_) | Request::Reload => {
-                    if self.daemon.is_shutting_down() {
-                        let e = RpcError::new(ErrorCode::ShuttingDown, "brummerd is shutting down");
+                    if let Err(e) = crate::ops::accepting(&self.daemon) {
                         if !out.reply(id, Err(e)).await {
                             break;
                         }

@@ -3,20 +3,19 @@
 //! `reload`) send commands to supervisor tasks or the top-level loop and wait for replies.
 
 use super::auth::Peer;
-use crate::daemon::{self, Daemon, ReloadRequest};
+use crate::daemon::Daemon;
 use crate::entry::{ProcessEntry, rfc3339_us};
-use crate::supervisor::{Command, OpReply};
+use crate::ops;
+use crate::supervisor::Command;
 use brummer_core::Line;
 use brummer_proto::methods::{
-    HelloResult, ListEntry, ListResult, LogLine, LogsParams, LogsResult, Missed, OpOutcome,
-    OpResult, Request, Selector, StatusResult, VersionResult,
+    HelloResult, ListEntry, ListResult, LogLine, LogsParams, LogsResult, Missed, OpResult, Request,
+    Selector, StatusResult, VersionResult,
 };
-use brummer_proto::name::suggest;
 use brummer_proto::{ErrorCode, PROTOCOL_VERSION, RpcError};
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
 /// Default and maximum number of lines `logs` returns.
 const DEFAULT_LINES: usize = 100;
@@ -91,38 +90,13 @@ pub async fn mutate(d: &Arc<Daemon>, req: Request) -> Result<Value, RpcError> {
         Request::Start(sel) => op(d, &sel, Command::Start).await,
         Request::Stop(sel) => op(d, &sel, Command::Stop).await,
         Request::Restart(sel) => op(d, &sel, Command::Restart).await,
-        Request::Reload => {
-            let (tx, rx) = oneshot::channel();
-            d.reload_tx
-                .try_send(ReloadRequest { reply: tx })
-                .map_err(|_| {
-                    RpcError::new(
-                        ErrorCode::OperationFailed,
-                        "too many reloads queued; try again",
-                    )
-                })?;
-            match rx.await {
-                Ok(Ok(r)) => to_value(&r),
-                Ok(Err(msg)) => Err(RpcError::new(
-                    ErrorCode::ConfigInvalid,
-                    format!("reload failed, keeping the running configuration:\n{msg}"),
-                )),
-                Err(_) => Err(RpcError::new(
-                    ErrorCode::ShuttingDown,
-                    "brummerd is shutting down",
-                )),
-            }
-        }
+        Request::Reload => to_value(&ops::reload(d).await?),
         _ => Err(RpcError::new(ErrorCode::Internal, "not a mutating request")),
     }
 }
 
 /// Runs one command on every selected process in parallel; answers when all replied.
-async fn op(
-    d: &Arc<Daemon>,
-    sel: &Selector,
-    make: fn(oneshot::Sender<OpReply>) -> Command,
-) -> Result<Value, RpcError> {
+async fn op(d: &Arc<Daemon>, sel: &Selector, make: ops::MakeCommand) -> Result<Value, RpcError> {
     if !sel.all && sel.names.is_empty() {
         return Err(RpcError::new(
             ErrorCode::InvalidParams,
@@ -130,61 +104,22 @@ async fn op(
         ));
     }
     let entries = if sel.all { all(d) } else { resolve(d, sel)? };
-    let mut set = tokio::task::JoinSet::new();
-    for (i, e) in entries.iter().enumerate() {
-        let e = e.clone();
-        set.spawn(async move { (i, daemon::command(&e, make).await) });
-    }
-    let mut replies: Vec<Option<OpReply>> = vec![None; entries.len()];
-    while let Some(r) = set.join_next().await {
-        if let Ok((i, reply)) = r {
-            replies[i] = Some(reply);
-        }
-    }
-    let results = entries
-        .iter()
-        .zip(replies)
-        .map(|(e, r)| {
-            let r = r.unwrap_or(OpReply {
-                ok: false,
-                error: Some("internal error: the command task failed".into()),
-                note: None,
-            });
-            OpOutcome {
-                name: e.name.to_string(),
-                ok: r.ok,
-                error: r.error,
-                note: r.note,
-                status: e.status(),
-            }
-        })
-        .collect();
-    to_value(&OpResult { results })
+    to_value(&OpResult {
+        results: ops::run(&entries, make).await,
+    })
 }
 
 fn all(d: &Daemon) -> Vec<Arc<ProcessEntry>> {
-    d.registry.load().iter().map(|(_, e)| e.clone()).collect()
+    ops::all(d)
 }
 
 /// The entries for the names asked for (duplicates once), or a did-you-mean error.
 pub fn resolve(d: &Daemon, sel: &Selector) -> Result<Vec<Arc<ProcessEntry>>, RpcError> {
-    resolve_names(d, &sel.names)
+    ops::resolve_names(d, &sel.names)
 }
 
 pub fn resolve_names(d: &Daemon, names: &[String]) -> Result<Vec<Arc<ProcessEntry>>, RpcError> {
-    let snap = d.registry.load();
-    let mut out: Vec<Arc<ProcessEntry>> = Vec::with_capacity(names.len());
-    for n in names {
-        match snap.get(n) {
-            Some(e) => {
-                if !out.iter().any(|o| o.name == e.name) {
-                    out.push(e.clone());
-                }
-            }
-            None => return Err(RpcError::no_such_process(n, suggest(n, snap.names()))),
-        }
-    }
-    Ok(out)
+    ops::resolve_names(d, names)
 }
 
 /// Converts a ring line into its wire form.

@@ -6,7 +6,7 @@
 //! bounded outbox. Nothing a client sends or fails to read can reach the listener or
 //! another connection.
 
-mod auth;
+pub mod auth;
 mod conn;
 mod framing;
 mod methods;

@@ -1,0 +1,415 @@
+//! The two exported interfaces: `io.github.brummer.Brummer1.Manager` at the manager path and
+//! `io.github.brummer.Brummer1.Process` at one path per program. Both are thin structs of
+//! shared handles: properties read the program's `StatusCell`/`ProcessInfo` (one atomic load,
+//! one `ArcSwap` load, never a task), mutations go through `crate::ops` exactly as the socket's
+//! do, after checking the caller's credentials with the bus. Signals are sent by the forwarder
+//! (`forward.rs`), never from here.
+
+use super::error::BusError;
+use super::process_path;
+use crate::control::auth;
+use crate::daemon::Daemon;
+use crate::entry::{ProcessEntry, epoch_us};
+use crate::ops;
+use crate::supervisor::Command;
+use brummer_proto::{ErrorCode, ProcessState};
+use std::collections::HashMap;
+use std::sync::Arc;
+use zbus::message::Header;
+use zbus::names::BusName;
+use zbus::object_server::SignalEmitter;
+use zbus::{Connection, ObjectPath, OwnedObjectPath, OwnedVariant, Variant, fdo, interface};
+
+/// The Process interface's properties as one value, so the forwarder can tell which changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Props {
+    pub state: ProcessState,
+    /// 0 when no child exists.
+    pub pid: u32,
+    pub restarts: u32,
+    /// -1 until a run has ended with an exit code.
+    pub exit_code: i32,
+    /// 0 unless the last run was ended by a signal.
+    pub exit_signal: i32,
+    /// µs since the epoch of the last start; 0 before the first.
+    pub started_at: u64,
+    pub urls: Vec<String>,
+}
+
+impl Props {
+    /// Reads the current values: one cell load and one snapshot load.
+    pub fn of(e: &ProcessEntry) -> Props {
+        let hot = e.cell.load();
+        let info = e.info.load();
+        Props {
+            state: hot.state,
+            pid: hot.pid.unwrap_or(0),
+            restarts: hot.restarts,
+            exit_code: info.exit_code.unwrap_or(-1),
+            exit_signal: info.exit_signal.unwrap_or(0),
+            started_at: info.started_at.map(epoch_us).unwrap_or(0),
+            // Filled once the logging pipeline's URL scanner exists.
+            urls: Vec::new(),
+        }
+    }
+
+    /// The properties that differ from `old` (all of them when `old` is `None`), as the
+    /// `a{sv}` of PropertiesChanged / GetAll.
+    pub fn changed(&self, old: Option<&Props>) -> HashMap<&'static str, Variant<'static>> {
+        let mut m = HashMap::new();
+        let differs = |f: &dyn Fn(&Props) -> bool| old.is_none_or(f);
+        if differs(&|o| o.state != self.state) {
+            m.insert("State", Variant::from(self.state.as_str().to_owned()));
+        }
+        if differs(&|o| o.pid != self.pid) {
+            m.insert("Pid", Variant::from(self.pid));
+        }
+        if differs(&|o| o.restarts != self.restarts) {
+            m.insert("Restarts", Variant::from(self.restarts));
+        }
+        if differs(&|o| o.exit_code != self.exit_code) {
+            m.insert("ExitCode", Variant::from(self.exit_code));
+        }
+        if differs(&|o| o.exit_signal != self.exit_signal) {
+            m.insert("ExitSignal", Variant::from(self.exit_signal));
+        }
+        if differs(&|o| o.started_at != self.started_at) {
+            m.insert("StartedAt", Variant::from(self.started_at));
+        }
+        if differs(&|o| o.urls != self.urls) {
+            m.insert("Urls", Variant::from(self.urls.clone()));
+        }
+        m
+    }
+}
+
+/// Every property of a program, as `GetState` and `GetAll` report them.
+pub fn all_props(e: &ProcessEntry) -> HashMap<String, OwnedVariant> {
+    let mut m: HashMap<String, OwnedVariant> = Props::of(e)
+        .changed(None)
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), OwnedVariant::try_from(v).ok()?)))
+        .collect();
+    if let Ok(v) = OwnedVariant::try_from(Variant::from(e.name.to_string())) {
+        m.insert("Name".to_owned(), v);
+    }
+    m
+}
+
+/// Refuses the call unless its sender may change things (same rule as the socket).
+async fn authorize(d: &Daemon, conn: &Connection, hdr: &Header<'_>) -> Result<(), BusError> {
+    let sender = hdr.sender().ok_or_else(|| {
+        BusError::new(
+            ErrorCode::PermissionDenied,
+            "permission denied: the call has no sender",
+        )
+    })?;
+    let dbus = fdo::DBusProxy::new(conn).await?;
+    let creds = dbus
+        .get_connection_credentials(BusName::Unique(sender.clone()))
+        .await?;
+    let Some(uid) = creds.unix_user_id() else {
+        return Err(BusError::new(
+            ErrorCode::PermissionDenied,
+            "permission denied: the bus did not report the caller's uid",
+        ));
+    };
+    let groups = creds.unix_group_ids().map(Vec::as_slice);
+    if auth::may_write(d, uid, groups, creds.process_id()) {
+        Ok(())
+    } else {
+        Err(ops::permission_denied(uid, d.uid).into())
+    }
+}
+
+/// Authorizes, then runs `make` on `entries`; any failure becomes one `Failed` error whose
+/// message is the CLI's line for each failed program (`web: failed: ...`), joined by `; `.
+async fn mutate(
+    d: &Daemon,
+    conn: &Connection,
+    hdr: &Header<'_>,
+    entries: impl FnOnce() -> Result<Vec<Arc<ProcessEntry>>, BusError>,
+    make: ops::MakeCommand,
+) -> Result<(), BusError> {
+    authorize(d, conn, hdr).await?;
+    ops::accepting(d)?;
+    let entries = entries()?;
+    let failed: Vec<String> = ops::run(&entries, make)
+        .await
+        .into_iter()
+        .filter(|o| !o.ok)
+        .map(|o| {
+            format!(
+                "{}: failed: {}",
+                o.name,
+                o.error.as_deref().unwrap_or("unknown error")
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(BusError::new(ErrorCode::OperationFailed, failed.join("; ")))
+    }
+}
+
+/// `io.github.brummer.Brummer1.Manager` at `/io/github/brummer/Brummer1`.
+pub struct Manager {
+    pub daemon: Arc<Daemon>,
+}
+
+impl Manager {
+    fn one(&self, name: &str) -> Result<Vec<Arc<ProcessEntry>>, BusError> {
+        Ok(ops::resolve_names(&self.daemon, &[name.to_owned()])?)
+    }
+}
+
+#[interface(
+    name = "io.github.brummer.Brummer1.Manager",
+    introspection_docs = false
+)]
+impl Manager {
+    /// Every program: name, state, object path, pid (0 when none), restarts.
+    #[zbus(out_args("processes"))]
+    fn list_processes(&self) -> Vec<(String, String, OwnedObjectPath, u32, u32)> {
+        self.daemon
+            .registry
+            .load()
+            .iter()
+            .map(|(name, e)| {
+                let hot = e.cell.load();
+                (
+                    name.to_string(),
+                    hot.state.as_str().to_owned(),
+                    process_path(name),
+                    hot.pid.unwrap_or(0),
+                    hot.restarts,
+                )
+            })
+            .collect()
+    }
+
+    #[zbus(out_args("path"))]
+    fn get_process(&self, name: &str) -> Result<OwnedObjectPath, BusError> {
+        let e = self.one(name)?;
+        Ok(process_path(e.first().map(|e| &*e.name).unwrap_or(name)))
+    }
+
+    async fn start(
+        &self,
+        name: &str,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        mutate(&self.daemon, conn, &hdr, || self.one(name), Command::Start).await
+    }
+
+    async fn stop(
+        &self,
+        name: &str,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        mutate(&self.daemon, conn, &hdr, || self.one(name), Command::Stop).await
+    }
+
+    async fn restart(
+        &self,
+        name: &str,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        mutate(
+            &self.daemon,
+            conn,
+            &hdr,
+            || self.one(name),
+            Command::Restart,
+        )
+        .await
+    }
+
+    async fn start_all(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let d = &self.daemon;
+        mutate(d, conn, &hdr, || Ok(ops::all(d)), Command::Start).await
+    }
+
+    async fn stop_all(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let d = &self.daemon;
+        mutate(d, conn, &hdr, || Ok(ops::all(d)), Command::Stop).await
+    }
+
+    /// Re-reads the configuration; returns the names added, removed and changed.
+    #[zbus(out_args("added", "removed", "changed"))]
+    async fn reload(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(Vec<String>, Vec<String>, Vec<String>), BusError> {
+        authorize(&self.daemon, conn, &hdr).await?;
+        ops::accepting(&self.daemon)?;
+        let r = ops::reload(&self.daemon).await?;
+        Ok((r.added, r.removed, r.changed))
+    }
+
+    /// A full resync: the event sequence number read first, then every program's properties.
+    /// Events with a higher seq may already be reflected in the properties.
+    #[zbus(out_args("seq", "processes"))]
+    fn get_state(&self) -> (u64, HashMap<String, HashMap<String, OwnedVariant>>) {
+        let seq = self.daemon.shared.bus.last_seq();
+        let procs = self
+            .daemon
+            .registry
+            .load()
+            .iter()
+            .map(|(n, e)| (n.to_string(), all_props(e)))
+            .collect();
+        (seq, procs)
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    /// Sequence number of the last event published; StateChanged signals carry the same
+    /// numbering. Not signalled (it changes with every event): read it, or use GetState.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn event_sequence(&self) -> u64 {
+        self.daemon.shared.bus.last_seq()
+    }
+
+    #[zbus(signal)]
+    pub async fn process_added(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn process_removed(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn state_changed(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        old: &str,
+        new: &str,
+        seq: u64,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn url_detected(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        url: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn error_detected(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        line: &str,
+    ) -> zbus::Result<()>;
+
+    /// The daemon's signal forwarder fell behind and dropped `count` events (only when the bus
+    /// does not take its signals as fast as they come); the properties have been re-read
+    /// since. A client that tracks state should call GetState.
+    #[zbus(signal)]
+    pub async fn events_missed(
+        emitter: &SignalEmitter<'_>,
+        count: u64,
+        seq: u64,
+    ) -> zbus::Result<()>;
+}
+
+/// `io.github.brummer.Brummer1.Process` at `/io/github/brummer/Brummer1/process/<escaped>`.
+pub struct ProcessObject {
+    pub daemon: Arc<Daemon>,
+    pub entry: Arc<ProcessEntry>,
+}
+
+#[interface(
+    name = "io.github.brummer.Brummer1.Process",
+    introspection_docs = false
+)]
+impl ProcessObject {
+    async fn start(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let e = self.entry.clone();
+        mutate(&self.daemon, conn, &hdr, || Ok(vec![e]), Command::Start).await
+    }
+
+    async fn stop(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let e = self.entry.clone();
+        mutate(&self.daemon, conn, &hdr, || Ok(vec![e]), Command::Stop).await
+    }
+
+    async fn restart(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let e = self.entry.clone();
+        mutate(&self.daemon, conn, &hdr, || Ok(vec![e]), Command::Restart).await
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn name(&self) -> String {
+        self.entry.name.to_string()
+    }
+
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.entry.cell.load().state.as_str().to_owned()
+    }
+
+    #[zbus(property)]
+    fn pid(&self) -> u32 {
+        self.entry.cell.load().pid.unwrap_or(0)
+    }
+
+    #[zbus(property)]
+    fn restarts(&self) -> u32 {
+        self.entry.cell.load().restarts
+    }
+
+    #[zbus(property)]
+    fn exit_code(&self) -> i32 {
+        self.entry.info.load().exit_code.unwrap_or(-1)
+    }
+
+    #[zbus(property)]
+    fn exit_signal(&self) -> i32 {
+        self.entry.info.load().exit_signal.unwrap_or(0)
+    }
+
+    #[zbus(property)]
+    fn started_at(&self) -> u64 {
+        self.entry.info.load().started_at.map(epoch_us).unwrap_or(0)
+    }
+
+    #[zbus(property)]
+    fn urls(&self) -> Vec<String> {
+        Vec::new()
+    }
+}

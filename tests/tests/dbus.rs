@@ -1,0 +1,926 @@
+//! The D-Bus control plane against a private `dbus-daemon`: through a zbus proxy (list,
+//! start, stop, properties, signals, ObjectManager across a reload), through the stock tools
+//! a desktop user has (busctl, gdbus, dbus-monitor), the shipped bus policy on a system-type
+//! bus, the daemon's own uid check, the shipped interface XML, and a subscriber that never
+//! reads not slowing a crash loop down.
+
+use brummer_tests::{Daemon, DbusDaemon, wait_for};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use zbus::{Connection, OwnedObjectPath, OwnedVariant};
+
+const T: Duration = Duration::from_secs(15);
+const NAME: &str = "io.github.brummer.Brummer1";
+const MANAGER: &str = "/io/github/brummer/Brummer1";
+const MANAGER_IFACE: &str = "io.github.brummer.Brummer1.Manager";
+const PROCESS_IFACE: &str = "io.github.brummer.Brummer1.Process";
+
+#[zbus::proxy(
+    interface = "io.github.brummer.Brummer1.Manager",
+    default_service = "io.github.brummer.Brummer1",
+    default_path = "/io/github/brummer/Brummer1"
+)]
+trait Manager {
+    fn list_processes(&self) -> zbus::Result<Vec<(String, String, OwnedObjectPath, u32, u32)>>;
+    fn get_process(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn start(&self, name: &str) -> zbus::Result<()>;
+    fn stop(&self, name: &str) -> zbus::Result<()>;
+    fn restart(&self, name: &str) -> zbus::Result<()>;
+    fn reload(&self) -> zbus::Result<(Vec<String>, Vec<String>, Vec<String>)>;
+    #[allow(clippy::type_complexity)]
+    fn get_state(&self) -> zbus::Result<(u64, HashMap<String, HashMap<String, OwnedVariant>>)>;
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn event_sequence(&self) -> zbus::Result<u64>;
+    #[zbus(signal)]
+    fn state_changed(&self, name: String, old: String, new: String, seq: u64) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn process_added(&self, name: String, path: OwnedObjectPath) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn process_removed(&self, name: String, path: OwnedObjectPath) -> zbus::Result<()>;
+}
+
+#[zbus::proxy(
+    interface = "io.github.brummer.Brummer1.Process",
+    default_service = "io.github.brummer.Brummer1"
+)]
+trait Process {
+    fn start(&self) -> zbus::Result<()>;
+    fn stop(&self) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn name(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn pid(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn restarts(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn exit_code(&self) -> zbus::Result<i32>;
+    #[zbus(property)]
+    fn exit_signal(&self) -> zbus::Result<i32>;
+    #[zbus(property)]
+    fn started_at(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn urls(&self) -> zbus::Result<Vec<String>>;
+}
+
+/// A daemon on `bus`, returned once it owns the name: brummerd accepts on its socket only
+/// after the D-Bus side is up, so one answered `hello` proves it.
+fn start(bus: &DbusDaemon, config: &str) -> Daemon {
+    let args = bus.daemon_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = Daemon::start_with(config, &args);
+    let reply = d.rpc().call("hello", serde_json::json!({}));
+    assert!(reply.get("result").is_some(), "hello failed: {reply}");
+    d
+}
+
+async fn connect(bus: &DbusDaemon) -> Connection {
+    zbus::connection::Builder::address(bus.address.as_str())
+        .build()
+        .await
+        .expect("connect to the private bus")
+}
+
+async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(T, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {T:?} waiting for {what}"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn busctl(bus: &DbusDaemon) -> Command {
+    let mut c = Command::new("busctl");
+    c.arg(format!("--address={}", bus.address));
+    c
+}
+
+fn gdbus(bus: &DbusDaemon, sub: &str) -> Command {
+    let mut c = Command::new("gdbus");
+    c.args([sub, "--address", &bus.address]);
+    c
+}
+
+/// `setpriv` to uid/gid 65534 with no groups, running `argv`.
+fn as_nobody(argv: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(argv)
+        .env("HOME", "/");
+    c
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+const TWO: &str = r#"
+[process.web]
+command = ["sleep", "1000"]
+autostart = false
+
+[process.my-app]
+command = ["sleep", "1000"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_lists_starts_stops_and_reads_properties() {
+    let bus = DbusDaemon::session();
+    let d = start(&bus, TWO);
+    d.wait_state("my-app", "running", T);
+    let conn = connect(&bus).await;
+    let m = ManagerProxy::new(&conn).await.expect("manager proxy");
+
+    assert_eq!(
+        m.version().await.expect("Version"),
+        env!("CARGO_PKG_VERSION")
+    );
+    let list = m.list_processes().await.expect("ListProcesses");
+    let names: Vec<&str> = list.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(names, ["my-app", "web"]);
+    assert_eq!(
+        list[0].2.as_str(),
+        "/io/github/brummer/Brummer1/process/my_2dapp"
+    );
+    assert_eq!(list[1].1, "stopped");
+
+    // A wrong name is a named error with the CLI's message.
+    let err = m.start("wbe").await.expect_err("no such process");
+    match err {
+        zbus::Error::MethodError(name, Some(msg), _) => {
+            assert_eq!(
+                name.as_str(),
+                "io.github.brummer.Brummer1.Error.NoSuchProcess"
+            );
+            assert_eq!(msg, r#"no process named "wbe" (did you mean "web"?)"#);
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+
+    let path = m.get_process("web").await.expect("GetProcess");
+    assert_eq!(path.as_str(), "/io/github/brummer/Brummer1/process/web");
+    let p = ProcessProxy::builder(&conn)
+        .path(path)
+        .build()
+        .await
+        .expect("process proxy");
+    assert_eq!(p.name().await.expect("Name"), "web");
+    assert_eq!(p.state().await.expect("State"), "stopped");
+    assert_eq!(p.pid().await.expect("Pid"), 0);
+    assert_eq!(p.exit_code().await.expect("ExitCode"), -1);
+    assert!(p.urls().await.expect("Urls").is_empty());
+
+    let mut states = p.receive_state_changed().await;
+    m.start("web").await.expect("Start");
+    let status = d.state_of("web");
+    assert_eq!(status["state"], "running");
+    // PropertiesChanged brings State (and Pid) to the proxy's cache.
+    within("State running via PropertiesChanged", async {
+        while let Some(c) = states.next().await {
+            if c.get().await.ok().as_deref() == Some("running") {
+                break;
+            }
+        }
+    })
+    .await;
+    let pid = p.pid().await.expect("Pid");
+    assert_eq!(Some(u64::from(pid)), status["pid"].as_u64());
+    assert!(p.started_at().await.expect("StartedAt") > 0);
+
+    p.stop().await.expect("Process.Stop");
+    assert_eq!(d.state_of("web")["state"], "stopped");
+    within("State stopped via PropertiesChanged", async {
+        while let Some(c) = states.next().await {
+            if c.get().await.ok().as_deref() == Some("stopped") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert_eq!(p.pid().await.expect("Pid"), 0);
+    assert_eq!(p.exit_signal().await.expect("ExitSignal"), 15);
+
+    let (seq, all) = m.get_state().await.expect("GetState");
+    assert!(seq >= 4, "seq {seq}");
+    let uncached = ManagerProxy::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .expect("uncached proxy");
+    assert!(seq <= uncached.event_sequence().await.expect("EventSequence"));
+    let web = &all["web"];
+    assert_eq!(
+        String::try_from(web["State"].try_clone().expect("clone")).expect("string"),
+        "stopped"
+    );
+    assert_eq!(
+        String::try_from(all["my-app"]["State"].try_clone().expect("clone")).expect("string"),
+        "running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changed_signals_arrive_in_order_with_increasing_seq() {
+    let bus = DbusDaemon::session();
+    let d = start(&bus, TWO);
+    let conn = connect(&bus).await;
+    let m = ManagerProxy::new(&conn).await.expect("manager proxy");
+    let mut signals = m.receive_state_changed().await.expect("subscribe");
+    m.start("web").await.expect("Start");
+    m.restart("web").await.expect("Restart");
+    m.stop("web").await.expect("Stop");
+    let mut seen = Vec::new();
+    within("8 StateChanged signals for web", async {
+        while let Some(s) = signals.next().await {
+            let a = s.args().expect("args");
+            if a.name == "web" {
+                seen.push((a.old.clone(), a.new.clone(), a.seq));
+            }
+            if seen.len() == 8 {
+                break;
+            }
+        }
+    })
+    .await;
+    let chain: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(o, n, _)| (o.as_str(), n.as_str()))
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            ("stopped", "starting"),
+            ("starting", "running"),
+            ("running", "stopping"),
+            ("stopping", "stopped"),
+            ("stopped", "starting"),
+            ("starting", "running"),
+            ("running", "stopping"),
+            ("stopping", "stopped"),
+        ],
+        "{seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].2 < w[1].2),
+        "seq not increasing: {seen:?}"
+    );
+    assert!(d.state_of("web")["pid"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_manager_follows_a_reload_that_adds_and_removes() {
+    let bus = DbusDaemon::session();
+    let d = start(
+        &bus,
+        r#"
+[process.old]
+command = ["sleep", "1000"]
+[process.kept]
+command = ["sleep", "1000"]
+autostart = false
+"#,
+    );
+    let conn = connect(&bus).await;
+    let om = zbus::fdo::ObjectManagerProxy::builder(&conn)
+        .destination(NAME)
+        .path(MANAGER)
+        .build()
+        .await
+        .expect("object manager proxy");
+    let m = ManagerProxy::new(&conn).await.expect("manager proxy");
+    let with_process = |objs: &zbus::fdo::ManagedObjects| -> Vec<String> {
+        let mut v: Vec<String> = objs
+            .iter()
+            .filter(|(_, ifaces)| ifaces.keys().any(|i| i.as_str() == PROCESS_IFACE))
+            .map(|(p, _)| p.as_str().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = om.get_managed_objects().await.expect("GetManagedObjects");
+    assert_eq!(
+        with_process(&before),
+        [
+            "/io/github/brummer/Brummer1/process/kept",
+            "/io/github/brummer/Brummer1/process/old"
+        ]
+    );
+    let old = &before
+        [&OwnedObjectPath::try_from("/io/github/brummer/Brummer1/process/old").expect("path")];
+    let props = &old[&zbus::names::OwnedInterfaceName::try_from(PROCESS_IFACE).expect("iface")];
+    assert_eq!(
+        String::try_from(props["Name"].try_clone().expect("clone")).expect("string"),
+        "old"
+    );
+    assert!(props.contains_key("Pid") && props.contains_key("StartedAt"));
+
+    let mut added = om
+        .receive_interfaces_added()
+        .await
+        .expect("InterfacesAdded");
+    let mut removed = om
+        .receive_interfaces_removed()
+        .await
+        .expect("InterfacesRemoved");
+    let mut p_added = m.receive_process_added().await.expect("ProcessAdded");
+    let mut p_removed = m.receive_process_removed().await.expect("ProcessRemoved");
+
+    d.write_config(
+        r#"
+[process.kept]
+command = ["sleep", "1000"]
+autostart = false
+[process.new-one]
+command = ["sleep", "1000"]
+"#,
+    );
+    let (a, r, c) = m.reload().await.expect("Reload");
+    assert_eq!(
+        (a, r, c),
+        (vec!["new-one".to_string()], vec!["old".to_string()], vec![])
+    );
+
+    let new_path = "/io/github/brummer/Brummer1/process/new_2done";
+    within("InterfacesAdded for new-one", async {
+        let s = added.next().await.expect("stream");
+        let a = s.args().expect("args");
+        assert_eq!(a.object_path.as_str(), new_path);
+        assert!(
+            a.interfaces_and_properties
+                .keys()
+                .any(|i| i.as_str() == PROCESS_IFACE)
+        );
+    })
+    .await;
+    within("InterfacesRemoved for old", async {
+        let s = removed.next().await.expect("stream");
+        let a = s.args().expect("args");
+        assert_eq!(
+            a.object_path.as_str(),
+            "/io/github/brummer/Brummer1/process/old"
+        );
+    })
+    .await;
+    within("ProcessAdded / ProcessRemoved", async {
+        let a = p_added.next().await.expect("stream");
+        assert_eq!(a.args().expect("args").name, "new-one");
+        let r = p_removed.next().await.expect("stream");
+        assert_eq!(r.args().expect("args").name, "old");
+    })
+    .await;
+
+    let after = om.get_managed_objects().await.expect("GetManagedObjects");
+    assert_eq!(
+        with_process(&after),
+        ["/io/github/brummer/Brummer1/process/kept", new_path]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_tools_busctl_and_gdbus() {
+    let bus = DbusDaemon::session();
+    let d = start(&bus, TWO);
+    d.wait_state("my-app", "running", T);
+
+    let out = run_ok(busctl(&bus).args(["call", NAME, MANAGER, MANAGER_IFACE, "ListProcesses"]));
+    assert!(
+        out.starts_with("a(ssouu) 2 \"my-app\" \"running\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"web\" \"stopped\" \"/io/github/brummer/Brummer1/process/web\" 0 0"),
+        "{out}"
+    );
+
+    let out = run_ok(gdbus(&bus, "call").args([
+        "--dest",
+        NAME,
+        "--object-path",
+        MANAGER,
+        "--method",
+        "io.github.brummer.Brummer1.Manager.Start",
+        "web",
+    ]));
+    assert_eq!(out.trim(), "()");
+    let pid = d.state_of("web")["pid"].as_u64().expect("pid");
+
+    let out = run_ok(busctl(&bus).args([
+        "get-property",
+        NAME,
+        "/io/github/brummer/Brummer1/process/web",
+        PROCESS_IFACE,
+        "State",
+        "Pid",
+    ]));
+    assert_eq!(out, format!("s \"running\"\nu {pid}\n"));
+
+    let out = run(gdbus(&bus, "call").args([
+        "--dest",
+        NAME,
+        "--object-path",
+        MANAGER,
+        "--method",
+        "io.github.brummer.Brummer1.Manager.Stop",
+        "wbe",
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            r#"io.github.brummer.Brummer1.Error.NoSuchProcess: no process named "wbe" (did you mean "web"?)"#
+        ),
+        "{err}"
+    );
+
+    let out = run_ok(gdbus(&bus, "introspect").args([
+        "--dest",
+        NAME,
+        "--object-path",
+        "/io/github/brummer/Brummer1/process/my_2dapp",
+    ]));
+    assert!(
+        out.contains("interface io.github.brummer.Brummer1.Process"),
+        "{out}"
+    );
+    assert!(out.contains("readonly s State = 'running';"), "{out}");
+    let out = run_ok(gdbus(&bus, "introspect").args(["--dest", NAME, "--object-path", MANAGER]));
+    assert!(out.contains("StateChanged(s name,"), "{out}");
+    assert!(
+        out.contains("interface org.freedesktop.DBus.ObjectManager"),
+        "{out}"
+    );
+}
+
+/// Signal blocks from dbus-monitor's output: `(name, old, new, seq)` per StateChanged.
+fn monitor_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+struct Monitor {
+    rx: mpsc::Receiver<String>,
+    block: Vec<String>,
+}
+
+impl Monitor {
+    /// Next StateChanged as (name, old, new, seq), or None when `deadline` passes.
+    fn next(&mut self, deadline: Instant) -> Option<(String, String, String, u64)> {
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.rx.recv_timeout(left).ok()?;
+            let t = line.trim();
+            if t.starts_with("signal ") {
+                self.block = vec![t.to_owned()];
+            } else if let Some(s) = t.strip_prefix("string \"") {
+                self.block.push(s.trim_end_matches('"').to_owned());
+            } else if let Some(n) = t.strip_prefix("uint64 ")
+                && self.block.len() == 4
+                && self.block[0].contains("member=StateChanged")
+            {
+                let seq = n.parse().unwrap_or(0);
+                let b = std::mem::take(&mut self.block);
+                return Some((b[1].clone(), b[2].clone(), b[3].clone(), seq));
+            }
+        }
+    }
+}
+
+#[test]
+fn dbus_monitor_sees_state_changed_when_a_program_is_killed_and_restarted() {
+    let bus = DbusDaemon::session();
+    let d = start(
+        &bus,
+        r#"
+[process.web]
+command = ["sleep", "1000"]
+restart = "always"
+autostart = false
+[process.web.backoff]
+initial = "1ms"
+"#,
+    );
+    let mut child = Command::new("dbus-monitor")
+        .args([
+            "--address",
+            &bus.address,
+            "type='signal',interface='io.github.brummer.Brummer1.Manager',member='StateChanged'",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dbus-monitor");
+    let mut mon = Monitor {
+        rx: monitor_lines(&mut child),
+        block: vec![],
+    };
+    // The monitor is listening once it reports a start we make (retried until it does).
+    let deadline = Instant::now() + T;
+    d.ctl_ok(&["start", "web"]);
+    loop {
+        match mon.next(Instant::now() + Duration::from_millis(300)) {
+            Some((_, _, new, _)) if new == "running" => break,
+            Some(_) => {}
+            None => {
+                assert!(
+                    Instant::now() < deadline,
+                    "dbus-monitor never saw StateChanged"
+                );
+                d.ctl_ok(&["restart", "web"]);
+            }
+        }
+    }
+    let pid = d.state_of("web")["pid"].as_u64().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let mut after = Vec::new();
+    let deadline = Instant::now() + T;
+    while let Some(s) = mon.next(deadline) {
+        let back = s.2 == "running";
+        after.push(s);
+        if back {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let chain: Vec<(&str, &str)> = after.iter().map(|s| (s.1.as_str(), s.2.as_str())).collect();
+    assert_eq!(
+        chain,
+        [
+            ("running", "backoff"),
+            ("backoff", "starting"),
+            ("starting", "running")
+        ],
+        "{after:?}"
+    );
+    assert!(after.iter().all(|s| s.0 == "web"));
+    assert!(after.windows(2).all(|w| w[0].3 < w[1].3), "{after:?}");
+    let s = d.state_of("web");
+    assert_eq!(s["restarts"], 1);
+    assert_ne!(s["pid"].as_u64(), Some(pid as u64));
+}
+
+fn repo_file(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+}
+
+#[test]
+fn system_bus_policy_denies_stop_to_others_and_allows_reads() {
+    if !is_root() {
+        eprintln!(
+            "skipped: the policy test needs root (to own the name under the shipped policy and to setpriv)"
+        );
+        return;
+    }
+    let bus = DbusDaemon::system_with_policy(&repo_file("systemd/io.github.brummer.Brummer1.conf"));
+    let d = start(&bus, TWO);
+    d.wait_state("my-app", "running", T);
+    let addr = format!("--address={}", bus.address);
+    let web_path = "/io/github/brummer/Brummer1/process/my_2dapp";
+
+    let out = run(&mut as_nobody(&[
+        "busctl",
+        &addr,
+        "call",
+        NAME,
+        MANAGER,
+        MANAGER_IFACE,
+        "Stop",
+        "s",
+        "my-app",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "Stop as uid 65534 succeeded");
+    assert!(
+        err.contains("Access denied") || err.contains("AccessDenied"),
+        "{err}"
+    );
+    assert_eq!(d.state_of("my-app")["state"], "running");
+
+    let out = run(&mut as_nobody(&[
+        "busctl",
+        &addr,
+        "call",
+        web_path,
+        PROCESS_IFACE,
+        "Stop",
+    ]));
+    assert!(!out.status.success(), "Process.Stop as uid 65534 succeeded");
+
+    let out = run_ok(&mut as_nobody(&[
+        "busctl",
+        &addr,
+        "get-property",
+        NAME,
+        web_path,
+        PROCESS_IFACE,
+        "State",
+    ]));
+    assert_eq!(out.trim(), "s \"running\"");
+    let out = run_ok(&mut as_nobody(&[
+        "busctl",
+        &addr,
+        "call",
+        NAME,
+        MANAGER,
+        MANAGER_IFACE,
+        "ListProcesses",
+    ]));
+    assert!(out.contains("\"my-app\""), "{out}");
+    let out = run_ok(&mut as_nobody(&[
+        "gdbus",
+        "introspect",
+        "--address",
+        &bus.address,
+        "--dest",
+        NAME,
+        "--object-path",
+        web_path,
+    ]));
+    assert!(out.contains("io.github.brummer.Brummer1.Process"), "{out}");
+
+    // root may.
+    run_ok(busctl(&bus).args(["call", NAME, MANAGER, MANAGER_IFACE, "Stop", "s", "my-app"]));
+    assert_eq!(d.state_of("my-app")["state"], "stopped");
+}
+
+#[test]
+fn daemon_checks_the_callers_uid_itself() {
+    if !is_root() {
+        eprintln!("skipped: needs root to call as another uid with setpriv");
+        return;
+    }
+    // A permissive bus: only brummerd's own check stands between uid 65534 and Stop.
+    let bus = DbusDaemon::session();
+    let d = start(&bus, TWO);
+    d.wait_state("my-app", "running", T);
+    let out = run(&mut as_nobody(&[
+        "gdbus",
+        "call",
+        "--address",
+        &bus.address,
+        "--dest",
+        NAME,
+        "--object-path",
+        MANAGER,
+        "--method",
+        "io.github.brummer.Brummer1.Manager.Stop",
+        "my-app",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(
+            "io.github.brummer.Brummer1.Error.PermissionDenied: permission denied: uid 65534 may read but not change anything"
+        ),
+        "{err}"
+    );
+    assert_eq!(d.state_of("my-app")["state"], "running");
+    let out = run_ok(&mut as_nobody(&[
+        "busctl",
+        &format!("--address={}", bus.address),
+        "get-property",
+        NAME,
+        "/io/github/brummer/Brummer1/process/my_2dapp",
+        PROCESS_IFACE,
+        "State",
+    ]));
+    assert_eq!(out.trim(), "s \"running\"");
+}
+
+/// The `<interface>` elements named `io.github.brummer.*`, trimmed lines, first occurrence of
+/// each (zbus's introspection also describes child nodes, so the Process interface appears
+/// once per program).
+fn our_interfaces(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur: Option<Vec<String>> = None;
+    for line in xml.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("<interface name=\"io.github.brummer.") {
+            cur = Some(vec![line.to_owned()]);
+        } else if let Some(c) = cur.as_mut() {
+            c.push(line.to_owned());
+            if line == "</interface>" {
+                let block = c.join("\n");
+                if !out
+                    .iter()
+                    .any(|b: &String| b.lines().next() == block.lines().next())
+                {
+                    out.push(block);
+                }
+                cur = None;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_interface_xml_matches_introspection() {
+    let bus = DbusDaemon::session();
+    let _d = start(&bus, TWO);
+    let conn = connect(&bus).await;
+    let mut live = Vec::new();
+    for path in [MANAGER, "/io/github/brummer/Brummer1/process/web"] {
+        let xml = zbus::fdo::IntrospectableProxy::builder(&conn)
+            .destination(NAME)
+            .path(path)
+            .build()
+            .await
+            .expect("proxy")
+            .introspect()
+            .await
+            .expect("Introspect");
+        for block in our_interfaces(&xml) {
+            if !live
+                .iter()
+                .any(|b: &String| b.lines().next() == block.lines().next())
+            {
+                live.push(block);
+            }
+        }
+    }
+    let file = repo_file("dbus/io.github.brummer.Brummer1.xml");
+    let shipped = std::fs::read_to_string(&file).expect("read the interface XML");
+    assert_eq!(live.len(), 2);
+    assert_eq!(
+        our_interfaces(&shipped),
+        live,
+        "{} differs from what brummerd introspects:\n{}",
+        file.display(),
+        live.join("\n")
+    );
+}
+
+const CRASH_LOOP: &str = r#"
+[process.crash]
+command = ["false"]
+restart = "always"
+autostart = false
+[process.crash.backoff]
+initial = "1ms"
+max = "1ms"
+[process.crash.start_limit]
+burst = 100000
+interval = "1m"
+"#;
+
+/// Starts the crash loop and waits until it has made about 1,000 state changes.
+fn crash_loop_time(bus: &DbusDaemon, subscriber: Option<&mut Child>) -> (Duration, u64) {
+    let d = start(bus, CRASH_LOOP);
+    if let Some(c) = subscriber {
+        // Stopped: subscribed to every signal of ours, never reading its socket again.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .expect("SIGSTOP the subscriber");
+    }
+    let t0 = Instant::now();
+    d.ctl_ok(&["start", "crash"]);
+    // Each crash is running -> backoff -> starting -> running: 3 state changes.
+    let restarts = wait_for("334 restarts of crash", Duration::from_secs(120), || {
+        let r = d.state_of("crash")["restarts"].as_u64().unwrap_or(0);
+        (r >= 334).then_some(r)
+    });
+    let elapsed = t0.elapsed();
+    d.ctl_ok(&["stop", "crash"]);
+    (elapsed, restarts)
+}
+
+#[test]
+fn a_subscriber_that_never_reads_does_not_slow_the_daemon() {
+    let bus = DbusDaemon::session();
+    let (alone, r1) = crash_loop_time(&bus, None);
+
+    // gdbus monitor subscribes (AddMatch) to every signal of the name, says so, and is then
+    // stopped for good.
+    let mut sub = Command::new("gdbus")
+        .args(["monitor", "--address", &bus.address, "--dest", NAME])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gdbus monitor");
+    let rx = monitor_lines(&mut sub);
+    let d_probe = start(&bus, "");
+    let deadline = Instant::now() + T;
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("gdbus monitor never saw the name owned");
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains("is owned by") => break,
+            Ok(_) => {}
+            Err(e) => panic!("gdbus monitor: {e}"),
+        }
+    }
+    drop(d_probe);
+    let (with_sub, r2) = crash_loop_time(&bus, Some(&mut sub));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sub.id() as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    );
+    let _ = sub.kill();
+    let _ = sub.wait();
+    eprintln!(
+        "crash loop to ~1,000 state changes: {alone:?} without a subscriber ({r1} restarts), {with_sub:?} with a stopped subscriber ({r2} restarts)"
+    );
+    assert!(
+        with_sub < alone * 3 + Duration::from_secs(2),
+        "the stuck subscriber slowed the daemon: {alone:?} -> {with_sub:?}"
+    );
+}
+
+#[test]
+fn dbus_on_without_a_bus_refuses_to_start_and_auto_runs_without() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("cfg/brummer")).expect("mkdir");
+    std::fs::write(
+        root.join("cfg/brummer/brummer.toml"),
+        "[process.web]\ncommand = [\"sleep\", \"1000\"]\n",
+    )
+    .expect("config");
+    let brummerd = |mode: &str| {
+        let mut c = Command::new(brummer_tests::bin("brummerd"));
+        c.args(["--user", mode])
+            .arg(format!(
+                "--dbus-address=unix:path={}",
+                root.join("no-bus").display()
+            ))
+            .env("XDG_RUNTIME_DIR", root.join("run"))
+            .env("XDG_STATE_HOME", root.join("state"))
+            .env("XDG_CONFIG_HOME", root.join("cfg"))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdin(Stdio::null());
+        c
+    };
+    let out = run(&mut brummerd("--dbus=on"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("brummerd: cannot connect to the D-Bus bus at unix:path=")
+            && err.contains("(run with --dbus=off to go without D-Bus)"),
+        "{err}"
+    );
+    assert!(
+        !root.join("state/brummer/logs/web.log").exists(),
+        "a program ran"
+    );
+
+    // auto: one warning, then the daemon serves its socket as usual.
+    let child = brummerd("--dbus=auto")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn brummerd");
+    let sock = root.join("run/brummer/brummer.sock");
+    wait_for("the socket of brummerd --dbus=auto", T, || {
+        std::os::unix::net::UnixStream::connect(&sock).ok()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("running without D-Bus").count(), 1, "{err}");
+}
