@@ -31,7 +31,7 @@ fn check_line(l: &Line, seq: u64) {
     assert_eq!(l.meta.pid, seq as u32);
     assert_eq!(
         l.meta.stream,
-        if seq % 5 == 0 {
+        if seq.is_multiple_of(5) {
             Stream::Stderr
         } else {
             Stream::Stdout
@@ -69,7 +69,7 @@ fn one_writer_three_followers_exact_accounting() {
                     assert_eq!(o.next_seq, expected);
                     cursor = o.next_seq;
                     buf.clear();
-                    if k == 0 && received % 7 == 0 {
+                    if k == 0 && received.is_multiple_of(7) {
                         // tail() under fire: consecutive, untorn, newest last.
                         let mut t = Vec::new();
                         ring.tail(20, None, &mut t);
@@ -92,7 +92,7 @@ fn one_writer_three_followers_exact_accounting() {
         .collect();
 
     for seq in FIRST..end {
-        let stream = if seq % 5 == 0 {
+        let stream = if seq.is_multiple_of(5) {
             Stream::Stderr
         } else {
             Stream::Stdout
