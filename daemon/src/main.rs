@@ -2,39 +2,16 @@
 //! itself is `brummerd::daemon::run`.
 
 use anyhow::Context;
+use brummerd::cli::Args;
 use brummerd::config::{self, LoadOptions};
 use brummerd::daemon::{self, Mode, Options};
 use brummerd::paths::{Env, Paths};
 use clap::Parser;
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// brummer process supervisor daemon. Runs in the foreground; stop it with SIGTERM or
-/// SIGINT (every program is stopped first), reload its configuration with SIGHUP.
-#[derive(Debug, Parser)]
-#[command(name = "brummerd", version, about, long_about = None)]
-struct Args {
-    /// Per-user daemon: config under $XDG_CONFIG_HOME/brummer/, socket under
-    /// $XDG_RUNTIME_DIR/brummer/, logs under $XDG_STATE_HOME/brummer/logs/.
-    #[arg(long)]
-    user: bool,
-
-    /// Main configuration file (drop-ins are read from processes.d/ beside it).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    /// Control socket path.
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-
-    /// Check the configuration, print the result and exit (0 valid, 1 invalid).
-    #[arg(long)]
-    check_config: bool,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
+    brummerd::logging::init();
     match real_main(args) {
         Ok(code) => code,
         Err(e) => {
@@ -42,17 +19,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BRUMMER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn real_main(args: Args) -> anyhow::Result<ExitCode> {
@@ -118,7 +84,17 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
 
     // Orphaned descendants of programs are re-parented to us, so stop can find and reap them.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
-    let listener = brummerd::socket::bind(&socket, mode)?;
+    // Socket activation (brummerd.socket) hands us the listener; otherwise we bind it. A
+    // passed socket belongs to the socket unit: we must not unlink it when we stop.
+    let (listener, socket, unlink_socket) =
+        match brummerd::activation::take_listener().context("socket activation")? {
+            Some((listener, path)) => {
+                let path = path.unwrap_or(socket);
+                tracing::info!(socket = %path.display(), "using the socket passed by systemd");
+                (listener, path, false)
+            }
+            None => (brummerd::socket::bind(&socket, mode)?, socket, true),
+        };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -129,6 +105,7 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         mode,
         load,
         socket,
+        unlink_socket,
         log_dir,
     };
     runtime.block_on(async move {
