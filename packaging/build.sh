@@ -41,11 +41,37 @@ mkdir -p "$out"
 if [ "$what" != rpm ]; then
     echo "build.sh: .deb" >&2
     rm -f "$out"/brummer_*.deb
-    cargo deb --no-build --locked -p brummerd --output "$out"
+    cargo deb --no-build --strip --locked -p brummerd --output "$out"
 fi
 if [ "$what" != deb ]; then
+    # cargo-generate-rpm copies files as they are: stage stripped binaries and compressed
+    # man pages for it (cargo-deb does both itself).
+    mkdir -p "$assets/bin" "$assets/man-gz"
+    for b in brummerd brummerctl; do
+        strip -o "$assets/bin/$b" "$target_dir/release/$b"
+    done
+    for m in "$assets"/man/*; do
+        gzip -9n < "$m" > "$assets/man-gz/$(basename "$m").gz"
+    done
     echo "build.sh: .rpm" >&2
     rm -f "$out"/brummer-*.rpm
     cargo generate-rpm -p daemon --target-dir "$target_dir" -o "$out"
 fi
 ls -l "$out"
+
+# Lint what was built when the linters are installed (apt-get install lintian rpmlint):
+# any message fails the build.
+lint_failed=0
+if [ "$what" != rpm ] && command -v lintian >/dev/null; then
+    msgs=$(lintian "$out"/brummer_*.deb 2>&1 | grep -v "running with root privileges" || true)
+    if [ -n "$msgs" ]; then echo "$msgs" >&2; lint_failed=1; else echo "build.sh: lintian clean" >&2; fi
+fi
+if [ "$what" != deb ] && command -v rpmlint >/dev/null; then
+    if rpmlint -c packaging/rpm/rpmlint.toml -r packaging/rpm/brummer.rpmlintrc "$out"/brummer-*.rpm > "$out/rpmlint.log" 2>&1 \
+        && ! grep -qE ": (W|E): " "$out/rpmlint.log"; then
+        echo "build.sh: rpmlint clean ($(tail -1 "$out/rpmlint.log"))" >&2
+    else
+        cat "$out/rpmlint.log" >&2; lint_failed=1
+    fi
+fi
+exit "$lint_failed"

@@ -107,7 +107,11 @@ fn write_man(
         })
         .collect();
     // clap_mangen calls the after-help section EXTRA; name it for what it holds.
-    let heading = if name == "brummerctl" { "\"EXIT STATUS\"" } else { "NOTES" };
+    let heading = if name == "brummerctl" {
+        "\"EXIT STATUS\""
+    } else {
+        "NOTES"
+    };
     let text = String::from_utf8(buf)?.replace(".SH EXTRA\n", &format!(".SH {heading}\n"));
     let text = format!("{text}.SH \"SEE ALSO\"\n{}\n", refs.join("\n"));
     let path = dir.join(format!("{name}.{section}"));
