@@ -10,6 +10,7 @@ use crate::config::{self, Config, LoadOptions, ProcessDef};
 use crate::control;
 use crate::dbus::{self, DbusMode, DbusOptions};
 use crate::entry::{ProcessEntry, ProcessInfo};
+use crate::notify;
 use crate::supervisor::{self, Command, OpReply, Shared};
 use arc_swap::ArcSwap;
 use brummer_core::{EventBus, LogRing, Registry, Snapshot, StatusCell};
@@ -50,6 +51,9 @@ pub struct Options {
     /// How to load the config again on reload.
     pub load: LoadOptions,
     pub socket: PathBuf,
+    /// Remove the socket file at shutdown: true when we bound it, false when systemd passed
+    /// it (socket activation: the `.socket` unit owns the file and keeps listening).
+    pub unlink_socket: bool,
     pub log_dir: PathBuf,
     pub dbus: DbusOptions,
 }
@@ -223,19 +227,27 @@ pub async fn run(
     };
     // After D-Bus: a client that reaches the socket finds the bus name owned too.
     let listener_task = control::serve(daemon.clone(), listener).map_err(RunError::Listener)?;
+    // Config loaded and the control socket listening: READY=1 (the D-Bus service, when it
+    // lands, must be serving before this line).
+    notify::ready(&notify::current_summary(&daemon));
+    let status_task = notify::spawn_status_task(daemon.clone());
+    // WATCHDOG=1 is sent from this loop (and from the reload and shutdown waits below), so
+    // a wedged top-level loop really misses it and systemd restarts us.
+    let mut watchdog = Watchdog::new(notify::watchdog_interval());
 
     tokio::pin!(shutdown);
     while fatal.is_none() {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = watchdog.tick() => notify::watchdog(),
             _ = sighup.recv() => {
-                match reload(&daemon, &opts.load).await {
+                match reload_notified(&daemon, &opts.load, &mut watchdog).await {
                     Ok(r) => tracing::info!(added = ?r.added, removed = ?r.removed, changed = ?r.changed, "reloaded on SIGHUP"),
                     Err(e) => tracing::error!(cause = %e, "reload failed; keeping the running configuration"),
                 }
             }
             Some(req) = reload_rx.recv() => {
-                let r = reload(&daemon, &opts.load).await;
+                let r = reload_notified(&daemon, &opts.load, &mut watchdog).await;
                 if let Err(e) = &r {
                     tracing::error!(cause = %e, "reload failed; keeping the running configuration");
                 }
@@ -248,7 +260,9 @@ pub async fn run(
     }
 
     tracing::info!("shutting down: stopping every program");
+    notify::stopping();
     daemon.shutting_down.store(true, Ordering::Release);
+    status_task.abort();
     listener_task.abort();
     let snapshot = daemon.registry.load_full();
     let mut set = tokio::task::JoinSet::new();
@@ -269,6 +283,7 @@ pub async fn run(
                 None => break,
             },
             _ = sigchld.recv() => { daemon.shared.children.reap_orphans(); }
+            _ = watchdog.tick() => notify::watchdog(),
         }
     }
     daemon.shared.children.reap_orphans();
@@ -276,9 +291,53 @@ pub async fn run(
     if let Some(s) = dbus_service {
         s.stop();
     }
-    let _ = std::fs::remove_file(&opts.socket);
+    if opts.unlink_socket {
+        let _ = std::fs::remove_file(&opts.socket);
+    }
     tracing::info!("brummerd stopped");
     fatal.map_or(Ok(()), Err)
+}
+
+/// Pings the systemd watchdog at a fixed interval, or never when the unit has none.
+struct Watchdog(Option<tokio::time::Interval>);
+
+impl Watchdog {
+    fn new(every: Option<std::time::Duration>) -> Self {
+        Watchdog(every.map(|d| {
+            let mut i = tokio::time::interval(d);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        }))
+    }
+
+    async fn tick(&mut self) {
+        match &mut self.0 {
+            Some(i) => {
+                i.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// `reload` between RELOADING=1 and READY=1, pinging the watchdog while it waits (a reload
+/// may wait for removed programs to stop, up to their `stop_timeout`).
+async fn reload_notified(
+    daemon: &Arc<Daemon>,
+    load: &LoadOptions,
+    watchdog: &mut Watchdog,
+) -> Result<ReloadResult, String> {
+    notify::reloading();
+    let work = reload(daemon, load);
+    tokio::pin!(work);
+    let r = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = watchdog.tick() => notify::watchdog(),
+        }
+    };
+    notify::ready(&notify::current_summary(daemon));
+    r
 }
 
 /// Re-reads the configuration and applies the difference. The only writer of the registry

@@ -2,13 +2,17 @@
 //! a shutdown future, so tests drive the real daemon in-process and `main.rs` only wires
 //! arguments, paths, the socket and signals to it.
 
+pub mod activation;
 pub mod capture;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dbus;
 pub mod entry;
 pub mod fd;
+pub mod logging;
+pub mod notify;
 pub mod ops;
 pub mod paths;
 pub mod socket;

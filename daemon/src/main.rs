@@ -2,50 +2,17 @@
 //! itself is `brummerd::daemon::run`.
 
 use anyhow::Context;
+use brummerd::cli::Args;
 use brummerd::config::{self, LoadOptions};
 use brummerd::daemon::{self, Mode, Options};
-use brummerd::dbus::{DbusMode, DbusOptions};
+use brummerd::dbus::DbusOptions;
 use brummerd::paths::{Env, Paths};
 use clap::Parser;
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// brummer process supervisor daemon. Runs in the foreground; stop it with SIGTERM or
-/// SIGINT (every program is stopped first), reload its configuration with SIGHUP.
-#[derive(Debug, Parser)]
-#[command(name = "brummerd", version, about, long_about = None)]
-struct Args {
-    /// Per-user daemon: config under $XDG_CONFIG_HOME/brummer/, socket under
-    /// $XDG_RUNTIME_DIR/brummer/, logs under $XDG_STATE_HOME/brummer/logs/.
-    #[arg(long)]
-    user: bool,
-
-    /// Main configuration file (drop-ins are read from processes.d/ beside it).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    /// Control socket path.
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-
-    /// Check the configuration, print the result and exit (0 valid, 1 invalid).
-    #[arg(long)]
-    check_config: bool,
-
-    /// D-Bus control plane (system bus, or session bus with --user): auto uses the bus when
-    /// it is reachable and otherwise runs without it; on fails to start without it.
-    #[arg(long, value_name = "WHEN", default_value = "auto")]
-    dbus: DbusMode,
-
-    /// Connect to this D-Bus address instead of the system or session bus
-    /// (e.g. unix:path=/run/mybus).
-    #[arg(long, value_name = "ADDRESS", env = "BRUMMER_DBUS_ADDRESS")]
-    dbus_address: Option<String>,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
+    brummerd::logging::init();
     match real_main(args) {
         Ok(code) => code,
         Err(e) => {
@@ -53,17 +20,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BRUMMER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn real_main(args: Args) -> anyhow::Result<ExitCode> {
@@ -135,10 +91,11 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         .thread_name("brummerd")
         .build()
         .context("cannot start the async runtime")?;
-    let opts = Options {
+    let mut opts = Options {
         mode,
         load,
         socket,
+        unlink_socket: true,
         log_dir,
         dbus: DbusOptions {
             mode: args.dbus,
@@ -160,9 +117,21 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         }
         .await
         .context("cannot install signal handlers")?;
-        // Bound only once SIGTERM/SIGINT are handled: an early stop request then still
-        // ends in a clean shutdown that removes the socket.
-        let listener = brummerd::socket::bind(&opts.socket, mode)?;
+        // Socket activation (brummerd.socket) hands us the listener; otherwise we bind it,
+        // only once SIGTERM/SIGINT are handled, so an early stop request still ends in a
+        // clean shutdown that removes the socket. A passed socket belongs to the socket
+        // unit: we must not unlink it when we stop.
+        let listener = match brummerd::activation::take_listener().context("socket activation")? {
+            Some((listener, path)) => {
+                if let Some(path) = path {
+                    opts.socket = path;
+                }
+                opts.unlink_socket = false;
+                tracing::info!(socket = %opts.socket.display(), "using the socket passed by systemd");
+                listener
+            }
+            None => brummerd::socket::bind(&opts.socket, mode)?,
+        };
         daemon::run(opts, config, listener, shutdown).await?;
         anyhow::Ok(())
     })?;

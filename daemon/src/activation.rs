@@ -1,0 +1,251 @@
+//! Socket activation: taking the control socket from systemd (LISTEN_PID, LISTEN_FDS,
+//! LISTEN_FDNAMES, see sd_listen_fds(3)) instead of binding it.
+//!
+//! Called once by `main.rs` before the runtime starts. The selection logic is a pure
+//! function of the three variables and our pid ([`select`]), so it is tested without a
+//! service manager; [`take_listener`] then checks that the chosen descriptor really is a
+//! listening `AF_UNIX` stream socket before wrapping it. A socket we were handed belongs to
+//! the `.socket` unit: the daemon must never unlink it (see `Options::unlink_socket`).
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// First passed descriptor (`SD_LISTEN_FDS_START`).
+pub const LISTEN_FDS_START: RawFd = 3;
+
+/// The `FileDescriptorName=` of the control socket in brummerd.socket.
+pub const CONTROL_NAME: &str = "control";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ActivationError {
+    #[error("LISTEN_PID={0:?} is not a process id")]
+    BadPid(String),
+    #[error("LISTEN_FDS={0:?} is not a descriptor count")]
+    BadCount(String),
+    #[error("LISTEN_FDNAMES has {names} names for LISTEN_FDS={fds} descriptors")]
+    NameCount { names: usize, fds: usize },
+    #[error(
+        "systemd passed {0} sockets ({1}) and none is named \"control\": set \
+         FileDescriptorName=control in the socket unit"
+    )]
+    NoControl(usize, String),
+    #[error(
+        "passed descriptor {fd} is not a listening Unix stream socket: {why} (check \
+         ListenStream= in the socket unit)"
+    )]
+    NotUnixListener { fd: RawFd, why: String },
+}
+
+/// The passed descriptors as systemd described them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passed {
+    /// Every passed descriptor with its name, in order.
+    pub fds: Vec<(RawFd, String)>,
+    /// The one to use as the control socket.
+    pub control: RawFd,
+}
+
+/// Decides from the environment whether we were socket-activated and which descriptor is
+/// the control socket. `Ok(None)`: not activated (no variables, or they are meant for
+/// another process, e.g. a parent that forgot to unset them). Rules: the descriptor named
+/// `control` wins; a single descriptor is taken whatever its name (a socket unit without
+/// `FileDescriptorName=` names it after itself); several without `control` is an error.
+pub fn select(
+    listen_pid: Option<&str>,
+    listen_fds: Option<&str>,
+    listen_fdnames: Option<&str>,
+    our_pid: u32,
+) -> Result<Option<Passed>, ActivationError> {
+    let (Some(pid), Some(count)) = (listen_pid, listen_fds) else {
+        return Ok(None);
+    };
+    let pid: u32 = pid
+        .trim()
+        .parse()
+        .map_err(|_| ActivationError::BadPid(pid.to_owned()))?;
+    if pid != our_pid {
+        return Ok(None);
+    }
+    let n: usize = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n <= 1024)
+        .ok_or_else(|| ActivationError::BadCount(count.to_owned()))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let names: Vec<String> = match listen_fdnames {
+        Some(s) => s.split(':').map(str::to_owned).collect(),
+        None => vec!["unknown".to_owned(); n],
+    };
+    if names.len() != n {
+        return Err(ActivationError::NameCount {
+            names: names.len(),
+            fds: n,
+        });
+    }
+    let fds: Vec<(RawFd, String)> = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| (LISTEN_FDS_START + i as RawFd, name))
+        .collect();
+    let control = match fds.iter().find(|(_, name)| name == CONTROL_NAME) {
+        Some((fd, _)) => *fd,
+        None if n == 1 => fds[0].0,
+        None => {
+            let list = fds
+                .iter()
+                .map(|(_, name)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ActivationError::NoControl(n, list));
+        }
+    };
+    Ok(Some(Passed { fds, control }))
+}
+
+/// The control listener handed over by systemd, if any, and the path it is bound to.
+/// Every passed descriptor is marked close-on-exec so programs never inherit one.
+pub fn take_listener() -> Result<Option<(UnixListener, Option<PathBuf>)>, ActivationError> {
+    let var = |k: &str| std::env::var(k).ok();
+    let Some(passed) = select(
+        var("LISTEN_PID").as_deref(),
+        var("LISTEN_FDS").as_deref(),
+        var("LISTEN_FDNAMES").as_deref(),
+        std::process::id(),
+    )?
+    else {
+        return Ok(None);
+    };
+    for (fd, _) in &passed.fds {
+        // SAFETY: systemd passed these descriptors to this process (LISTEN_PID matched);
+        // nothing else in the process knows about them yet.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
+    let fd = passed.control;
+    // SAFETY: as above; the descriptor is owned by the listener from here on.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    into_listener(owned)
+        .map(Some)
+        .map_err(|why| ActivationError::NotUnixListener { fd, why })
+}
+
+/// Checks that `fd` is a listening `AF_UNIX` stream socket (what `sd_is_socket_unix`
+/// checks) and wraps it, with the path it is bound to.
+fn into_listener(fd: std::os::fd::OwnedFd) -> Result<(UnixListener, Option<PathBuf>), String> {
+    use nix::sys::socket::{SockType, UnixAddr, getsockname, getsockopt, sockopt};
+    use std::os::fd::AsRawFd;
+    match getsockopt(&fd, sockopt::SockType) {
+        Ok(SockType::Stream) => {}
+        Ok(other) => return Err(format!("socket type {other:?}")),
+        Err(e) => return Err(e.desc().to_owned()),
+    }
+    let addr: UnixAddr = getsockname(fd.as_raw_fd()).map_err(|_| "not an AF_UNIX socket")?;
+    if !getsockopt(&fd, sockopt::AcceptConn).map_err(|e| e.desc().to_owned())? {
+        return Err("not listening".into());
+    }
+    let path = addr.path().map(PathBuf::from);
+    Ok((UnixListener::from(fd), path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: u32 = 4242;
+
+    #[test]
+    fn nothing_passed_is_not_activated() {
+        assert_eq!(select(None, None, None, ME), Ok(None));
+        assert_eq!(select(Some("4242"), None, None, ME), Ok(None));
+        assert_eq!(select(None, Some("1"), None, ME), Ok(None));
+        assert_eq!(select(Some("4242"), Some("0"), None, ME), Ok(None));
+    }
+
+    #[test]
+    fn variables_for_another_process_are_ignored() {
+        assert_eq!(select(Some("1"), Some("1"), Some("control"), ME), Ok(None));
+    }
+
+    #[test]
+    fn named_control_socket_is_chosen() {
+        let p = select(Some("4242"), Some("3"), Some("dbus:control:extra"), ME)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.control, 4);
+        assert_eq!(
+            p.fds,
+            vec![
+                (3, "dbus".into()),
+                (4, "control".into()),
+                (5, "extra".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_socket_is_taken_whatever_its_name() {
+        let p = select(Some("4242"), Some("1"), Some("brummerd.socket"), ME)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.control, 3);
+        let p = select(Some("4242"), Some("1"), None, ME).unwrap().unwrap();
+        assert_eq!(p.fds, vec![(3, "unknown".into())]);
+    }
+
+    #[test]
+    fn several_without_control_is_an_error() {
+        let e = select(Some("4242"), Some("2"), Some("a:b"), ME).unwrap_err();
+        assert_eq!(e, ActivationError::NoControl(2, "a, b".into()));
+        assert!(e.to_string().contains("FileDescriptorName=control"));
+        let e = select(Some("4242"), Some("2"), None, ME).unwrap_err();
+        assert!(matches!(e, ActivationError::NoControl(2, _)));
+    }
+
+    #[test]
+    fn malformed_variables_are_errors() {
+        assert_eq!(
+            select(Some("x"), Some("1"), None, ME),
+            Err(ActivationError::BadPid("x".into()))
+        );
+        assert_eq!(
+            select(Some("4242"), Some("-1"), None, ME),
+            Err(ActivationError::BadCount("-1".into()))
+        );
+        assert_eq!(
+            select(Some("4242"), Some("99999"), None, ME),
+            Err(ActivationError::BadCount("99999".into()))
+        );
+        assert_eq!(
+            select(Some("4242"), Some("2"), Some("control"), ME),
+            Err(ActivationError::NameCount { names: 1, fds: 2 })
+        );
+    }
+
+    #[test]
+    fn a_real_listener_is_accepted_and_other_sockets_refused() {
+        use std::os::fd::OwnedFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let l = UnixListener::bind(&path).unwrap();
+        let (l, got) = into_listener(OwnedFd::from(l)).unwrap();
+        assert_eq!(got.as_deref(), Some(path.as_path()));
+        drop(l);
+
+        let d = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let e = into_listener(OwnedFd::from(d)).unwrap_err();
+        assert!(e.contains("socket type"), "{e}");
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let e = into_listener(OwnedFd::from(tcp)).unwrap_err();
+        assert!(e.contains("AF_UNIX"), "{e}");
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let e = into_listener(OwnedFd::from(a)).unwrap_err();
+        assert_eq!(e, "not listening");
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(into_listener(OwnedFd::from(file)).is_err());
+    }
+}

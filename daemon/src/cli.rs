@@ -1,0 +1,83 @@
+//! brummerd's command line, as a clap derive definition.
+//!
+//! Public so that the man-page and completions generator (`xtask`) can build
+//! `Args::command()`; `main.rs` parses it. Nothing here touches the system.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Text appended to `brummerd --help` and to brummerd(8).
+pub const AFTER_HELP: &str = "\
+Signals: SIGTERM or SIGINT stop every program, then brummerd exits; SIGHUP reloads the
+configuration (a bad one is rejected and the running one kept).
+
+systemd: with Type=notify brummerd reports READY=1, a STATUS= summary, RELOADING=1 and
+STOPPING=1, and pings the watchdog when WatchdogSec= is set. Started by brummerd.socket,
+it takes the control socket named \"control\" from LISTEN_FDS instead of binding one. Under
+systemd (JOURNAL_STREAM) it logs to the journal, otherwise to stderr; BRUMMER_LOG sets
+the level (e.g. BRUMMER_LOG=debug).
+
+Files: /etc/brummer/brummer.toml and /etc/brummer/processes.d/*.toml (see brummer.toml(5)),
+/run/brummer/brummer.sock, /var/log/brummer/NAME.log; with --user the same under
+$XDG_CONFIG_HOME/brummer/, $XDG_RUNTIME_DIR/brummer/ and $XDG_STATE_HOME/brummer/logs/.";
+
+/// brummer process supervisor daemon. Runs in the foreground; stop it with SIGTERM or
+/// SIGINT (every program is stopped first), reload its configuration with SIGHUP.
+#[derive(Debug, Parser)]
+#[command(
+    name = "brummerd",
+    version,
+    about = "brummer process supervisor daemon",
+    long_about = "brummer process supervisor daemon. Runs in the foreground; stop it with \
+                  SIGTERM or SIGINT (every program is stopped first), reload its \
+                  configuration with SIGHUP.",
+    after_long_help = AFTER_HELP
+)]
+pub struct Args {
+    /// Per-user daemon: config under $XDG_CONFIG_HOME/brummer/, socket under
+    /// $XDG_RUNTIME_DIR/brummer/, logs under $XDG_STATE_HOME/brummer/logs/.
+    #[arg(long)]
+    pub user: bool,
+
+    /// Main configuration file (drop-ins are read from processes.d/ beside it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Control socket path.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Check the configuration, print the result and exit (0 valid, 1 invalid).
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// D-Bus control plane (system bus, or session bus with --user): auto uses the bus when
+    /// it is reachable and otherwise runs without it; on fails to start without it.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub dbus: crate::dbus::DbusMode,
+
+    /// Connect to this D-Bus address instead of the system or session bus
+    /// (e.g. unix:path=/run/mybus).
+    #[arg(long, value_name = "ADDRESS", env = "BRUMMER_DBUS_ADDRESS")]
+    pub dbus_address: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_documented_flags() {
+        let a =
+            Args::try_parse_from(["brummerd", "--user", "--socket", "/tmp/s", "--check-config"])
+                .unwrap();
+        assert!(a.user && a.check_config);
+        assert_eq!(a.socket.as_deref(), Some(std::path::Path::new("/tmp/s")));
+    }
+}

@@ -1,0 +1,171 @@
+//! Telling systemd how brummerd is doing (sd_notify(3)): READY=1, STATUS=, RELOADING=1,
+//! STOPPING=1 and WATCHDOG=1.
+//!
+//! Every function here is a no-op when `NOTIFY_SOCKET` is unset (not under systemd, or a
+//! unit that is not `Type=notify`). The top-level loop in `daemon.rs` sends READY,
+//! RELOADING, STOPPING and the watchdog pings itself, so a wedged loop really misses them;
+//! the STATUS= line is kept current by [`spawn_status_task`], a task of its own that
+//! follows the event bus and never blocks a supervisor. Sends are a single non-blocking
+//! datagram; a failure is logged at debug level and otherwise ignored (systemd may be
+//! gone during shutdown).
+
+use crate::daemon::Daemon;
+use brummer_core::Recv;
+use brummer_proto::ProcessState;
+use sd_notify::NotifyState;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the status task waits after an event for more to arrive before it sends one
+/// STATUS= line: a burst (reload, `start --all`) becomes one update, not hundreds.
+pub const STATUS_DEBOUNCE: Duration = Duration::from_millis(200);
+
+fn send(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(cause = %e, "sd_notify failed");
+    }
+}
+
+/// Config loaded and every control plane listening.
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A reload starts; [`ready`] ends it. systemd wants MONOTONIC_USEC with RELOADING=1 so it
+/// can tell this reload from an older one.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[
+            NotifyState::Reloading,
+            now,
+            NotifyState::Status("reloading the configuration"),
+        ]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
+/// Shutdown starts: programs are being stopped.
+pub fn stopping() {
+    send(&[
+        NotifyState::Stopping,
+        NotifyState::Status("stopping every program"),
+    ]);
+}
+
+pub fn status(line: &str) {
+    send(&[NotifyState::Status(line)]);
+}
+
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
+}
+
+/// How often to ping the watchdog: half of `WatchdogSec=` (as systemd recommends), or
+/// `None` when the unit sets no watchdog.
+pub fn watchdog_interval() -> Option<Duration> {
+    sd_notify::watchdog_enabled()
+        .filter(|d| !d.is_zero())
+        .map(|d| d / 2)
+}
+
+/// The one-line summary for STATUS=: non-zero counts in a fixed order, e.g.
+/// `"12 running, 1 failed"`, or `"no programs configured"`.
+pub fn summary(states: impl IntoIterator<Item = ProcessState>) -> String {
+    const ORDER: [ProcessState; 7] = [
+        ProcessState::Running,
+        ProcessState::Starting,
+        ProcessState::Stopping,
+        ProcessState::Backoff,
+        ProcessState::Failed,
+        ProcessState::Exited,
+        ProcessState::Stopped,
+    ];
+    let mut counts = [0usize; 7];
+    let mut total = 0;
+    for s in states {
+        total += 1;
+        if let Some(i) = ORDER.iter().position(|o| *o == s) {
+            counts[i] += 1;
+        }
+    }
+    if total == 0 {
+        return "no programs configured".to_owned();
+    }
+    ORDER
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The summary of what the registry holds right now (one atomic load per program).
+pub fn current_summary(daemon: &Daemon) -> String {
+    let snapshot = daemon.registry.load();
+    summary(snapshot.iter().map(|(_, e)| e.cell.load().state))
+}
+
+/// Follows the event bus and sends STATUS= whenever the summary changes, at most once per
+/// [`STATUS_DEBOUNCE`]. Ends when the bus closes (shutdown). Missed events do not matter:
+/// the summary is recomputed from the status cells, not from the events.
+pub fn spawn_status_task(daemon: Arc<Daemon>) -> tokio::task::JoinHandle<()> {
+    let sub = daemon.shared.bus.subscribe(64);
+    tokio::spawn(async move {
+        let mut last = String::new();
+        loop {
+            match sub.recv().await {
+                Recv::Closed => break,
+                Recv::Event(_) | Recv::Missed(_) | Recv::Empty => {}
+            }
+            tokio::time::sleep(STATUS_DEBOUNCE).await;
+            loop {
+                match sub.try_recv() {
+                    Recv::Empty => break,
+                    Recv::Closed => return,
+                    Recv::Event(_) | Recv::Missed(_) => {}
+                }
+            }
+            if daemon.is_shutting_down() {
+                break;
+            }
+            let line = current_summary(&daemon);
+            if line != last {
+                status(&line);
+                last = line;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ProcessState::*;
+
+    #[test]
+    fn summary_counts_in_a_fixed_order() {
+        assert_eq!(summary([]), "no programs configured");
+        let mut many = vec![Running; 12];
+        many.push(Failed);
+        assert_eq!(summary(many), "12 running, 1 failed");
+        assert_eq!(
+            summary([
+                Stopped, Exited, Backoff, Running, Stopped, Starting, Stopping
+            ]),
+            "1 running, 1 starting, 1 stopping, 1 backoff, 1 exited, 2 stopped"
+        );
+    }
+
+    #[test]
+    fn without_systemd_every_call_is_a_no_op() {
+        // NOTIFY_SOCKET is not set under `cargo test` (and if it were, sending is harmless).
+        if std::env::var_os("NOTIFY_SOCKET").is_none() {
+            ready("x");
+            reloading();
+            status("y");
+            watchdog();
+            stopping();
+        }
+    }
+}
