@@ -114,13 +114,14 @@ if systemctl reload brummerd >/tmp/out 2>&1; then bad "reload with a bad config 
 rm /etc/brummer/processes.d/broken.toml
 check "still active after a bad reload" systemctl is-active brummerd
 
-# ---- D-Bus checks (enabled by the lead once the D-Bus branch is merged) ---------------
-# check "D-Bus name on the system bus" sh -c 'busctl --system list | grep -q io.github.brummer.Brummer1'
-# check "busctl reads a process property" sh -c 'busctl --system get-property io.github.brummer.Brummer1 /io/github/brummer/Brummer1/process/web io.github.brummer.Brummer1.Process State | grep -q running'
+# ---- D-Bus checks --------------------------------------------------------------------
+check "D-Bus name on the system bus" sh -c 'busctl --system list | grep -q io.github.brummer.Brummer1'
+check "busctl reads a process property" sh -c 'busctl --system get-property io.github.brummer.Brummer1 /io/github/brummer/Brummer1/process/web io.github.brummer.Brummer1.Process State | grep -q running'
+if setpriv --reuid=65534 --regid=65534 --clear-groups busctl --system call io.github.brummer.Brummer1 /io/github/brummer/Brummer1 io.github.brummer.Brummer1.Manager Stop s web >/tmp/out 2>&1; then bad "D-Bus Stop as uid 65534 should be denied"; else ok "D-Bus Stop as uid 65534 is denied"; fi
+check "web still running after the denied D-Bus Stop" sh -c 'brummerctl status web | grep -q running'
 # ---------------------------------------------------------------------------------------
 
 check "systemctl stop brummerd" systemctl stop brummerd
-sleep 0.5
 if pgrep -f "[w]eb line|[s]leep 1000" >/tmp/out; then bad "programs left after stop"; ps -ef | grep -E "[w]eb line|[s]leep 1000"; else ok "no program process left after stop"; fi
 check "daemon logged an orderly stop" sh -c 'journalctl -b -u brummerd --no-pager | grep -q "brummerd stopped"'
 
