@@ -6,10 +6,9 @@
 //! The baselines use the same FxHashMap and the same `Arc<Entry>` values, so the ratio is
 //! the cost of the synchronisation, not of the hash function.
 
-use brummer_core::{CachedReader, Registry, StatusCell};
+use brummer_core::{Registry, StatusCell};
 use divan::Bencher;
 use rustc_hash::FxHashMap;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -211,40 +210,4 @@ fn get_arc(b: Bencher, n: usize) {
     let next = AtomicUsize::new(0);
     b.with_inputs(|| &names[next.fetch_add(7, Ordering::Relaxed) % n])
         .bench_values(|name| r.0.get(name));
-}
-
-/// Ours with a per-reader `CachedReader` (each bench thread keeps its own in a thread-local).
-/// Lookups read one field, like `lookup`; `writer` adds the background writer.
-fn cached_bench(b: Bencher, n: usize, writer: bool) {
-    type Reader = CachedReader<&'static Registry<Entry>, Entry>;
-    thread_local! {
-        static READER: RefCell<Option<(usize, Reader)>> = const { RefCell::new(None) };
-    }
-    // Leaked so that thread-locals may borrow it; a few KB per benchmark run.
-    let r: &'static Cow = Box::leak(Box::new(Cow::build(n)));
-    let key = r as *const Cow as usize;
-    let names = names(n);
-    let next = AtomicUsize::new(0);
-    with_writer(r, &names, writer, || {
-        b.with_inputs(|| &names[next.fetch_add(7, Ordering::Relaxed) % n])
-            .bench_values(|name| {
-                READER.with_borrow_mut(|slot| {
-                    let (_, reader) = match slot {
-                        Some((k, _)) if *k == key => slot.as_mut().unwrap(),
-                        _ => slot.insert((key, CachedReader::new(&r.0))),
-                    };
-                    reader.get(name).map_or(0, |e| e.id)
-                })
-            });
-    });
-}
-
-#[divan::bench(args = SIZES, threads = [1, 2, 4])]
-fn cached_lookup(b: Bencher, n: usize) {
-    cached_bench(b, n, false);
-}
-
-#[divan::bench(args = SIZES, threads = [1, 2, 4])]
-fn cached_lookup_with_writer(b: Bencher, n: usize) {
-    cached_bench(b, n, true);
 }

@@ -111,3 +111,12 @@ fn read_with_writer<S: Status>(b: Bencher) {
         stop.store(true, Ordering::Relaxed);
     });
 }
+
+/// Measurement floor: a bare `AtomicU64` Acquire load in the same divan loop. On this
+/// machine the loop itself costs about as much as the load, so sub-ns targets are below
+/// what divan can resolve here; compare `read/Atomic` against this row.
+#[divan::bench(threads = [1, 2, 4])]
+fn floor_bare_atomic_load(b: Bencher) {
+    let w = std::sync::atomic::AtomicU64::new(7);
+    b.bench(|| divan::black_box(&w).load(Ordering::Acquire));
+}

@@ -6,9 +6,8 @@
 //! never take the writer mutex.
 
 use crate::sync::Mutex;
-use arc_swap::{ArcSwap, Cache, Guard};
+use arc_swap::{ArcSwap, Guard};
 use rustc_hash::FxHashMap;
-use std::ops::Deref;
 use std::sync::Arc;
 
 /// An immutable view of the registry: hash lookup plus name-ordered iteration.
@@ -168,44 +167,6 @@ impl<E> Default for Registry<E> {
     }
 }
 
-/// Gives `arc_swap::Cache` the registry's ArcSwap through any handle to the registry.
-pub struct CurrentOf<R>(R);
-
-impl<E, R: Deref<Target = Registry<E>>> Deref for CurrentOf<R> {
-    type Target = ArcSwap<Snapshot<E>>;
-    fn deref(&self) -> &Self::Target {
-        &self.0.current
-    }
-}
-
-/// One reader's private cache of the current snapshot, for readers that look up often
-/// (a connection task, a metrics loop). While no writer swapped, `load` is one Relaxed
-/// pointer compare instead of `Registry::load`'s debt-slot protocol (a SeqCst store and a
-/// compare-and-swap, ~10 ns here: the divan `registry` bench measured lookups at 2x an
-/// uncontended mutex before this existed). It needs `&mut`, so it belongs to one task, and
-/// it keeps the last snapshot it saw alive until its next `load` or drop.
-pub struct CachedReader<R: Deref<Target = Registry<E>>, E> {
-    cache: Cache<CurrentOf<R>, Arc<Snapshot<E>>>,
-}
-
-impl<E, R: Deref<Target = Registry<E>>> CachedReader<R, E> {
-    /// `r` is any handle to the registry: `&Registry`, `Arc<Registry>`, ...
-    pub fn new(r: R) -> Self {
-        CachedReader {
-            cache: Cache::new(CurrentOf(r)),
-        }
-    }
-
-    /// The current snapshot (refreshed if a writer swapped since the last call).
-    pub fn load(&mut self) -> &Arc<Snapshot<E>> {
-        self.cache.load()
-    }
-
-    pub fn get(&mut self, name: &str) -> Option<&Arc<E>> {
-        self.cache.load().get(name)
-    }
-}
-
 #[cfg(all(test, not(any(brummer_loom, brummer_shuttle))))]
 mod tests {
     use super::*;
@@ -252,27 +213,6 @@ mod tests {
         assert_eq!(n, 2);
         assert_eq!(old.len(), 1);
         assert_eq!(r.load().len(), 2);
-    }
-
-    #[test]
-    fn cached_reader_follows_every_swap() {
-        let r: Arc<Registry<u32>> = Arc::new(Registry::new());
-        let mut by_ref = CachedReader::new(&*r);
-        let mut by_arc = CachedReader::new(Arc::clone(&r));
-        assert!(by_ref.get("a").is_none());
-        assert!(by_arc.load().is_empty());
-        r.insert("a", Arc::new(1));
-        assert_eq!(by_ref.get("a").map(|e| **e), Some(1));
-        let held = Arc::clone(by_arc.load());
-        r.insert("a", Arc::new(2));
-        r.insert("b", Arc::new(3));
-        assert_eq!(by_arc.get("a").map(|e| **e), Some(2));
-        assert_eq!(by_arc.load().len(), 2);
-        assert_eq!(by_ref.load().names().collect::<Vec<_>>(), ["a", "b"]);
-        // What a reader held before the swap is untouched.
-        assert_eq!(held.get("a").map(|e| **e), Some(1));
-        r.remove("a");
-        assert!(by_ref.get("a").is_none() && by_arc.get("a").is_none());
     }
 
     #[test]
