@@ -281,7 +281,7 @@ impl<T> Drop for Subscription<T> {
     }
 }
 
-#[cfg(all(test, not(brummer_loom)))]
+#[cfg(all(test, not(any(brummer_loom, brummer_shuttle))))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;

@@ -1,5 +1,6 @@
 //! brummer-core: the concurrency core of brummerd, free of any async runtime so that it can
-//! be model-checked (loom/shuttle under `--cfg brummer_loom`) and benchmarked on its own.
+//! be model-checked (loom under `--cfg brummer_loom`, shuttle under `--cfg brummer_shuttle`)
+//! and benchmarked on its own.
 //!
 //! Owns the four shared structures every daemon task touches: status cells, the process
 //! registry, the event bus and per-process log rings. Called by the daemon's supervisor,

@@ -167,7 +167,7 @@ impl<E> Default for Registry<E> {
     }
 }
 
-#[cfg(all(test, not(brummer_loom)))]
+#[cfg(all(test, not(any(brummer_loom, brummer_shuttle))))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -108,7 +108,7 @@ impl Default for StatusCell {
     }
 }
 
-#[cfg(all(test, not(brummer_loom)))]
+#[cfg(all(test, not(any(brummer_loom, brummer_shuttle))))]
 mod tests {
     use super::*;
     use proptest::prelude::*;

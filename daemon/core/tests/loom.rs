@@ -6,6 +6,7 @@
 
 use brummer_core::{EventBus, Hot, LogRing, Recv, Registry, StatusCell};
 use brummer_proto::{ProcessState, Stream};
+use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 use std::sync::Arc;
 
@@ -15,8 +16,11 @@ fn builder() -> loom::model::Builder {
     b
 }
 
+/// The cell's contract: a reader that sees a status also sees everything the supervisor
+/// wrote before storing it (here `info`, standing in for the ArcSwap'd `ProcessInfo`).
+/// Fails if `store` is weakened to Relaxed or `load` to Relaxed.
 #[test]
-fn status_cell_reader_sees_whole_words() {
+fn status_cell_reader_sees_whole_words_and_what_came_before() {
     builder().check(|| {
         let a = Hot {
             state: ProcessState::Starting,
@@ -28,13 +32,24 @@ fn status_cell_reader_sees_whole_words() {
             state: ProcessState::Running,
             pid: Some(1234),
             restarts: 1,
-            generation: 1,
+            generation: 2,
         };
         let cell = Arc::new(StatusCell::new(a));
-        let c2 = Arc::clone(&cell);
-        let w = thread::spawn(move || c2.store(b));
+        let info = Arc::new(AtomicU64::new(1));
+        let (c2, i2) = (Arc::clone(&cell), Arc::clone(&info));
+        let w = thread::spawn(move || {
+            i2.store(2, Ordering::Relaxed);
+            c2.store(b);
+        });
         let seen = cell.load();
-        assert!(seen == a || seen == b);
+        assert!(seen == a || seen == b, "torn status {seen:?}");
+        if seen == b {
+            assert_eq!(
+                info.load(Ordering::Relaxed),
+                2,
+                "saw generation 2's status but generation 1's info"
+            );
+        }
         w.join().unwrap();
         assert_eq!(cell.load(), b);
     });
@@ -81,6 +96,76 @@ fn bus_delivers_in_order_then_closed() {
     });
 }
 
+/// A subscriber with room for one event while the publisher sends three: whatever the
+/// interleaving, every seq is either delivered (in order) or reported by a `Missed` that
+/// comes right before the event after the gap, and the counts add up.
+#[test]
+fn bus_lossy_queue_accounts_for_every_event() {
+    builder().check(|| {
+        let bus = Arc::new(EventBus::new());
+        let sub = bus.subscribe(1);
+        let b2 = Arc::clone(&bus);
+        let p = thread::spawn(move || {
+            for i in 1..=3u32 {
+                assert_eq!(b2.publish(i), u64::from(i));
+            }
+        });
+        let mut next = 1u64;
+        let mut delivered = 0u64;
+        let mut take = |r: Recv<u32>| match r {
+            Recv::Event(e) => {
+                assert_eq!(e.seq, next, "gap without a Missed report");
+                assert_eq!(u64::from(e.event), e.seq);
+                next += 1;
+                delivered += 1;
+                true
+            }
+            Recv::Missed(n) => {
+                assert!(n > 0);
+                next += n;
+                true
+            }
+            Recv::Empty => false,
+            Recv::Closed => panic!("not closed"),
+        };
+        take(sub.try_recv());
+        p.join().unwrap();
+        while take(sub.try_recv()) {}
+        assert_eq!(next, 4, "events lost without being counted");
+        assert_eq!(delivered + sub.missed_total(), 3);
+    });
+}
+
+/// Subscribing while events are published: the new subscriber starts exactly after the
+/// last event published before it registered, so it never reports a phantom `Missed`.
+#[test]
+fn bus_subscribe_during_publish_sees_a_clean_suffix() {
+    builder().check(|| {
+        let bus = Arc::new(EventBus::new());
+        let b2 = Arc::clone(&bus);
+        let p = thread::spawn(move || {
+            b2.publish(1u32);
+            b2.publish(2u32);
+        });
+        let sub = bus.subscribe(4);
+        p.join().unwrap();
+        let mut seqs = Vec::new();
+        loop {
+            match sub.try_recv() {
+                Recv::Event(e) => seqs.push(e.seq),
+                Recv::Missed(n) => panic!("phantom Missed({n}) for a fresh subscriber"),
+                Recv::Empty => break,
+                Recv::Closed => panic!("not closed"),
+            }
+        }
+        // A suffix of [1, 2]: nothing, [2] or [1, 2].
+        assert!(
+            seqs.is_empty() || seqs == [2] || seqs == [1, 2],
+            "got {seqs:?}"
+        );
+    });
+}
+
 fn payload(seq: u64) -> [u8; 16] {
     let mut p = [0u8; 16];
     p[..8].copy_from_slice(&seq.to_le_bytes());
@@ -111,10 +196,24 @@ fn ring_reader_never_sees_torn_lines_and_accounts_for_all() {
             expect += 1;
         }
         assert_eq!(o.next_seq, expect);
+        // The ring holds four lines and the writer adds only three, so at least one line
+        // present when the read started survives it: a reader that got nothing lost data.
+        assert!(
+            !out.is_empty(),
+            "read_from returned nothing (outcome {o:?})"
+        );
+        for l in &out {
+            assert_eq!((l.meta.wall_us, l.meta.mono_ns), (l.meta.seq, l.meta.seq));
+        }
         let mut t = Vec::new();
         ring.tail(2, None, &mut t);
+        // The newest line at the start of tail() outlives three more pushes.
+        assert!(!t.is_empty(), "tail lost the newest line");
+        for pair in t.windows(2) {
+            assert_eq!(pair[0].meta.seq + 1, pair[1].meta.seq);
+        }
         for l in &t {
-            assert_eq!(l.bytes, payload(l.meta.seq));
+            assert_eq!(l.bytes, payload(l.meta.seq), "torn line in tail");
         }
         writer.join().unwrap();
         assert_eq!(ring.next_seq(), 7);

@@ -2,7 +2,7 @@
 //! laps the readers constantly. Every seq must be delivered exactly once in order or be
 //! accounted for in `missed`, and no delivered payload may be torn.
 
-#![cfg(not(brummer_loom))]
+#![cfg(not(any(brummer_loom, brummer_shuttle)))]
 
 use brummer_core::{Line, LogRing};
 use brummer_proto::Stream;
