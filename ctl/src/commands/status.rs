@@ -102,6 +102,7 @@ pub(crate) mod tests {
             autostart: true,
             restart_policy: "on-failure".into(),
             logs: LogCounters::default(),
+            urls: Vec::new(),
         }
     }
 
