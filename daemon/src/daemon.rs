@@ -198,6 +198,7 @@ pub async fn run(
         .update(|_| (Snapshot::from_entries(entries), ()));
     tracing::info!(processes = config.processes.len(), socket = %opts.socket.display(), mode = opts.mode.as_str(), "brummerd ready");
 
+    let scanner_task = crate::scanner::spawn(daemon.clone());
     let listener_task = control::serve(daemon.clone(), listener).map_err(RunError::Listener)?;
 
     tokio::pin!(shutdown);
@@ -248,6 +249,7 @@ pub async fn run(
         }
     }
     daemon.shared.children.reap_orphans();
+    scanner_task.abort();
     daemon.shared.bus.close();
     let _ = std::fs::remove_file(&opts.socket);
     tracing::info!("brummerd stopped");

@@ -11,5 +11,6 @@ pub mod entry;
 pub mod fd;
 pub mod logread;
 pub mod paths;
+pub mod scanner;
 pub mod socket;
 pub mod supervisor;
