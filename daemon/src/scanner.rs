@@ -229,10 +229,7 @@ pub fn find_urls(s: &str) -> impl Iterator<Item = &str> {
             let mut url = &cand[..end];
             // Trailing punctuation belongs to the sentence; a closing bracket only when
             // the URL did not open it.
-            loop {
-                let Some(last) = url.chars().next_back() else {
-                    break;
-                };
+            while let Some(last) = url.chars().next_back() {
                 let strip = match last {
                     '.' | ',' | ';' | ':' | '!' | '?' | '*' => true,
                     ')' => url.matches('(').count() < url.matches(')').count(),
