@@ -1,6 +1,7 @@
 //! Log capture: one task per process drains its children's stdout and stderr pipes, cuts
 //! the bytes into lines, pushes each line into the process's `LogRing` (the task owns the
-//! ring's only `RingWriter`) and appends the same bytes to the disk log `NAME.log`.
+//! ring's only `RingWriter`) and appends the same bytes to the active disk segment
+//! `NAME.log` plus one index record per write (`disklog`), rotating between two writes.
 //!
 //! The task outlives any one child: a restarted child's pipes are handed over on a channel
 //! while a previous child's pipes (held open by a lingering grandchild) may still be
@@ -307,9 +308,12 @@ impl Sink {
         // Every line before this one is now on disk or lost to it: readers may look there.
         let next = meta.first_seq + meta.lines;
         counters.disk_seq.store(next, Ordering::Release);
-        let limits = self.entry.def.load().logs.clone();
-        if disk.size() >= limits.max_bytes {
-            match disk.rotate(next, limits.max_files) {
+        let (max_bytes, max_files) = {
+            let def = self.entry.def.load();
+            (def.logs.max_bytes, def.logs.max_files)
+        };
+        if disk.size() >= max_bytes {
+            match disk.rotate(next, max_files) {
                 Ok(()) => {
                     counters.rotations.fetch_add(1, Ordering::Relaxed);
                 }

@@ -361,9 +361,9 @@ impl DiskLog {
             next = next.max(last_seq_of(&idx_path).unwrap_or(h.first_seq));
             reuse = h.max_payload == max_payload;
         } else if data_exists && std::fs::metadata(&data_path)?.len() > 0 {
-            // A log from before the index existed (or a damaged index): keep it as a
-            // rotated segment without index; its lines are not counted.
-            let keep = rotated_path(dir, name, next);
+            // A log from before the index existed (or a damaged index): keep it aside,
+            // unread; its lines have no sequence numbers.
+            let keep = dir.join(format!("{name}.log.unindexed"));
             std::fs::rename(&data_path, &keep)?;
             let _ = std::fs::remove_file(&idx_path);
         }
