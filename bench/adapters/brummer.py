@@ -65,7 +65,11 @@ class Brummer(Adapter):
                 f"[process.{p.name}]\n"
                 f"command = [{', '.join(toml_str(a) for a in p.argv)}]\n"
                 f"autostart = false\n"
-                f"restart = \"{'always' if p.autorestart else 'never'}\"\n")
+                f"restart = \"{'always' if p.autorestart else 'never'}\"\n"
+                # W3 counts lines in NAME.log alone: keep 1M x 100 B in the active segment
+                # (the default rotates at 10 MiB into NAME.log.<seq> segments).
+                f"\n[process.{p.name}.logs]\n"
+                f"max_bytes = \"1GiB\"\n")
         self.conf = self.write("config/brummer/brummer.toml", "\n".join(blocks))
         # EDIT: daemon command line (user mode, foreground, our config)
         self.spawn_daemon(["brummerd", "--user", "--config", self.conf])

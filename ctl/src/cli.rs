@@ -78,6 +78,22 @@ pub struct LogsArgs {
     /// Only lines from this stream
     #[arg(long, value_name = "STREAM")]
     pub stream: Option<StreamArg>,
+    /// Show each line's capture time (RFC 3339, UTC, microseconds)
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Only lines captured since TIME: a duration ago (`10m`, `2h`, `1h30m`, `3d`) or RFC 3339
+    /// (`2026-11-22T10:00:00Z`); shows every line from there (up to 1,000,000) unless -n
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<u64>,
+    /// Only lines captured until TIME (same forms as --since)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<u64>,
+    /// Only lines matching REGEX (evaluated by brummerd, Rust regex syntax)
+    #[arg(long, value_name = "REGEX")]
+    pub grep: Option<String>,
+    /// Never prefix lines with the process name
+    #[arg(long)]
+    pub no_prefix: bool,
     /// Processes to read
     #[arg(value_name = "NAME", value_parser = parse_name)]
     pub names: Vec<String>,
@@ -96,6 +112,61 @@ impl From<StreamArg> for Stream {
             StreamArg::Stderr => Stream::Stderr,
         }
     }
+}
+
+/// `10m` (ago), `1h30m`, `2d`, `500ms`, `now`, or RFC 3339, to µs since the epoch.
+pub fn parse_time(s: &str) -> Result<u64, String> {
+    parse_time_at(s, crate::time::now_us())
+}
+
+pub fn parse_time_at(s: &str, now_us: i64) -> Result<u64, String> {
+    let s = s.trim();
+    if let Some(us) = crate::time::parse_rfc3339(s) {
+        return u64::try_from(us).map_err(|_| format!("{s:?} is before 1970"));
+    }
+    let ago = if s == "now" { Some(0) } else { parse_ago(s) };
+    match ago {
+        Some(ago) => Ok(u64::try_from(now_us.saturating_sub(ago)).unwrap_or(0)),
+        None => Err(format!(
+            "{s:?} is not a time: use a duration ago like 10m, 2h, 1h30m, 3d, or RFC 3339 like 2026-11-22T10:00:00Z"
+        )),
+    }
+}
+
+/// `1h30m` -> microseconds.
+fn parse_ago(s: &str) -> Option<i64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: i64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = rest[..unit_len].trim();
+        rest = &rest[unit_len..];
+        let mult: i64 = match unit {
+            "us" => 1,
+            "ms" => 1_000,
+            "s" | "sec" | "secs" => 1_000_000,
+            "m" | "min" | "mins" => 60_000_000,
+            "h" | "hour" | "hours" => 3_600_000_000,
+            "d" | "day" | "days" => 86_400_000_000,
+            "w" | "week" | "weeks" => 7 * 86_400_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(mult)?)?;
+    }
+    Some(total)
 }
 
 fn parse_name(s: &str) -> Result<String, String> {
@@ -175,7 +246,51 @@ mod tests {
         assert_eq!(l.stream, Some(StreamArg::Stderr));
         assert_eq!(l.names, ["web", "db"]);
         assert!(parse(&["logs", "--stream", "stdin"]).is_err());
+        let cli = parse(&[
+            "logs",
+            "-t",
+            "--no-prefix",
+            "--grep",
+            "a.c",
+            "--since",
+            "10m",
+        ])
+        .unwrap();
+        let Command::Logs(l) = cli.command else {
+            panic!("not logs")
+        };
+        assert!(l.timestamps && l.no_prefix);
+        assert_eq!(l.grep.as_deref(), Some("a.c"));
+        assert!(l.since.is_some() && l.until.is_none());
+        assert_eq!(
+            parse(&["logs", "--since", "yesterday"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
         assert!(parse(&["logs", "-n", "-1"]).is_err());
+    }
+
+    #[test]
+    fn time_specs() {
+        let now = 1_795_341_600_000_000;
+        assert_eq!(parse_time_at("10m", now), Ok((now - 600_000_000) as u64));
+        assert_eq!(
+            parse_time_at("1h30m", now),
+            Ok((now - 5_400_000_000) as u64)
+        );
+        assert_eq!(
+            parse_time_at("2d", now),
+            Ok((now - 2 * 86_400_000_000) as u64)
+        );
+        assert_eq!(parse_time_at("now", now), Ok(now as u64));
+        assert_eq!(
+            parse_time_at("2026-11-22T10:00:00Z", 0),
+            Ok(1_795_341_600_000_000)
+        );
+        assert!(parse_time_at("10x", now).is_err());
+        assert!(parse_time_at("m", now).is_err());
+        assert!(parse_time_at("", now).is_err());
     }
 
     #[test]

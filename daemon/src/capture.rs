@@ -1,6 +1,7 @@
 //! Log capture: one task per process drains its children's stdout and stderr pipes, cuts
 //! the bytes into lines, pushes each line into the process's `LogRing` (the task owns the
-//! ring's only `RingWriter`) and appends the same bytes to the disk log `NAME.log`.
+//! ring's only `RingWriter`) and appends the same bytes to the active disk segment
+//! `NAME.log` plus one index record per write (`disklog`), rotating between two writes.
 //!
 //! The task outlives any one child: a restarted child's pipes are handed over on a channel
 //! while a previous child's pipes (held open by a lingering grandchild) may still be
@@ -8,13 +9,11 @@
 //! overwrite, followers are woken once per chunk, and the only thing that can slow it is
 //! the disk write of the same bytes.
 
+use crate::disklog::{ChunkMeta, DiskLog};
 use crate::entry::ProcessEntry;
 use brummer_core::RingWriter;
 use brummer_proto::Stream;
-use std::fs::File;
-use std::io::{IoSlice, Write};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -66,29 +65,15 @@ fn wall_us() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn log_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.log"))
-}
-
-/// Opens (creating) the disk log for appending.
-pub fn open_log(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
-}
-
 /// Starts the capture task of one process.
 pub fn spawn_capture(
     entry: Arc<ProcessEntry>,
     writer: RingWriter,
-    file: Option<File>,
+    disk: Option<DiskLog>,
     origin: Instant,
 ) -> CaptureHandle {
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(run(entry, writer, file, rx, origin));
+    tokio::spawn(run(entry, writer, disk, rx, origin));
     CaptureHandle { tx }
 }
 
@@ -104,7 +89,7 @@ struct Pipe {
 struct Sink {
     entry: Arc<ProcessEntry>,
     writer: RingWriter,
-    file: Option<File>,
+    disk: Option<DiskLog>,
     origin: Instant,
     /// Disk write failed last time; cleared (and logged) when writes succeed again.
     disk_failing: bool,
@@ -113,14 +98,14 @@ struct Sink {
 async fn run(
     entry: Arc<ProcessEntry>,
     writer: RingWriter,
-    file: Option<File>,
+    disk: Option<DiskLog>,
     mut rx: mpsc::Receiver<Source>,
     origin: Instant,
 ) {
     let mut sink = Sink {
         entry,
         writer,
-        file,
+        disk,
         origin,
         disk_failing: false,
     };
@@ -228,6 +213,7 @@ impl Sink {
         let mono = mono_ns(self.origin);
         // Bytes of an unfinished line carried over from earlier reads (not yet on disk).
         let earlier = p.carry.len();
+        let first_seq = self.writer.ring().next_seq();
         let mut start = 0;
         let mut last_nl = None;
         for nl in memchr::memchr_iter(b'\n', data) {
@@ -244,7 +230,8 @@ impl Sink {
         }
         match last_nl {
             Some(nl) => {
-                self.write_disk(&[&p.carry[..earlier], &data[..=nl]]);
+                let meta = self.meta(p, first_seq, wall, mono, false);
+                self.write_disk(&[&p.carry[..earlier], &data[..=nl]], meta);
                 p.carry.clear();
                 p.carry.extend_from_slice(&data[nl + 1..]);
             }
@@ -256,9 +243,25 @@ impl Sink {
         let max = self.writer.ring().max_payload();
         while p.carry.len() >= max {
             let part: Vec<u8> = p.carry.drain(..max).collect();
+            let first_seq = self.writer.ring().next_seq();
             self.writer
                 .push(p.stream, p.pid, p.generation, wall, mono, true, &part);
-            self.write_disk(&[&part]);
+            let meta = self.meta(p, first_seq, wall, mono, true);
+            self.write_disk(&[&part], meta);
+        }
+    }
+
+    /// The chunk's index data: every line from `first_seq` up to the ring's head.
+    fn meta(&self, p: &Pipe, first_seq: u64, wall: u64, mono: u64, pieces: bool) -> ChunkMeta {
+        ChunkMeta {
+            first_seq,
+            lines: self.writer.ring().next_seq() - first_seq,
+            wall_us: wall,
+            mono_ns: mono,
+            pid: p.pid,
+            generation: p.generation,
+            stream: p.stream,
+            pieces,
         }
     }
 
@@ -268,23 +271,24 @@ impl Sink {
             return;
         }
         let line = std::mem::take(&mut p.carry);
-        self.writer.push_line(
-            p.stream,
-            p.pid,
-            p.generation,
-            wall_us(),
-            mono_ns(self.origin),
-            &line,
-        );
-        self.write_disk(&[&line, b"\n"]);
+        let (wall, mono) = (wall_us(), mono_ns(self.origin));
+        let first_seq = self.writer.ring().next_seq();
+        self.writer
+            .push_line(p.stream, p.pid, p.generation, wall, mono, &line);
+        let meta = self.meta(p, first_seq, wall, mono, false);
+        self.write_disk(&[&line, b"\n"], meta);
     }
 
-    fn write_disk(&mut self, parts: &[&[u8]]) {
-        let Some(file) = self.file.as_mut() else {
+    fn write_disk(&mut self, parts: &[&[u8]], meta: ChunkMeta) {
+        let counters = &self.entry.counters;
+        let Some(disk) = self.disk.as_mut() else {
+            counters
+                .disk_seq
+                .store(meta.first_seq + meta.lines, Ordering::Release);
             return;
         };
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        match write_all_vectored(file, parts) {
+        match disk.append(parts, &meta) {
             Ok(()) => {
                 if self.disk_failing {
                     self.disk_failing = false;
@@ -292,8 +296,7 @@ impl Sink {
                 }
             }
             Err(e) => {
-                self.entry
-                    .counters
+                counters
                     .disk_errors
                     .fetch_add(total as u64, Ordering::Relaxed);
                 if !self.disk_failing {
@@ -302,23 +305,23 @@ impl Sink {
                 }
             }
         }
-    }
-}
-
-fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| IoSlice::new(p))
-        .collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        // Every line before this one is now on disk or lost to it: readers may look there.
+        let next = meta.first_seq + meta.lines;
+        counters.disk_seq.store(next, Ordering::Release);
+        let (max_bytes, max_files) = {
+            let def = self.entry.def.load();
+            (def.logs.max_bytes, def.logs.max_files)
+        };
+        if disk.size() >= max_bytes {
+            match disk.rotate(next, max_files) {
+                Ok(()) => {
+                    counters.rotations.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(process = %self.entry.name, cause = %e, "cannot rotate disk log");
+                }
+            }
         }
     }
-    Ok(())
 }

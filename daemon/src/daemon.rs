@@ -5,10 +5,11 @@
 //! The registry is written only here (initial load and reload, both on this task), which
 //! makes reloads serial without a lock held across an `.await`.
 
-use crate::capture::{self, spawn_capture};
+use crate::capture::spawn_capture;
 use crate::config::{self, Config, LoadOptions, ProcessDef};
 use crate::control;
 use crate::dbus::{self, DbusMode, DbusOptions};
+use crate::disklog::DiskLog;
 use crate::entry::{ProcessEntry, ProcessInfo};
 use crate::notify;
 use crate::supervisor::{self, Command, OpReply, Shared};
@@ -98,7 +99,18 @@ impl Daemon {
 
     /// Creates the entry, capture task and supervisor task of a program.
     fn add_process(&self, def: Arc<ProcessDef>, autostart: bool) -> Arc<ProcessEntry> {
-        let (ring, writer) = LogRing::new(**self.ring_bytes.load(), 0);
+        let ring_bytes = **self.ring_bytes.load();
+        // The ring's line limit decides how long lines are cut; the disk index records it.
+        let max_payload = LogRing::new(ring_bytes, 0).0.max_payload();
+        // Sequence numbers continue where the disk log of an earlier run ended.
+        let (disk, first_seq) = match DiskLog::open(&self.log_dir, &def.name, max_payload) {
+            Ok((d, next)) => (Some(d), next),
+            Err(e) => {
+                tracing::error!(process = %def.name, dir = %self.log_dir.display(), cause = %e, "cannot open disk log; output kept in memory only");
+                (None, 0)
+            }
+        };
+        let (ring, writer) = LogRing::new(ring_bytes, first_seq);
         let (tx, rx) = mpsc::channel(supervisor::COMMAND_QUEUE);
         let entry = Arc::new(ProcessEntry {
             name: Arc::from(def.name.as_str()),
@@ -108,17 +120,11 @@ impl Daemon {
             ring,
             log_notify: self.log_activity.clone(),
             counters: Default::default(),
+            urls: ArcSwap::from_pointee(Vec::new()),
             cmd: tx,
         });
-        let path = capture::log_path(&self.log_dir, &entry.name);
-        let file = match capture::open_log(&path) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                tracing::error!(process = %entry.name, path = %path.display(), cause = %e, "cannot open disk log; output kept in memory only");
-                None
-            }
-        };
-        let cap = spawn_capture(entry.clone(), writer, file, self.origin);
+        entry.counters.disk_seq.store(first_seq, Ordering::Release);
+        let cap = spawn_capture(entry.clone(), writer, disk, self.origin);
         supervisor::spawn_task(entry.clone(), rx, cap, self.shared.clone(), autostart);
         entry
     }
@@ -226,6 +232,7 @@ pub async fn run(
         None => None,
     };
     // After D-Bus: a client that reaches the socket finds the bus name owned too.
+    let scanner_task = crate::scanner::spawn(daemon.clone());
     let listener_task = control::serve(daemon.clone(), listener).map_err(RunError::Listener)?;
     // Config loaded and the control socket listening: READY=1 (the D-Bus service, when it
     // lands, must be serving before this line).
@@ -287,6 +294,7 @@ pub async fn run(
         }
     }
     daemon.shared.children.reap_orphans();
+    scanner_task.abort();
     daemon.shared.bus.close();
     if let Some(s) = dbus_service {
         s.stop();

@@ -26,8 +26,23 @@ pub struct ProcessInfo {
 
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Bytes the disk log could not take. Written by the capture task.
+    /// Bytes the disk log could not take (plus failed rotations). Written by the capture task.
     pub disk_errors: AtomicU64,
+    /// Every line with a smaller seq is on disk or was lost to a disk error: a reader that
+    /// misses a line in the ring may look for it on disk. Written by the capture task.
+    pub disk_seq: AtomicU64,
+    /// Segments rotated (this run of brummerd).
+    pub rotations: AtomicU64,
+    /// Lines the scanners did not see because the ring overwrote them first.
+    pub scanner_skips: AtomicU64,
+    /// Lines scanned.
+    pub scanned: AtomicU64,
+    /// Followers currently reading behind the ring (backfilled from disk).
+    pub followers_behind: AtomicU64,
+    /// Largest distance (lines) between a follower and the newest line, all time.
+    pub follower_lag_max: AtomicU64,
+    /// Lines followers could not get at all (gone from the ring and from disk).
+    pub follower_missed: AtomicU64,
 }
 
 pub struct ProcessEntry {
@@ -43,6 +58,8 @@ pub struct ProcessEntry {
     /// Woken (once per chunk) by the capture task when lines were added.
     pub log_notify: Arc<Notify>,
     pub counters: Counters,
+    /// URLs the scanner found in the output, oldest first, each once. Written by the scanner.
+    pub urls: ArcSwap<Vec<String>>,
     /// Commands to the supervisor task. Bounded: a full channel is an error, not a wait.
     pub cmd: mpsc::Sender<Command>,
 }
@@ -79,7 +96,14 @@ impl ProcessEntry {
                 bytes: stats.bytes,
                 ring_evicted: stats.evicted,
                 disk_errors: self.counters.disk_errors.load(Ordering::Relaxed),
+                rotations: self.counters.rotations.load(Ordering::Relaxed),
+                scanned: self.counters.scanned.load(Ordering::Relaxed),
+                scanner_skips: self.counters.scanner_skips.load(Ordering::Relaxed),
+                followers_behind: self.counters.followers_behind.load(Ordering::Relaxed),
+                follower_lag_max: self.counters.follower_lag_max.load(Ordering::Relaxed),
+                follower_missed: self.counters.follower_missed.load(Ordering::Relaxed),
             },
+            urls: self.urls.load().as_ref().clone(),
         }
     }
 }

@@ -229,6 +229,9 @@ pub struct ProcessStatus {
     pub restart_policy: String,
     /// Log counters of this program.
     pub logs: LogCounters,
+    /// http(s) URLs found in the program's output (each once, oldest first).
+    #[serde(default)]
+    pub urls: Vec<String>,
 }
 
 /// Per-process log counters (`status --json`).
@@ -240,6 +243,24 @@ pub struct LogCounters {
     pub ring_evicted: u64,
     /// Bytes that could not be written to the disk log (disk full, I/O error).
     pub disk_errors: u64,
+    /// Disk log segments rotated since brummerd started.
+    #[serde(default)]
+    pub rotations: u64,
+    /// Lines the URL/error scanners looked at.
+    #[serde(default)]
+    pub scanned: u64,
+    /// Lines the scanners skipped because they fell behind (the ring overwrote them).
+    #[serde(default)]
+    pub scanner_skips: u64,
+    /// `follow` streams now reading behind the ring (backfilled from disk).
+    #[serde(default)]
+    pub followers_behind: u64,
+    /// Largest lag of a follower seen, in lines behind the newest line.
+    #[serde(default)]
+    pub follower_lag_max: u64,
+    /// Lines followers asked for that were neither in memory nor on disk.
+    #[serde(default)]
+    pub follower_missed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,21 +287,32 @@ pub struct OpResult {
     pub results: Vec<OpOutcome>,
 }
 
-/// `logs`: a tail of the in-memory rings, merged in capture order.
+/// `logs`: lines from memory and the disk log, merged in capture order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsParams {
     /// Processes to read; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
-    /// Last N lines (per process before merging, then the last N of the merge). Default 100.
+    /// Without `from_seq`/`since_us`: the last N lines (of the merge). With them: the first
+    /// N from there on. Default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<usize>,
-    /// Only lines with a sequence number >= this (one process only).
+    /// Only lines with a sequence number >= this (forward from there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_seq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<Stream>,
+    /// Only lines captured at or after this time (µs since the epoch), forward from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_us: Option<u64>,
+    /// Only lines captured at or before this time (µs since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_us: Option<u64>,
+    /// Only lines matching this regular expression (Rust `regex` syntax, on the text with
+    /// invalid UTF-8 replaced by U+FFFD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grep: Option<String>,
 }
 
 /// One captured line.
@@ -309,7 +341,8 @@ pub struct LogLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogsResult {
     pub lines: Vec<LogLine>,
-    /// Per process: lines asked for that the ring no longer holds (they are in the disk log).
+    /// Per process: lines asked for that are neither in memory nor on disk any more
+    /// (rotated away, or lost to a disk error).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missed: Vec<Missed>,
 }
@@ -332,6 +365,13 @@ pub struct FollowParams {
     pub lines: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<Stream>,
+    /// Start with the lines captured at or after this time (µs since the epoch) instead
+    /// of the last `lines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_us: Option<u64>,
+    /// Only lines matching this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grep: Option<String>,
 }
 
 /// `subscribe`: stream events as `event` notifications.
@@ -409,6 +449,9 @@ mod tests {
                 lines: Some(5),
                 from_seq: None,
                 stream: Some(Stream::Stderr),
+                since_us: Some(7),
+                until_us: None,
+                grep: Some("x".into()),
             }),
             Request::Follow(FollowParams::default()),
             Request::Subscribe(SubscribeParams {}),

@@ -44,6 +44,8 @@ trait Manager {
     fn process_added(&self, name: String, path: OwnedObjectPath) -> zbus::Result<()>;
     #[zbus(signal)]
     fn process_removed(&self, name: String, path: OwnedObjectPath) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn url_detected(&self, name: String, url: String) -> zbus::Result<()>;
 }
 
 #[zbus::proxy(
@@ -923,4 +925,49 @@ fn dbus_on_without_a_bus_refuses_to_start_and_auto_runs_without() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert_eq!(err.matches("running without D-Bus").count(), 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_detected_signal_and_urls_property() {
+    let bus = DbusDaemon::session();
+    // The program announces its URL only after a flag file appears, so the signal is
+    // subscribed to before the line can exist.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = dir.path().join("go");
+    let d = start(
+        &bus,
+        &format!(
+            r#"
+[process.dev]
+command = ["sh", "-c", "while [ ! -e {} ]; do sleep 0.01; done; echo 'ready at http://localhost:5173/ now'; exec sleep 1000"]
+"#,
+            flag.display()
+        ),
+    );
+    let conn = connect(&bus).await;
+    let manager = ManagerProxy::new(&conn).await.expect("manager proxy");
+    let mut urls = manager.receive_url_detected().await.expect("subscribe");
+    std::fs::write(&flag, b"").expect("flag");
+    let sig = within("UrlDetected", urls.next()).await.expect("signal");
+    let args = sig.args().expect("args");
+    assert_eq!(args.name(), "dev");
+    assert_eq!(args.url(), "http://localhost:5173/");
+    let path = manager.get_process("dev").await.expect("path");
+    let p = ProcessProxy::builder(&conn)
+        .path(path)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .expect("process proxy");
+    assert_eq!(
+        p.urls().await.expect("Urls"),
+        vec!["http://localhost:5173/".to_string()]
+    );
+    // The socket side reports the same URL in status.
+    let s = d.state_of("dev");
+    assert_eq!(
+        s["urls"],
+        serde_json::json!(["http://localhost:5173/"]),
+        "{s}"
+    );
 }

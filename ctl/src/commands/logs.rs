@@ -16,24 +16,38 @@ use brummer_proto::methods::{
     FollowParams, ListResult, LogLine, LogsParams, LogsResult, Missed, Request,
 };
 use brummer_proto::rpc::Notification;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 /// Lines shown by `logs` without `-n`.
 pub const DEFAULT_LINES: usize = 100;
 /// Lines shown before following with `logs -f` without `-n`.
 pub const DEFAULT_FOLLOW_LINES: usize = 10;
 
+/// Lines asked for with `--since` and no `-n` (the daemon's limit per call).
+pub const SINCE_LINES: usize = 1_000_000;
+
 pub fn run(ctx: &mut Ctx, args: LogsArgs) -> Result<i32, CtlError> {
     let stream: Option<Stream> = args.stream.map(Into::into);
-    let mut printer = LinePrinter::new(args.names.len() != 1, ctx.json, ctx.color);
+    let prefix = args.names.len() != 1 && !args.no_prefix;
+    let mut printer = LinePrinter::new(prefix, ctx.json, ctx.color);
+    printer.timestamps = args.timestamps;
+    printer.escape = std::io::stdout().is_terminal();
     printer.widen(args.names.iter().map(String::as_str));
 
     if !args.follow {
+        let default = if args.since.is_some() {
+            SINCE_LINES
+        } else {
+            DEFAULT_LINES
+        };
         let result = ctx.call(Request::Logs(LogsParams {
             names: args.names,
-            lines: Some(args.lines.unwrap_or(DEFAULT_LINES)),
+            lines: Some(args.lines.unwrap_or(default)),
             from_seq: None,
             stream,
+            since_us: args.since,
+            until_us: args.until,
+            grep: args.grep,
         }))?;
         let logs: LogsResult = decode(result)?;
         for m in &logs.missed {
@@ -57,6 +71,8 @@ pub fn run(ctx: &mut Ctx, args: LogsArgs) -> Result<i32, CtlError> {
         names: args.names,
         lines: Some(args.lines.unwrap_or(DEFAULT_FOLLOW_LINES)),
         stream,
+        since_us: args.since,
+        grep: args.grep,
     }));
     let mut client = ctx.connect()?;
     let session = client.session(requests, &mut |n| printer.notification(&mut ctx.out, n))?;
@@ -70,16 +86,16 @@ pub fn run(ctx: &mut Ctx, args: LogsArgs) -> Result<i32, CtlError> {
     }
 }
 
-/// `12 lines of web are no longer in memory (see the disk log)`.
+/// `12 lines of web are no longer kept (rotated away or never written to disk)`.
 pub fn evicted_message(m: &Missed) -> String {
     if m.count == 1 {
         format!(
-            "1 line of {} is no longer in memory (see the disk log)",
+            "1 line of {} is no longer kept (rotated away or never written to disk)",
             m.process
         )
     } else {
         format!(
-            "{} lines of {} are no longer in memory (see the disk log)",
+            "{} lines of {} are no longer kept (rotated away or never written to disk)",
             m.count, m.process
         )
     }
@@ -96,11 +112,62 @@ pub fn missed_message(m: &MissedParams) -> String {
 
 /// Formats log lines: raw text, `NAME | text`, or JSON.
 pub struct LinePrinter {
-    prefix: bool,
+    pub prefix: bool,
     json: bool,
     color: bool,
+    /// Prefix each line with its capture time.
+    pub timestamps: bool,
+    /// Output is a terminal: show control characters escaped (see `safe_text`).
+    pub escape: bool,
     /// Width of the longest name seen so far.
     width: usize,
+}
+
+/// Text safe for a terminal: control characters (C0 but tab, DEL, C1) become `\xNN`, so a
+/// program's output can not move the cursor, retitle the window or switch the charset.
+/// Colour sequences (`ESC [ ... m`) are kept when `keep_sgr`, else dropped.
+pub fn safe_text(text: &str, keep_sgr: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| (c.is_control() && c != '\t') || c == '\u{7f}';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut it = text.char_indices().peekable();
+    while let Some((i, c)) = it.next() {
+        if c == '\x1b' && text[i + 1..].starts_with('[') {
+            // A CSI sequence: parameters and intermediates, then a final byte.
+            let body = &text[i + 2..];
+            let end = body
+                .char_indices()
+                .find(|(_, ch)| ('\u{40}'..='\u{7e}').contains(ch));
+            if let Some((j, 'm')) = end
+                && body[..j]
+                    .chars()
+                    .all(|ch| ('\u{20}'..='\u{3f}').contains(&ch))
+            {
+                if keep_sgr {
+                    out.push_str(&text[i..i + 2 + j + 1]);
+                }
+                // Skip the sequence.
+                while let Some((k, _)) = it.peek() {
+                    if *k >= i + 3 + j {
+                        break;
+                    }
+                    it.next();
+                }
+                continue;
+            }
+        }
+        if unsafe_char(c) {
+            let mut b = [0u8; 4];
+            for byte in c.encode_utf8(&mut b).bytes() {
+                out.push_str(&format!("\\x{byte:02x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 impl LinePrinter {
@@ -109,6 +176,8 @@ impl LinePrinter {
             prefix,
             json,
             color,
+            timestamps: false,
+            escape: false,
             width: 0,
         }
     }
@@ -123,16 +192,24 @@ impl LinePrinter {
         if self.json {
             return serde_json::to_string(line).unwrap_or_default();
         }
-        if !self.prefix {
-            return line.text.clone();
+        let text = if self.escape {
+            safe_text(&line.text, self.color)
+        } else {
+            std::borrow::Cow::Borrowed(line.text.as_str())
+        };
+        let mut out = String::with_capacity(text.len() + 48);
+        if self.timestamps {
+            out.push_str(&line.time);
+            out.push(' ');
         }
-        self.widen([line.process.as_str()]);
-        let prefix = format!("{:<w$} |", line.process, w = self.width);
-        format!(
-            "{} {}",
-            paint(&prefix, Some(name_color(&line.process)), self.color),
-            line.text
-        )
+        if self.prefix {
+            self.widen([line.process.as_str()]);
+            let prefix = format!("{:<w$} |", line.process, w = self.width);
+            out.push_str(&paint(&prefix, Some(name_color(&line.process)), self.color));
+            out.push(' ');
+        }
+        out.push_str(&text);
+        out
     }
 
     pub fn print<W: Write>(
@@ -205,6 +282,35 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_and_terminal_safety() {
+        let mut p = LinePrinter::new(false, false, false);
+        p.timestamps = true;
+        assert_eq!(
+            p.format(&line("web", 0, "a")),
+            "2026-11-22T10:00:00.000001Z a"
+        );
+        p.timestamps = false;
+        p.escape = true;
+        assert_eq!(
+            p.format(&line("web", 0, "x\x1b]0;pwned\x07y")),
+            "x\\x1b]0;pwned\\x07y"
+        );
+        assert_eq!(
+            p.format(&line("web", 0, "a\tb\rc\u{9b}d")),
+            "a\tb\\x0dc\\xc2\\x9bd"
+        );
+        assert_eq!(
+            p.format(&line("web", 0, "\x1b[1;31mred\x1b[0m \x1b[2J")),
+            "red \\x1b[2J"
+        );
+        assert_eq!(
+            safe_text("\x1b[1;31mred\x1b[0m", true),
+            "\x1b[1;31mred\x1b[0m"
+        );
+        assert_eq!(safe_text("caf\u{e9} \u{fffd}", false), "caf\u{e9} \u{fffd}");
+    }
+
+    #[test]
     fn json_lines_carry_the_documented_fields() {
         let mut p = LinePrinter::new(true, true, true);
         let text = p.format(&line("web", 3, "hi"));
@@ -225,7 +331,7 @@ mod tests {
         };
         assert_eq!(
             evicted_message(&m),
-            "12 lines of web are no longer in memory (see the disk log)"
+            "12 lines of web are no longer kept (rotated away or never written to disk)"
         );
         let m = MissedParams {
             subscription: 1,

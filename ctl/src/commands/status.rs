@@ -28,7 +28,11 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
     }
     let notes: Vec<String> = processes.iter().map(|p| note(p, now_us)).collect();
     let with_notes = notes.iter().any(|n| !n.is_empty());
+    let with_urls = processes.iter().any(|p| !p.urls.is_empty());
     let mut headers = vec!["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"];
+    if with_urls {
+        headers.push("URLS");
+    }
     if with_notes {
         headers.push("NOTE");
     }
@@ -46,6 +50,13 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
             Cell::from(p.restarts.to_string()),
             Cell::from(last_exit(p.exit_code, p.exit_signal)),
         ];
+        if with_urls {
+            row.push(Cell::from(if p.urls.is_empty() {
+                "-".to_owned()
+            } else {
+                p.urls.join(" ")
+            }));
+        }
         if with_notes {
             row.push(Cell::from(note));
         }
@@ -102,10 +113,26 @@ pub(crate) mod tests {
             autostart: true,
             restart_policy: "on-failure".into(),
             logs: LogCounters::default(),
+            urls: Vec::new(),
         }
     }
 
     const NOW: i64 = 1_795_341_600_000_000; // 2026-11-22T10:00:00Z
+
+    #[test]
+    fn urls_get_a_column_when_any_process_has_one() {
+        let mut web = proc("web", ProcessState::Running);
+        web.urls = vec!["http://localhost:5173/".into(), "http://[::1]:5173/".into()];
+        let db = proc("db", ProcessState::Running);
+        let text = render(&[db.clone(), web], NOW, false);
+        assert!(text.lines().next().unwrap().contains("URLS"), "{text}");
+        assert!(
+            text.contains("http://localhost:5173/ http://[::1]:5173/"),
+            "{text}"
+        );
+        let text = render(&[db], NOW, false);
+        assert!(!text.contains("URLS"), "{text}");
+    }
 
     #[test]
     fn table_is_aligned_without_colour() {

@@ -27,6 +27,52 @@ pub const DEFAULT_START_LIMIT_INTERVAL: Duration = Duration::from_secs(10);
 pub const MIN_RING_BYTES: usize = 4096;
 /// Largest accepted `daemon.ring_bytes` (1 GiB).
 pub const MAX_RING_BYTES: usize = 1 << 30;
+/// Default `logs.max_bytes`: size at which the active disk log segment is rotated.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
+/// Default `logs.max_files`: segments kept per process, the active one included.
+pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
+/// Smallest accepted `logs.max_bytes`.
+pub const MIN_LOG_MAX_BYTES: u64 = 4096;
+/// Largest accepted `logs.max_bytes` (1 TiB).
+pub const MAX_LOG_MAX_BYTES: u64 = 1 << 40;
+/// Largest accepted `logs.max_files`.
+pub const MAX_LOG_MAX_FILES: u32 = 10_000;
+/// Default `logs.error_patterns` (regular expressions, case-sensitive).
+pub const DEFAULT_ERROR_PATTERNS: &[&str] = &[
+    r"\bpanic(ked)?\b",
+    r"^Traceback \(most recent call last\)",
+    r"\bERROR\b",
+    r"\bFATAL\b",
+    r"^\s*Error: ",
+    r"Uncaught (\w+)?(Error|Exception)",
+];
+
+/// The `[process.NAME.logs]` table: disk retention and scanners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Rotate the active segment once it holds at least this many bytes.
+    pub max_bytes: u64,
+    /// Segments kept, the active one included; the oldest beyond are deleted.
+    pub max_files: u32,
+    /// Regular expressions for error detection (checked at load time).
+    pub error_patterns: Vec<String>,
+    /// Run the URL and error scanners on this process's output.
+    pub scan: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            max_bytes: DEFAULT_LOG_MAX_BYTES,
+            max_files: DEFAULT_LOG_MAX_FILES,
+            error_patterns: DEFAULT_ERROR_PATTERNS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            scan: true,
+        }
+    }
+}
 
 /// A whole configuration: the main file plus its drop-ins, validated.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -69,6 +115,8 @@ pub struct ProcessDef {
     pub stop_signal: i32,
     /// How long to wait after `stop_signal` before SIGKILL.
     pub stop_timeout: Duration,
+    /// Disk log rotation and scanners (`[process.NAME.logs]`).
+    pub logs: LogSettings,
     /// Where the `[process.NAME]` header is. Not part of `==`.
     pub source: SourceLoc,
 }
@@ -91,6 +139,7 @@ impl ProcessDef {
             start_limit: StartLimit::default(),
             stop_signal: DEFAULT_STOP_SIGNAL,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
+            logs: LogSettings::default(),
             source: SourceLoc::default(),
         }
     }
@@ -115,6 +164,7 @@ impl PartialEq for ProcessDef {
             start_limit,
             stop_signal,
             stop_timeout,
+            logs,
             source: _,
         } = self;
         *name == other.name
@@ -130,6 +180,7 @@ impl PartialEq for ProcessDef {
             && *start_limit == other.start_limit
             && *stop_signal == other.stop_signal
             && *stop_timeout == other.stop_timeout
+            && *logs == other.logs
     }
 }
 

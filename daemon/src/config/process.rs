@@ -11,8 +11,9 @@ use toml::de::{DeTable, DeValue};
 use super::env_file;
 use super::error::ConfigError;
 use super::model::{
-    Backoff, CommandSpec, DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT, GroupSpec, ProcessDef,
-    RestartPolicy, SourceLoc, StartLimit, UserSpec,
+    Backoff, CommandSpec, DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT, GroupSpec, LogSettings,
+    MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES, MIN_LOG_MAX_BYTES, ProcessDef, RestartPolicy, SourceLoc,
+    StartLimit, UserSpec,
 };
 use super::values::{Ctx, Value, join};
 
@@ -29,7 +30,9 @@ const PROCESS_KEYS: &[&str] = &[
     "stop_timeout",
     "backoff",
     "start_limit",
+    "logs",
 ];
+const LOGS_KEYS: &[&str] = &["max_bytes", "max_files", "error_patterns", "scan"];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 const START_LIMIT_KEYS: &[&str] = &["burst", "interval"];
 
@@ -77,6 +80,7 @@ pub(crate) fn process(
             }
             "backoff" => def.backoff = backoff(ctx, v, &key),
             "start_limit" => def.start_limit = start_limit(ctx, v, &key),
+            "logs" => def.logs = logs(ctx, v, &key),
             _ => {} // reported by unknown_keys
         }
     }
@@ -412,6 +416,59 @@ fn start_limit(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> StartLimit {
                 Some(d) => out.interval = d,
                 None => {}
             },
+            _ => {}
+        }
+    }
+    out
+}
+
+fn logs(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> LogSettings {
+    let mut out = LogSettings::default();
+    let Some(table) = ctx.table(v, key) else {
+        return out;
+    };
+    ctx.unknown_keys(table, key, LOGS_KEYS);
+    for (k, val) in table.iter() {
+        let sub = join(key, k.get_ref());
+        match k.get_ref().as_ref() {
+            "max_bytes" => {
+                if let Some(n) = ctx.size(val, &sub, MIN_LOG_MAX_BYTES, MAX_LOG_MAX_BYTES) {
+                    out.max_bytes = n;
+                }
+            }
+            "max_files" => {
+                if let Some(n) = ctx.int_in(val, &sub, 1, MAX_LOG_MAX_FILES as i64) {
+                    out.max_files = n as u32;
+                }
+            }
+            "scan" => out.scan = ctx.boolean(val, &sub).unwrap_or(true),
+            "error_patterns" => {
+                let DeValue::Array(items) = val.get_ref() else {
+                    let found = val.get_ref().type_str();
+                    ctx.err(
+                        &val.span(),
+                        &sub,
+                        format!("expected an array of regular expressions, found {found}"),
+                    );
+                    continue;
+                };
+                let mut pats = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let item_key = format!("{sub}[{i}]");
+                    let Some(p) = ctx.string(item, &item_key) else {
+                        continue;
+                    };
+                    match regex::Regex::new(p) {
+                        Ok(_) => pats.push(p.to_owned()),
+                        Err(e) => ctx.err(
+                            &item.span(),
+                            &item_key,
+                            format!("not a valid regular expression: {e}"),
+                        ),
+                    }
+                }
+                out.error_patterns = pats;
+            }
             _ => {}
         }
     }

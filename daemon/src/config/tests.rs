@@ -795,3 +795,55 @@ fn show_errors() {
     println!("{errs}");
     assert_eq!(errs.len(), 9, "{errs}");
 }
+
+#[test]
+fn log_settings() {
+    let config = ok(r#"
+[process.web]
+command = "x"
+
+[process.web.logs]
+max_bytes = "2MiB"
+max_files = 3
+scan = false
+error_patterns = ["oops", '^E\d+']
+
+[process.db]
+command = "y"
+logs = { max_bytes = 100000 }
+"#);
+    let web = &config.processes["web"].logs;
+    assert_eq!(web.max_bytes, 2 << 20);
+    assert_eq!(web.max_files, 3);
+    assert!(!web.scan);
+    assert_eq!(web.error_patterns, ["oops", r"^E\d+"]);
+    let db = &config.processes["db"].logs;
+    assert_eq!(db.max_bytes, 100_000);
+    assert_eq!(db.max_files, DEFAULT_LOG_MAX_FILES);
+    assert!(db.scan && !db.error_patterns.is_empty());
+
+    let (main, errs) = errors(
+        "[process.web]\ncommand = \"x\"\n[process.web.logs]\nmax_bytes = \"10 parsecs\"\nmax_files = 0\nerror_patterns = [\"a(\"]\nrotate = 1\n",
+        false,
+    );
+    assert_error(&errs, &main, 4, "process.web.logs.max_bytes", "not a size");
+    assert_error(
+        &errs,
+        &main,
+        5,
+        "process.web.logs.max_files",
+        "out of range",
+    );
+    assert_error(
+        &errs,
+        &main,
+        6,
+        "process.web.logs.error_patterns[0]",
+        "not a valid regular expression",
+    );
+    assert_error(&errs, &main, 7, "process.web.logs.rotate", "unknown key");
+    assert_eq!(super::values::parse_size("1GiB"), Some(1 << 30));
+    assert_eq!(super::values::parse_size("5MB"), Some(5_000_000));
+    assert_eq!(super::values::parse_size("512 KiB"), Some(512 << 10));
+    assert_eq!(super::values::parse_size("x"), None);
+}

@@ -128,6 +128,38 @@ impl Ctx<'_> {
         Some(n)
     }
 
+    /// A size: an integer of bytes, or a string like `"10MiB"`, `"512 KiB"`, `"1G"`, `"2MB"`
+    /// (K/M/G/T and KiB.. are powers of 1024, kB/MB/GB/TB of 1000), within `min..=max`.
+    pub fn size(&mut self, v: &Value<'_>, key: &str, min: u64, max: u64) -> Option<u64> {
+        let n = match v.get_ref() {
+            DeValue::Integer(_) => u64::try_from(self.integer(v, key)?).ok(),
+            DeValue::String(s) => parse_size(s),
+            _ => {
+                self.wrong_type(v, key, "a size like \"10MiB\" or a number of bytes");
+                return None;
+            }
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                self.err(
+                    &v.span(),
+                    key,
+                    format!("{n} bytes is out of range: use a size from {min} to {max} bytes"),
+                );
+                None
+            }
+            None => {
+                self.err(
+                    &v.span(),
+                    key,
+                    "not a size: write a number of bytes or e.g. \"10MiB\", \"512KiB\", \"1GiB\"",
+                );
+                None
+            }
+        }
+    }
+
     /// An absolute path given as a string.
     pub fn abs_path(&mut self, v: &Value<'_>, key: &str) -> Option<std::path::PathBuf> {
         let s = self.string(v, key)?;
@@ -230,6 +262,27 @@ fn parse_signal(s: &str) -> Option<i32> {
     name.parse::<nix::sys::signal::Signal>()
         .ok()
         .map(|sig| sig as i32)
+}
+
+/// `"10MiB"` -> 10485760. See `Ctx::size`.
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 /// 1-based line of a byte offset in `src`.

@@ -170,6 +170,22 @@ impl Connection {
                         drop(permit);
                     });
                 }
+                Request::Logs(p) => {
+                    // Disk reads: on a blocking thread, answered when done.
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (d, o) = (self.daemon.clone(), out.clone());
+                    tokio::spawn(async move {
+                        let r = tokio::task::spawn_blocking(move || methods::logs(&d, p))
+                            .await
+                            .unwrap_or_else(|e| {
+                                Err(RpcError::new(ErrorCode::Internal, e.to_string()))
+                            });
+                        o.reply(id, r).await;
+                        drop(permit);
+                    });
+                }
                 Request::Follow(p) => {
                     let sub = next_sub;
                     next_sub += 1;

@@ -5,6 +5,7 @@
 use super::auth::Peer;
 use crate::daemon::Daemon;
 use crate::entry::{ProcessEntry, rfc3339_us};
+use crate::logread::{self, Filter};
 use crate::ops;
 use crate::supervisor::Command;
 use brummer_core::Line;
@@ -141,7 +142,9 @@ pub fn wire_line(process: &str, l: &Line) -> LogLine {
     }
 }
 
-fn logs(d: &Daemon, p: LogsParams) -> Result<Value, RpcError> {
+/// `logs`: reads the rings and, below them, the disk logs. Blocks on disk reads: the
+/// connection runs it on a blocking thread.
+pub fn logs(d: &Daemon, p: LogsParams) -> Result<Value, RpcError> {
     let entries = if p.names.is_empty() {
         all(d)
     } else {
@@ -154,43 +157,41 @@ fn logs(d: &Daemon, p: LogsParams) -> Result<Value, RpcError> {
             format!("at most {MAX_LINES} lines per call (asked for {n}); page with from_seq"),
         ));
     }
+    let filter = Filter::new(p.stream, p.grep.as_deref(), p.since_us, p.until_us)?;
+    // With a starting point the first N lines from there, else the last N.
+    let forward = p.from_seq.is_some() || p.since_us.is_some();
     let mut merged: Vec<(u64, usize, Line)> = Vec::new();
     let mut missed = Vec::new();
     let mut buf = Vec::new();
     for (idx, e) in entries.iter().enumerate() {
         buf.clear();
-        match p.from_seq {
-            Some(from) => {
-                let r = e.ring.read_from(from, n, p.stream, &mut buf);
-                if r.missed > 0 {
-                    missed.push(Missed {
-                        process: e.name.to_string(),
-                        count: r.missed,
-                    });
-                }
-            }
-            None => {
-                e.ring.tail(n, p.stream, &mut buf);
-                // Lines that existed but left the ring: only knowable without a stream
-                // filter (the ring does not count evictions per stream).
-                if p.stream.is_none() {
-                    let held = e.ring.next_seq() - e.ring.oldest_seq();
-                    let wanted = (n as u64).min(e.ring.next_seq());
-                    if wanted > held {
-                        missed.push(Missed {
-                            process: e.name.to_string(),
-                            count: wanted - held,
-                        });
-                    }
-                }
-            }
+        let lost = if forward {
+            let from = match (p.from_seq, p.since_us) {
+                (Some(seq), _) => seq,
+                (None, Some(us)) => logread::seq_at_time(&d.log_dir, e, us),
+                (None, None) => 0,
+            };
+            let to = e.ring.next_seq();
+            logread::read_forward(&d.log_dir, e, from, to, n, &filter, &mut buf).missed
+        } else {
+            logread::tail(&d.log_dir, e, n, &filter, &mut buf)
+        };
+        if lost > 0 {
+            missed.push(Missed {
+                process: e.name.to_string(),
+                count: lost,
+            });
         }
         merged.extend(buf.drain(..).map(|l| (l.meta.wall_us, idx, l)));
     }
     // Capture order across processes; within one process the sort keeps seq order.
     merged.sort_by_key(|(t, i, l)| (*t, *i, l.meta.seq));
-    let skip = merged.len().saturating_sub(n);
-    let lines = merged[skip..]
+    let range = if forward {
+        0..merged.len().min(n)
+    } else {
+        merged.len().saturating_sub(n)..merged.len()
+    };
+    let lines = merged[range]
         .iter()
         .map(|(_, i, l)| wire_line(&entries[*i].name, l))
         .collect();

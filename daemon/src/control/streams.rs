@@ -6,6 +6,8 @@
 use super::conn::Outbox;
 use super::methods::{resolve_names, wire_line};
 use crate::daemon::Daemon;
+use crate::entry::ProcessEntry;
+use crate::logread::{self, Filter, RingRead};
 use brummer_core::{Line, Recv};
 use brummer_proto::events::{self, EventParams, LogParams, MissedParams};
 use brummer_proto::methods::{FollowParams, SubscribeResult};
@@ -14,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Event queue length per subscriber; beyond it the oldest events are dropped and counted.
 const EVENT_QUEUE: usize = 1024;
@@ -37,6 +40,32 @@ async fn notify<P: Serialize>(out: &Outbox, method: &str, params: P) -> bool {
     .await
 }
 
+/// One followed process: its cursor, and whether this follower is counted as behind.
+struct Cursor {
+    next: u64,
+    behind: Option<BehindGuard>,
+}
+
+/// Counts a follower in `followers_behind` while it reads from disk; uncounts on drop (also
+/// when the stream task is aborted by `unsubscribe` or a vanished client).
+struct BehindGuard(Arc<ProcessEntry>);
+
+impl BehindGuard {
+    fn new(e: &Arc<ProcessEntry>) -> BehindGuard {
+        e.counters.followers_behind.fetch_add(1, Ordering::Relaxed);
+        BehindGuard(e.clone())
+    }
+}
+
+impl Drop for BehindGuard {
+    fn drop(&mut self) {
+        self.0
+            .counters
+            .followers_behind
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub async fn follow(d: Arc<Daemon>, out: Outbox, id: Option<Value>, sub: u64, p: FollowParams) {
     // Named processes must exist now; "all" also picks up processes added later.
     let named = if p.names.is_empty() {
@@ -50,12 +79,41 @@ pub async fn follow(d: Arc<Daemon>, out: Outbox, id: Option<Value>, sub: u64, p:
             }
         }
     };
-    let back = p.lines.unwrap_or(0) as u64;
-    let mut cursors: HashMap<Arc<str>, u64> = HashMap::new();
-    for (name, e) in d.registry.load().iter() {
-        if named.as_ref().is_none_or(|n| n.iter().any(|x| x == name)) {
-            cursors.insert(e.name.clone(), e.ring.next_seq().saturating_sub(back));
+    let filter = match Filter::new(p.stream, p.grep.as_deref(), None, None) {
+        Ok(f) => Arc::new(f),
+        Err(e) => {
+            out.reply(id, Err(e)).await;
+            return;
         }
+    };
+    let back = p.lines.unwrap_or(0) as u64;
+    let mut cursors: HashMap<Arc<str>, Cursor> = HashMap::new();
+    let wanted: Vec<Arc<ProcessEntry>> = d
+        .registry
+        .load()
+        .iter()
+        .filter(|(name, _)| named.as_ref().is_none_or(|n| n.iter().any(|x| x == *name)))
+        .map(|(_, e)| e.clone())
+        .collect();
+    let starts: Vec<u64> = match p.since_us {
+        Some(us) => {
+            let (d2, w2) = (d.clone(), wanted.clone());
+            tokio::task::spawn_blocking(move || {
+                w2.iter()
+                    .map(|e| logread::seq_at_time(&d2.log_dir, e, us))
+                    .collect()
+            })
+            .await
+            .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    for (i, e) in wanted.iter().enumerate() {
+        let next = match starts.get(i) {
+            Some(s) => *s,
+            None => e.ring.next_seq().saturating_sub(back),
+        };
+        cursors.insert(e.name.clone(), Cursor { next, behind: None });
     }
     let reply = SubscribeResult {
         subscription: sub,
@@ -67,15 +125,17 @@ pub async fn follow(d: Arc<Daemon>, out: Outbox, id: Option<Value>, sub: u64, p:
     {
         return;
     }
+    let since = p.since_us;
     let mut batch: Vec<(u64, Arc<str>, Line)> = Vec::new();
     let mut buf = Vec::new();
+    let mut got = Vec::new();
     loop {
         // Registered before reading: a chunk that lands after the read still wakes us.
         let woken = d.log_activity.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
 
-        let snap = d.registry.load();
+        let snap = d.registry.load_full();
         let mut more = false;
         batch.clear();
         for (name, e) in snap.iter() {
@@ -84,24 +144,66 @@ pub async fn follow(d: Arc<Daemon>, out: Outbox, id: Option<Value>, sub: u64, p:
                 continue;
             }
             // A process new to us (added by reload) is followed from its first line.
-            let cursor = cursors
-                .entry(e.name.clone())
-                .or_insert_with(|| e.ring.oldest_seq());
-            buf.clear();
-            let r = e.ring.read_from(*cursor, BATCH, p.stream, &mut buf);
-            *cursor = r.next_seq;
-            if r.missed > 0 {
+            let c = cursors.entry(e.name.clone()).or_insert_with(|| Cursor {
+                next: e.ring.oldest_seq(),
+                behind: None,
+            });
+            let head = e.ring.next_seq();
+            e.counters
+                .follower_lag_max
+                .fetch_max(head.saturating_sub(c.next), Ordering::Relaxed);
+            got.clear();
+            let mut missed = 0;
+            let mut read_disk = c.next < e.ring.oldest_seq();
+            if !read_disk {
+                match logread::read_ring(e, c.next, u64::MAX, BATCH, &filter, &mut buf, &mut got) {
+                    RingRead::Done(next, _) => c.next = next,
+                    RingRead::Overtaken => read_disk = true,
+                }
+            }
+            if read_disk {
+                // Behind the ring: backfill from disk on a blocking thread.
+                if c.behind.is_none() {
+                    c.behind = Some(BehindGuard::new(e));
+                }
+                let (d2, e2, f2, from) = (d.clone(), e.clone(), filter.clone(), c.next);
+                let to = e.ring.oldest_seq().max(from);
+                let r = tokio::task::spawn_blocking(move || {
+                    let mut v = Vec::new();
+                    let o = logread::read_forward(&d2.log_dir, &e2, from, to, BATCH, &f2, &mut v);
+                    (v, o)
+                })
+                .await;
+                match r {
+                    Ok((v, o)) => {
+                        got = v;
+                        missed = o.missed;
+                        c.next = o.next_seq.max(from);
+                    }
+                    Err(_) => return,
+                }
+            } else if c.behind.is_some() && c.next >= e.ring.oldest_seq() {
+                c.behind = None;
+            }
+            if missed > 0 {
+                e.counters
+                    .follower_missed
+                    .fetch_add(missed, Ordering::Relaxed);
                 let m = MissedParams {
                     subscription: sub,
                     process: Some(name.to_string()),
-                    count: r.missed,
+                    count: missed,
                 };
                 if !notify(&out, events::MISSED, m).await {
                     return;
                 }
             }
-            more |= r.next_seq < e.ring.next_seq();
-            batch.extend(buf.drain(..).map(|l| (l.meta.wall_us, e.name.clone(), l)));
+            more |= c.next < e.ring.next_seq();
+            batch.extend(
+                got.drain(..)
+                    .filter(|l| since.is_none_or(|s| l.meta.wall_us >= s))
+                    .map(|l| (l.meta.wall_us, e.name.clone(), l)),
+            );
         }
         drop(snap);
         batch.sort_by(|a, b| (a.0, &a.1, a.2.meta.seq).cmp(&(b.0, &b.1, b.2.meta.seq)));

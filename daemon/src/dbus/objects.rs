@@ -48,8 +48,7 @@ impl Props {
             exit_code: info.exit_code.unwrap_or(-1),
             exit_signal: info.exit_signal.unwrap_or(0),
             started_at: info.started_at.map(epoch_us).unwrap_or(0),
-            // Filled once the logging pipeline's URL scanner exists.
-            urls: Vec::new(),
+            urls: e.urls.load().as_ref().clone(),
         }
     }
 
@@ -410,6 +409,6 @@ impl ProcessObject {
 
     #[zbus(property)]
     fn urls(&self) -> Vec<String> {
-        Vec::new()
+        self.entry.urls.load().as_ref().clone()
     }
 }

@@ -1,0 +1,310 @@
+//! URL and error detection (seed 001), off the hot path: one task reads every ring with its
+//! own cursor, like a follower, woken by the same log-activity `Notify` as followers. The
+//! capture task never waits for it and does not know it exists; when the scanner falls
+//! behind, the ring overwrites lines it has not seen, and it counts them as skipped
+//! (`scanner_skips`) instead of slowing anyone down. Matching happens outside every lock.
+//!
+//! Found URLs are published once per process (`url-detected`) and kept on the entry
+//! (`urls`, shown by `status`); lines matching a process's `error_patterns` are published as
+//! `error-detected`, both with the line's sequence number.
+
+use crate::config::ProcessDef;
+use crate::daemon::Daemon;
+use crate::entry::ProcessEntry;
+use brummer_core::Line;
+use brummer_proto::events::Event;
+use regex::RegexSet;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Records read from one ring per pass.
+const BATCH: usize = 4096;
+/// Pause after a pass that found lines. Sporadic output is scanned at once (the pass runs
+/// on the wake-up); a flood is scanned at most `BATCH` lines per process per period and the
+/// rest skipped (counted), so the scanner takes little CPU from the program and the capture
+/// task on a small machine. 4096 lines / 20 ms = 200,000 lines/s per process.
+const PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
+/// URLs kept per process (the first ones found).
+pub const MAX_URLS: usize = 32;
+/// Longest line text put into an `error-detected` event.
+const MAX_EVENT_TEXT: usize = 1024;
+
+struct State {
+    cursor: u64,
+    def: Arc<ProcessDef>,
+    errors: Option<RegexSet>,
+}
+
+impl State {
+    fn new(e: &ProcessEntry) -> State {
+        let def = e.def.load_full();
+        State {
+            cursor: e.ring.oldest_seq(),
+            errors: compile(&def),
+            def,
+        }
+    }
+}
+
+fn compile(def: &ProcessDef) -> Option<RegexSet> {
+    if def.logs.error_patterns.is_empty() {
+        return None;
+    }
+    match RegexSet::new(&def.logs.error_patterns) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            // Checked at load time; only a pattern set too large together ends here.
+            tracing::error!(process = %def.name, cause = %e, "error patterns not usable");
+            None
+        }
+    }
+}
+
+/// Starts the scanner task.
+pub fn spawn(d: Arc<Daemon>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(d))
+}
+
+async fn run(d: Arc<Daemon>) {
+    let mut states: HashMap<Arc<str>, State> = HashMap::new();
+    let mut buf: Vec<Line> = Vec::new();
+    loop {
+        let woken = d.log_activity.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+
+        let snap = d.registry.load_full();
+        let mut more = false;
+        let mut scanned_any = false;
+        for (_, e) in snap.iter() {
+            let st = states
+                .entry(e.name.clone())
+                .or_insert_with(|| State::new(e));
+            let def = e.def.load();
+            if !Arc::ptr_eq(&def, &st.def) {
+                st.def = def.clone();
+                st.errors = compile(&def);
+            }
+            if !def.logs.scan {
+                st.cursor = e.ring.next_seq();
+                continue;
+            }
+            buf.clear();
+            let r = e.ring.read_from(st.cursor, BATCH, None, &mut buf);
+            if r.missed > 0 {
+                e.counters
+                    .scanner_skips
+                    .fetch_add(r.missed, Ordering::Relaxed);
+            }
+            st.cursor = r.next_seq;
+            for l in &buf {
+                scan_line(&d, e, st.errors.as_ref(), l);
+            }
+            e.counters
+                .scanned
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            scanned_any |= !buf.is_empty();
+            more |= st.cursor < e.ring.next_seq();
+        }
+        states.retain(|name, _| snap.get(name).is_some());
+        drop(snap);
+        if scanned_any {
+            tokio::time::sleep(PERIOD).await;
+        } else if more {
+            tokio::task::yield_now().await;
+        } else {
+            woken.await;
+        }
+    }
+}
+
+fn scan_line(d: &Daemon, e: &ProcessEntry, errors: Option<&RegexSet>, l: &Line) {
+    let bytes = &l.bytes;
+    let has_url = memchr::memmem::find(bytes, b"http").is_some();
+    if !has_url && errors.is_none() {
+        return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let plain = if text.contains('\x1b') {
+        std::borrow::Cow::Owned(strip_ansi(&text))
+    } else {
+        text
+    };
+    if has_url {
+        for url in find_urls(&plain) {
+            add_url(d, e, url, l.meta.seq);
+        }
+    }
+    if let Some(set) = errors
+        && set.is_match(&plain)
+    {
+        let mut line = plain.into_owned();
+        if line.len() > MAX_EVENT_TEXT {
+            let mut cut = MAX_EVENT_TEXT;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+        }
+        d.shared.bus.publish(Event::ErrorDetected {
+            process: e.name.to_string(),
+            line,
+            line_seq: l.meta.seq,
+        });
+    }
+}
+
+fn add_url(d: &Daemon, e: &ProcessEntry, url: &str, seq: u64) {
+    let cur = e.urls.load();
+    if cur.len() >= MAX_URLS || cur.iter().any(|u| u == url) {
+        return;
+    }
+    let mut next = Vec::with_capacity(cur.len() + 1);
+    next.extend(cur.iter().cloned());
+    next.push(url.to_owned());
+    // The scanner is the only writer: a plain store cannot lose an update.
+    e.urls.store(Arc::new(next));
+    d.shared.bus.publish(Event::UrlDetected {
+        process: e.name.to_string(),
+        url: url.to_owned(),
+        line_seq: seq,
+    });
+}
+
+/// Removes ANSI escape sequences (CSI `ESC [ ... final`, OSC `ESC ] ... BEL/ST`, and
+/// two-character escapes), so a coloured `http://localhost:\x1b[1m5173\x1b[22m/` is found.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                for ch in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&ch) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                while let Some(ch) = chars.next() {
+                    if ch == '\x07' {
+                        break;
+                    }
+                    if ch == '\x1b' {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The http(s) URLs in a line: from the scheme up to whitespace, a quote or a bracket,
+/// without trailing punctuation.
+pub fn find_urls(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        loop {
+            let i = rest.find("http")?;
+            let cand = &rest[i..];
+            let after = if cand.starts_with("https://") {
+                8
+            } else if cand.starts_with("http://") {
+                7
+            } else {
+                rest = &rest[i + 4..];
+                continue;
+            };
+            // Not part of a longer word (e.g. "xhttp://").
+            let glued = rest[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric());
+            let end = cand
+                .find(|c: char| {
+                    c.is_whitespace()
+                        || c.is_control()
+                        || matches!(c, '"' | '\'' | '<' | '>' | '`' | '|' | '{' | '}' | '\\')
+                })
+                .unwrap_or(cand.len());
+            let mut url = &cand[..end];
+            // Trailing punctuation belongs to the sentence; a closing bracket only when
+            // the URL did not open it.
+            while let Some(last) = url.chars().next_back() {
+                let strip = match last {
+                    '.' | ',' | ';' | ':' | '!' | '?' | '*' => true,
+                    ')' => url.matches('(').count() < url.matches(')').count(),
+                    ']' => url.matches('[').count() < url.matches(']').count(),
+                    _ => false,
+                };
+                if !strip {
+                    break;
+                }
+                url = &url[..url.len() - 1];
+            }
+            rest = &rest[i + end.max(1)..];
+            if glued || url.len() <= after {
+                continue;
+            }
+            return Some(url);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(s: &str) -> Vec<&str> {
+        find_urls(s).collect()
+    }
+
+    #[test]
+    fn finds_urls() {
+        assert_eq!(
+            urls("  ➜  Local:   http://localhost:5173/"),
+            ["http://localhost:5173/"]
+        );
+        assert_eq!(
+            urls("listening on http://127.0.0.1:8080, see https://example.com/docs."),
+            ["http://127.0.0.1:8080", "https://example.com/docs"]
+        );
+        assert_eq!(
+            urls("(at https://en.wikipedia.org/wiki/Foo_(bar))"),
+            ["https://en.wikipedia.org/wiki/Foo_(bar)"]
+        );
+        assert_eq!(urls("\"http://a.b/c?d=1&e=2\""), ["http://a.b/c?d=1&e=2"]);
+        assert!(urls("http:// nothing, https:/x, xhttp://y, httpd started").is_empty());
+        let colored = "Local: \x1b[36mhttp://localhost:\x1b[1m5173\x1b[22m/\x1b[39m";
+        let plain = strip_ansi(colored);
+        assert_eq!(urls(&plain), ["http://localhost:5173/"]);
+    }
+
+    #[test]
+    fn default_error_patterns() {
+        let def = ProcessDef::with_defaults("x", crate::config::CommandSpec::Shell("x".into()));
+        let set = compile(&def).unwrap();
+        for hit in [
+            "thread 'main' panicked at src/main.rs:2:5",
+            "panic: runtime error: index out of range",
+            "Traceback (most recent call last):",
+            "2026-01-01 ERROR db: connection refused",
+            "FATAL: password authentication failed",
+            "Error: Cannot find module 'x'",
+            "Uncaught TypeError: x is undefined",
+        ] {
+            assert!(set.is_match(hit), "{hit}");
+        }
+        for miss in ["all good", "errors=0", "INFO no ERRORS", "L0000001 xxxxx"] {
+            assert!(!set.is_match(miss), "{miss}");
+        }
+    }
+}
