@@ -82,7 +82,7 @@ fn registry_readers_only_ever_see_whole_snapshots() {
                 let mut biggest = 0;
                 while !done.load(Ordering::Acquire) {
                     // Alternate the two ways of reading a snapshot.
-                    let n = if (reads + k) % 2 == 0 {
+                    let n = if (reads + k).is_multiple_of(2) {
                         verify(&reg.load(), &mut last)
                     } else {
                         verify(&reg.load_full(), &mut last)
@@ -110,7 +110,7 @@ fn registry_readers_only_ever_see_whole_snapshots() {
             let mut next = cur.clone();
             for j in 0..(rng % 4 + 1) {
                 let name = format!("p{:03}", (rng >> (8 * j)) % 64);
-                next = if (rng >> (40 + j)) % 5 == 0 {
+                next = if (rng >> (40 + j)).is_multiple_of(5) {
                     next.without(&name).0
                 } else {
                     next.with(&name, entry(&name, v)).0
