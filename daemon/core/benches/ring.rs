@@ -131,7 +131,7 @@ fn follower<R: Ring>(ring: &R, stop: &AtomicBool) {
         buf.clear();
         cursor = ring.read_from(cursor, 64, &mut buf);
         round += 1;
-        if round % 16 == 0 {
+        if round.is_multiple_of(16) {
             buf.clear();
             ring.tail(100, &mut buf);
         }

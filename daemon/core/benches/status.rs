@@ -68,7 +68,7 @@ impl Status for RwLocked {
 
 fn hot(i: u32) -> Hot {
     Hot {
-        state: if i % 2 == 0 {
+        state: if i.is_multiple_of(2) {
             ProcessState::Running
         } else {
             ProcessState::Backoff
