@@ -110,7 +110,9 @@ async fn run(
         disk_failing: false,
     };
     let mut pipes: Vec<Pipe> = Vec::new();
-    let mut buf = vec![0u8; READ_CHUNK];
+    // Allocated at the first readable pipe: a program that never writes (or never starts)
+    // costs no read buffer.
+    let mut buf: Vec<u8> = Vec::new();
     let mut rx_open = true;
     loop {
         if !rx_open && pipes.is_empty() {
@@ -177,7 +179,7 @@ enum Drained {
 /// a wake-up when the pipe runs dry.
 fn drain(
     p: &mut Pipe,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
     sink: &mut Sink,
     cx: &mut std::task::Context<'_>,
 ) -> Drained {
@@ -188,7 +190,10 @@ fn drain(
             Poll::Ready(Err(_)) => return Drained::Closed,
             Poll::Pending => return Drained::Open(total),
         };
-        match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut *buf).map_err(Into::into)) {
+        if buf.is_empty() {
+            buf.resize(READ_CHUNK, 0);
+        }
+        match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut buf[..]).map_err(Into::into)) {
             Ok(Ok(0)) => return Drained::Closed,
             Ok(Ok(n)) => {
                 total += n;

@@ -98,7 +98,7 @@ struct TailSide {
 
 /// Byte-bounded, single-writer, multi-reader log ring.
 pub struct LogRing {
-    buf: Box<[AtomicU64]>,
+    buf: Words,
     mask: u64,
     cap_words: u64,
     max_payload: usize,
@@ -119,26 +119,69 @@ struct RawHeader {
     words: u64,
 }
 
+/// The ring's word array: an anonymous private mapping, so its pages are zero and cost no
+/// RSS until the writer first touches them. (Through the global allocator a 1 MiB
+/// `alloc_zeroed` may come from the brk heap once glibc's dynamic mmap threshold has risen,
+/// and then every byte is memset: 100 idle programs cost 100 MiB and every fork copies
+/// those page tables.)
 #[cfg(not(any(brummer_loom, brummer_shuttle)))]
-fn alloc_words(n: usize) -> Box<[AtomicU64]> {
-    use std::alloc::{Layout, alloc_zeroed, handle_alloc_error};
-    // n is between MIN_WORDS and MAX_WORDS, so the layout always exists.
-    let layout = match Layout::array::<AtomicU64>(n) {
-        Ok(l) => l,
-        Err(_) => handle_alloc_error(Layout::new::<AtomicU64>()),
-    };
-    // SAFETY: the layout has non-zero size (n >= MIN_WORDS). All-zero bytes are a valid
-    // AtomicU64 (same representation as u64). The pointer comes from the global allocator
-    // with exactly the layout Box<[AtomicU64]> will free it with (array of n). Zeroed pages
-    // from alloc_zeroed are mapped lazily, so an idle ring costs no RSS.
-    unsafe {
-        let p = alloc_zeroed(layout).cast::<AtomicU64>();
-        if p.is_null() {
-            handle_alloc_error(layout);
-        }
-        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
+struct Words {
+    ptr: std::ptr::NonNull<AtomicU64>,
+    len: usize,
+}
+
+// SAFETY: `Words` owns its mapping exclusively and only hands out `&[AtomicU64]`, which
+// is Sync; moving the owner between threads moves nothing but the pointer.
+#[cfg(not(any(brummer_loom, brummer_shuttle)))]
+unsafe impl Send for Words {}
+// SAFETY: see above: shared access is only through atomics.
+#[cfg(not(any(brummer_loom, brummer_shuttle)))]
+unsafe impl Sync for Words {}
+
+#[cfg(not(any(brummer_loom, brummer_shuttle)))]
+impl std::ops::Deref for Words {
+    type Target = [AtomicU64];
+    fn deref(&self) -> &[AtomicU64] {
+        // SAFETY: ptr/len describe a live mapping of `len` zero-initialised (hence valid)
+        // AtomicU64s, unmapped only in Drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
+
+#[cfg(not(any(brummer_loom, brummer_shuttle)))]
+impl Drop for Words {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created in `alloc_words` with exactly this length.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len * 8);
+        }
+    }
+}
+
+#[cfg(not(any(brummer_loom, brummer_shuttle)))]
+fn alloc_words(n: usize) -> Words {
+    // SAFETY: a fresh anonymous private mapping; no existing memory is touched. Zero bytes
+    // are a valid AtomicU64.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            n * 8,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    match std::ptr::NonNull::new(p.cast::<AtomicU64>()) {
+        Some(ptr) if p != libc::MAP_FAILED => Words { ptr, len: n },
+        _ => std::alloc::handle_alloc_error(
+            std::alloc::Layout::array::<AtomicU64>(n).unwrap_or(std::alloc::Layout::new::<u64>()),
+        ),
+    }
+}
+
+#[cfg(any(brummer_loom, brummer_shuttle))]
+type Words = Box<[AtomicU64]>;
 
 #[cfg(any(brummer_loom, brummer_shuttle))]
 fn alloc_words(n: usize) -> Box<[AtomicU64]> {
