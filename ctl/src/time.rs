@@ -1,7 +1,8 @@
 //! Time as brummerctl shows it: RFC 3339 timestamps (UTC) and short durations (`3h02m`).
 //!
-//! Hand-rolled (civil-date arithmetic after Howard Hinnant's `days_from_civil`) so the
-//! client needs no date crate; only UTC is ever printed, offsets are accepted when parsing.
+//! Printing uses humantime (UTC only). Parsing is ours because humantime rejects numeric
+//! offsets (`+02:00`), which users paste from other tools (civil-date arithmetic after
+//! Howard Hinnant's `days_from_civil`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,16 +16,7 @@ pub fn now_us() -> i64 {
 
 /// `2026-11-22T10:00:00.123Z` for microseconds since the epoch (truncated to milliseconds).
 pub fn rfc3339_millis(us: u64) -> String {
-    let secs = (us / 1_000_000) as i64;
-    let millis = (us % 1_000_000) / 1000;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_micros(us)).to_string()
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)` into microseconds since the
@@ -112,19 +104,6 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
