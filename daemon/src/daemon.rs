@@ -10,6 +10,7 @@ use crate::config::{self, Config, LoadOptions, ProcessDef};
 use crate::control;
 use crate::dbus::{self, DbusMode, DbusOptions};
 use crate::disklog::DiskLog;
+use crate::diskwriter::DiskWriter;
 use crate::entry::{ProcessEntry, ProcessInfo};
 use crate::notify;
 use crate::supervisor::{self, Command, OpReply, Shared};
@@ -65,6 +66,8 @@ pub enum RunError {
     Listener(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("cannot start the disk writer thread: {0}")]
+    DiskWriter(#[source] std::io::Error),
     #[error(transparent)]
     Dbus(#[from] dbus::DbusError),
 }
@@ -84,6 +87,11 @@ pub struct Daemon {
     pub origin: Instant,
     /// Woken by every capture task after each chunk; log followers wait on it.
     pub log_activity: Arc<Notify>,
+    /// Capture tasks, drained at shutdown so the last lines a program wrote reach the
+    /// disk. The lock is only held to spawn or to take the set.
+    pub log_tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// The thread that writes every process's disk log.
+    pub disk_writer: DiskWriter,
     pub reload_tx: mpsc::Sender<ReloadRequest>,
     pub shutting_down: AtomicBool,
     /// uid of brummerd; it may always change things.
@@ -124,7 +132,16 @@ impl Daemon {
             cmd: tx,
         });
         entry.counters.disk_seq.store(first_seq, Ordering::Release);
-        let cap = spawn_capture(entry.clone(), writer, disk, self.origin);
+        let cap = {
+            let mut tasks = self
+                .log_tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Forget the results of captures of removed programs.
+            while tasks.try_join_next().is_some() {}
+            let disk = disk.map(|d| (d, self.disk_writer.clone()));
+            spawn_capture(&mut tasks, entry.clone(), writer, disk, self.origin)
+        };
         supervisor::spawn_task(entry.clone(), rx, cap, self.shared.clone(), autostart);
         entry
     }
@@ -186,6 +203,8 @@ pub async fn run(
         ring_bytes: ArcSwap::from_pointee(config.daemon.ring_bytes.unwrap_or(DEFAULT_RING_BYTES)),
         origin: Instant::now(),
         log_activity: Arc::new(Notify::new()),
+        log_tasks: Default::default(),
+        disk_writer: DiskWriter::start().map_err(RunError::DiskWriter)?,
         reload_tx,
         shutting_down: AtomicBool::new(false),
         uid: nix::unistd::getuid().as_raw(),
@@ -294,6 +313,23 @@ pub async fn run(
         }
     }
     daemon.shared.children.reap_orphans();
+    // Programs are gone, so their pipes are closed (or held by nothing we could stop):
+    // wait, bounded, for the captured output to reach the disk.
+    let mut logs = std::mem::take(
+        &mut *daemon
+            .log_tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let flushed = tokio::time::timeout(LOG_FLUSH_TIMEOUT, async {
+        while logs.join_next().await.is_some() {}
+    })
+    .await;
+    if flushed.is_err() {
+        tracing::warn!(
+            "log capture still busy after {LOG_FLUSH_TIMEOUT:?} at shutdown; the rest is not written"
+        );
+    }
     scanner_task.abort();
     daemon.shared.bus.close();
     if let Some(s) = dbus_service {
@@ -305,6 +341,9 @@ pub async fn run(
     tracing::info!("brummerd stopped");
     fatal.map_or(Ok(()), Err)
 }
+
+/// How long shutdown waits for captured output to be written after every program stopped.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Pings the systemd watchdog at a fixed interval, or never when the unit has none.
 struct Watchdog(Option<tokio::time::Interval>);

@@ -102,6 +102,10 @@ impl ProcessEntry {
                 followers_behind: self.counters.followers_behind.load(Ordering::Relaxed),
                 follower_lag_max: self.counters.follower_lag_max.load(Ordering::Relaxed),
                 follower_missed: self.counters.follower_missed.load(Ordering::Relaxed),
+                disk_pending: self
+                    .ring
+                    .next_seq()
+                    .saturating_sub(self.counters.disk_seq.load(Ordering::Acquire)),
             },
             urls: self.urls.load().as_ref().clone(),
         }

@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod dbus;
 pub mod disklog;
+pub mod diskwriter;
 pub mod entry;
 pub mod fd;
 pub mod logging;

@@ -13,6 +13,9 @@ use regex::Regex;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+/// Polls (50 us apart) for lines that left the ring but are not on disk yet: 2 s.
+const MAX_DISK_WAITS: u32 = 40_000;
+
 /// Records read from a ring per call.
 const RING_BATCH: usize = 1024;
 
@@ -148,10 +151,12 @@ pub fn read_forward(
                 }
                 continue;
             }
-            // Overwritten in the ring before the capture task finished writing its chunk
-            // (a ring smaller than a chunk): the lines land on disk in a moment.
+            // Overwritten in the ring before the disk writer wrote its chunk (a ring
+            // smaller than the chunks in flight): the lines land on disk in a moment. Only
+            // a disk that takes more than MAX_DISK_WAITS x 50 us for one chunk gets them
+            // counted as missed.
             waits += 1;
-            if waits > 2000 {
+            if waits > MAX_DISK_WAITS {
                 o.missed += oldest.min(to) - cur;
                 o.next_seq = oldest.min(to);
                 continue;

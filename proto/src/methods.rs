@@ -261,6 +261,9 @@ pub struct LogCounters {
     /// Lines followers asked for that were neither in memory nor on disk.
     #[serde(default)]
     pub follower_missed: u64,
+    /// Lines captured but not written to the disk log yet (queued for the disk writer).
+    #[serde(default)]
+    pub disk_pending: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

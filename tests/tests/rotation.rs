@@ -77,7 +77,9 @@ fn check_counter_text(what: &str, text: &[u8], from: u64, n: u64) {
 fn wait_exited_with_lines(d: &Daemon, name: &str, lines: u64) -> Value {
     wait_for(&format!("{name} to exit with {lines} lines"), T, || {
         let s = d.state_of(name);
-        (s["state"] == "exited" && s["logs"]["lines"] == lines).then_some(s)
+        // And written: the disk writer may still hold the last chunk.
+        (s["state"] == "exited" && s["logs"]["lines"] == lines && s["logs"]["disk_pending"] == 0)
+            .then_some(s)
     })
 }
 
