@@ -15,6 +15,7 @@ pub mod entry;
 pub mod fd;
 pub mod logging;
 pub mod logread;
+pub mod nofile;
 pub mod notify;
 pub mod ops;
 pub mod paths;

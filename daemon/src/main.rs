@@ -83,6 +83,8 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         (None, Err(uid)) => return Err(brummerd::paths::PathError::NoRuntimeDir(uid).into()),
     };
 
+    raise_nofile(config.processes.len());
+
     // Orphaned descendants of programs are re-parented to us, so stop can find and reap them.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
 
@@ -136,6 +138,37 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lifts the soft open-file limit to the hard one (`nofile`), and warns when even that is
+/// too small for every configured program to run at once.
+fn raise_nofile(programs: usize) {
+    let limit = match brummerd::nofile::raise() {
+        Ok(l) => {
+            if l.now != l.before {
+                tracing::info!(
+                    from = l.before,
+                    to = l.now,
+                    "raised the soft open-file limit (RLIMIT_NOFILE) to the hard limit; programs still start with the old one"
+                );
+            }
+            l.now
+        }
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot raise the soft open-file limit (RLIMIT_NOFILE)");
+            rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(u64::MAX)
+        }
+    };
+    if let Some(needed) = brummerd::nofile::shortfall(limit, programs) {
+        tracing::warn!(
+            limit,
+            needed,
+            programs,
+            "open-file limit too low to run every program (5 descriptors each): raise LimitNOFILE= or ulimit -Hn"
+        );
+    }
 }
 
 fn create_log_dir(dir: &std::path::Path, mode: Mode) -> anyhow::Result<()> {

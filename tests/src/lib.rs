@@ -70,6 +70,8 @@ pub struct Daemon {
     extra_env: Vec<(String, String)>,
     /// Arguments given to `start_with`, used again by `restart_daemon`.
     args: Vec<String>,
+    /// Soft RLIMIT_NOFILE brummerd is started with (`start_with_nofile`); None: ours.
+    nofile_soft: Option<u64>,
 }
 
 impl Daemon {
@@ -85,6 +87,21 @@ impl Daemon {
 
     /// Like `start`, with extra arguments and extra environment for brummerd.
     pub fn start_full(config: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_inner(config, args, env, None)
+    }
+
+    /// Like `start`, with brummerd's soft open-file limit set to `soft` (the hard limit
+    /// stays ours), as a shell's `ulimit -Sn` or systemd's default 1,024 would.
+    pub fn start_with_nofile(config: &str, soft: u64) -> Daemon {
+        Daemon::start_inner(config, &[], &[], Some(soft))
+    }
+
+    fn start_inner(
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        nofile_soft: Option<u64>,
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("brummer-e2e-")
             .tempdir()
@@ -114,6 +131,7 @@ impl Daemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            nofile_soft,
         };
         d.spawn();
         d
@@ -160,6 +178,17 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log);
+        if let Some(soft) = self.nofile_soft {
+            use nix::sys::resource::{Resource, getrlimit, setrlimit};
+            use std::os::unix::process::CommandExt;
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+            // SAFETY: setrlimit is async-signal-safe and the closure allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(std::io::Error::from)
+                });
+            }
+        }
         let child = cmd.spawn().expect("spawn brummerd");
         self.child = Some(child);
         let sock = self.socket.clone();

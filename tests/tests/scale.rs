@@ -1,8 +1,10 @@
-//! One hundred programs: a single `start --all` starts them all, status reports each with
-//! its own live pid, and a single `stop --all` leaves nothing behind.
+//! Many programs: a single `start --all` starts them all, status reports each with its own
+//! live pid, a single `stop --all` leaves nothing behind, and the open-file limit does not
+//! cap how many can run (issue 7).
 
-use brummer_tests::{Daemon, pid_alive};
+use brummer_tests::{Daemon, pid_alive, wait_for};
 use std::collections::HashSet;
+use std::time::Duration;
 
 const N: usize = 100;
 
@@ -71,4 +73,67 @@ fn hundred_programs_start_and_stop_with_one_command_each() {
             .all(|p| p["state"] == "stopped" && p["pid"].is_null()),
         "{st:#?}"
     );
+}
+
+/// Issue 7: with the soft open-file limit most processes get (1,024 from systemd or a
+/// shell), brummerd ran out of descriptors at about 500 programs (each holds a log, its
+/// index, two pipes and a pidfd), lost their disk logs and then stopped accepting
+/// connections. It now raises its soft limit to the hard one at start, and still starts
+/// every program with the soft limit it was given itself. Scaled down: 128 and 60 programs.
+#[test]
+fn open_file_limit_is_raised_for_the_daemon_not_its_programs_issue_7() {
+    const PROGRAMS: usize = 60;
+    const SOFT: u64 = 128;
+    let mut cfg = String::new();
+    for i in 0..PROGRAMS {
+        cfg.push_str(&format!(
+            "[process.p{i:03}]\ncommand = [\"sh\", \"-c\", \"echo nofile=$(ulimit -Sn); exec sleep 1000\"]\nautostart = false\n\n"
+        ));
+    }
+    let d = Daemon::start_with_nofile(&cfg, SOFT);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files line");
+    let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(nums[0], nums[1], "soft limit not raised to hard: {line}");
+
+    // Bounded: a daemon out of descriptors cannot accept, and the client would wait forever.
+    let mut child = d
+        .ctl_cmd(&["start", "--all"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn brummerctl");
+    let status = wait_for("brummerctl start --all", Duration::from_secs(60), || {
+        child.try_wait().expect("try_wait")
+    });
+    assert!(
+        status.success(),
+        "start --all: {status}\n{}",
+        d.daemon_log()
+    );
+
+    let st = d.status();
+    let running = st.values().filter(|p| p["state"] == "running").count();
+    assert_eq!(running, PROGRAMS, "{st:#?}");
+    for i in [0, PROGRAMS - 1] {
+        let log = d.log_dir.join(format!("p{i:03}.log"));
+        wait_for(
+            &format!("the limit line in {}", log.display()),
+            Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(&log)
+                    .ok()
+                    .filter(|s| s.contains('\n'))
+            },
+        );
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            text.contains(&format!("nofile={SOFT}\n")),
+            "p{i:03} saw another soft limit: {text:?}"
+        );
+    }
+    let daemon_log = d.daemon_log();
+    assert!(!daemon_log.contains("Too many open files"), "{daemon_log}");
 }

@@ -94,11 +94,12 @@ pub fn spawn(
         }
     }
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (setsid, setgroups, setgid, setuid) on data prepared
-    // before the fork; it allocates nothing.
+    // async-signal-safe system calls (setsid, setrlimit, setgroups, setgid, setuid) on data
+    // prepared before the fork; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid()?;
+            crate::nofile::restore_in_child()?;
             if let Some(c) = &creds {
                 // Order matters: groups and gid while still privileged, uid last.
                 nix::unistd::setgroups(&c.groups)?;
