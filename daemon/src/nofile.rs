@@ -3,13 +3,16 @@
 //! about 5,000, while systemd and most shells hand a process a soft limit of 1,024. At 1,024
 //! brummerd could not open the logs of the 500th program and then could not accept a
 //! connection (issue 7). `main.rs` calls `raise` once, before anything is opened, to lift
-//! the soft limit to the hard one (what systemd does for itself); the spawn path calls
-//! `restore_in_child` between fork and exec so every program still starts with the soft
-//! limit brummerd was given, as systemd's services do: a large soft limit breaks programs
-//! that use select(2) or close every descriptor up to the limit.
+//! the soft limit to the hard one (what systemd does for itself).
+//!
+//! Programs inherit the raised limit, as under supervisord (`minfds`), pm2 or a container
+//! runtime. systemd instead gives its services a soft 1,024 back, for programs that use
+//! select(2) or close every descriptor up to the limit; brummer cannot do that without
+//! giving up `posix_spawn` (no rlimit attribute exists, and a `prlimit` after the spawn
+//! races with the program's start). A program that needs 1,024 says so in its command
+//! (`sh -c 'ulimit -Sn 1024; exec prog'`), see brummer.toml(5).
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Descriptors one running program holds in brummerd.
 pub const PER_PROGRAM: u64 = 5;
@@ -18,12 +21,6 @@ pub const BASE: u64 = 64;
 
 /// `u64::MAX` for "unlimited", as `Rlimit` spells it with `None`.
 const INFINITY: u64 = u64::MAX;
-/// The soft limit brummerd was started with, restored in each child; `NOT_RAISED` until
-/// `raise` changed anything. Written once by `raise` (before any child is spawned), read
-/// between fork and exec, where only an atomic load is allowed.
-static CHILD_SOFT: AtomicU64 = AtomicU64::new(NOT_RAISED);
-const NOT_RAISED: u64 = 0;
-
 /// What `raise` found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -56,30 +53,11 @@ pub fn raise() -> std::io::Result<Limits> {
             maximum: cur.maximum,
         },
     )?;
-    CHILD_SOFT.store(before, Ordering::Relaxed);
     Ok(Limits {
         before,
         now: target,
         hard,
     })
-}
-
-/// Puts the soft limit back to what brummerd was started with. Runs in the forked child
-/// before exec: one atomic load and one system call, no allocation.
-pub fn restore_in_child() -> std::io::Result<()> {
-    let soft = CHILD_SOFT.load(Ordering::Relaxed);
-    if soft == NOT_RAISED {
-        return Ok(());
-    }
-    let hard = getrlimit(Resource::Nofile).maximum;
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(soft),
-            maximum: hard,
-        },
-    )?;
-    Ok(())
 }
 
 /// Whether `limit` is enough for `programs` running programs; `Some(needed)` when not.

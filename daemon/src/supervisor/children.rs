@@ -3,16 +3,21 @@
 //! brummerd is a child subreaper, so a program's orphaned descendants are re-parented to it
 //! and must be reaped here. Tracked children are reaped only by their supervisor task with
 //! `waitid(P_PIDFD)`, which keeps their exit status; a blind `waitpid(-1)` would steal it.
-//! So the reaper reaps pid by pid, skipping tracked ones, and spawn (fork + register) and
-//! the reaper's scan are serialised by one short mutex: never held across `.await`, only
-//! across a fork/exec or a few non-blocking `waitpid`s.
+//! So the reaper reaps pid by pid, skipping tracked ones, and a spawn (fork/exec + pidfd +
+//! register) never overlaps the reaper's scan: spawns hold `gate` shared, the scan holds it
+//! exclusively. Spawns do not exclude each other, so two supervisor tasks on two worker
+//! threads start their children at the same time (W1: 100 programs at once). Neither lock is
+//! held across `.await`, only across a spawn or a few non-blocking `waitpid`s.
 
 use std::collections::HashSet;
 use std::fs;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 #[derive(Default)]
 pub struct Children {
+    /// Shared by spawns in progress, exclusive for the reaper's scan: a child that exits
+    /// before it is registered in `tracked` cannot be reaped by the scan.
+    gate: RwLock<()>,
     /// Pids spawned by a supervisor task and not yet reaped by it.
     tracked: Mutex<HashSet<i32>>,
 }
@@ -24,9 +29,12 @@ impl Children {
         &self,
         spawn: impl FnOnce() -> std::io::Result<(i32, T)>,
     ) -> std::io::Result<(i32, T)> {
-        let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        let _spawning = self.gate.read().unwrap_or_else(|e| e.into_inner());
         let (pid, t) = spawn()?;
-        tracked.insert(pid);
+        self.tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid);
         Ok((pid, t))
     }
 
@@ -40,6 +48,7 @@ impl Children {
 
     /// Reaps every exited child that is not tracked. Returns how many were reaped.
     pub fn reap_orphans(&self) -> usize {
+        let _scan = self.gate.write().unwrap_or_else(|e| e.into_inner());
         let tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
         let mut reaped = 0;
         for pid in direct_children() {
