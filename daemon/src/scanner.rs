@@ -345,7 +345,7 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&sa, &sb));
         assert!(!Arc::ptr_eq(&sa, &sc));
-        assert!(sc.is_match("oops") && !sc.is_match("ERROR"));
+        assert!(sc.is_match(b"oops") && !sc.is_match(b"ERROR"));
         drop(sc);
         sets.retain(|_, s| Arc::strong_count(s) > 1);
         assert_eq!(sets.len(), 1, "the set no program uses is dropped");
