@@ -70,7 +70,7 @@ impl Reg for Cow {
         self.0
             .load()
             .iter()
-            .map(|(_, e)| e.id + u64::from(e.status.load().restarts))
+            .map(|(_, e)| e.id + u64::from(e.status.load().restarts()))
             .sum()
     }
     fn replace(&self, name: &str, id: u64) {
@@ -100,7 +100,7 @@ impl Reg for RwMap {
             .read()
             .unwrap()
             .values()
-            .map(|e| e.id + u64::from(e.status.load().restarts))
+            .map(|e| e.id + u64::from(e.status.load().restarts()))
             .sum()
     }
     fn replace(&self, name: &str, id: u64) {
@@ -130,7 +130,7 @@ impl Reg for MutexMap {
             .lock()
             .unwrap()
             .values()
-            .map(|e| e.id + u64::from(e.status.load().restarts))
+            .map(|e| e.id + u64::from(e.status.load().restarts()))
             .sum()
     }
     fn replace(&self, name: &str, id: u64) {

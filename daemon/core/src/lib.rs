@@ -16,4 +16,4 @@ mod sync;
 pub use bus::{Envelope, EventBus, Recv, Subscription};
 pub use registry::{Registry, Snapshot};
 pub use ring::{Line, LineMeta, LogRing, ReadOutcome, RingStats, RingWriter};
-pub use status::{Hot, StatusCell};
+pub use status::{Hot, StatusCell, StatusWord};
