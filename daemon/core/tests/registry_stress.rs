@@ -7,7 +7,7 @@ use brummer_core::status::{GENERATION_MASK, PID_MAX};
 use brummer_core::{Hot, Registry, Snapshot, StatusCell};
 use brummer_proto::ProcessState;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const META: &str = "__meta";
 
@@ -157,10 +157,12 @@ fn status_readers_never_see_a_torn_word() {
     const STORES: u32 = GENERATION_MASK;
     let cell = Arc::new(StatusCell::new(status_for(0)));
     let done = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicUsize::new(0));
     let readers: Vec<_> = (0..3)
         .map(|_| {
             let cell = Arc::clone(&cell);
             let done = Arc::clone(&done);
+            let started = Arc::clone(&started);
             std::thread::spawn(move || {
                 let mut last = 0;
                 let mut reads = 0u64;
@@ -172,11 +174,19 @@ fn status_readers_never_see_a_torn_word() {
                     changes += u64::from(h.generation != last);
                     last = h.generation;
                     reads += 1;
+                    if reads == 1 {
+                        started.fetch_add(1, Ordering::Release);
+                    }
                 }
                 (reads, changes)
             })
         })
         .collect();
+    // In release builds the stores finish in well under a millisecond: without this a reader
+    // scheduled late on a busy machine never overlaps them (and the test tested nothing).
+    while started.load(Ordering::Acquire) < 3 {
+        std::thread::yield_now();
+    }
     for g in 1..=STORES {
         cell.store(status_for(g));
     }
