@@ -67,7 +67,7 @@ pub struct ProcessEntry {
 impl ProcessEntry {
     /// The status as `status` reports it, from one cell load and one snapshot load.
     pub fn status(&self) -> ProcessStatus {
-        let hot = self.cell.load();
+        let hot = self.cell.load().hot();
         let info = self.info.load();
         let def = self.def.load();
         let stats = self.ring.stats();

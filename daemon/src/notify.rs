@@ -103,7 +103,7 @@ pub fn summary(states: impl IntoIterator<Item = ProcessState>) -> String {
 /// The summary of what the registry holds right now (one atomic load per program).
 pub fn current_summary(daemon: &Daemon) -> String {
     let snapshot = daemon.registry.load();
-    summary(snapshot.iter().map(|(_, e)| e.cell.load().state))
+    summary(snapshot.iter().map(|(_, e)| e.cell.load().state()))
 }
 
 /// Follows the event bus and sends STATUS= whenever the summary changes, at most once per

@@ -1,11 +1,14 @@
 //! Status read: `StatusCell` (one AtomicU64) against the Mutex/RwLock-guarded struct it
 //! replaces. Run: `cargo bench -p brummer-core --bench status`.
 //!
-//! `read` is one reader alone; `read_with_writer` runs N reader threads (divan `threads`)
+//! `read` is one reader alone and times what a read returns: for us the packed `StatusWord`
+//! (the load, nothing decoded), for the baselines the decoded struct copied out under the
+//! lock. `read_one_field` and `read_decode_all` add decoding one field or all of them, so
+//! the cost of decoding is never hidden. `read_with_writer` runs N reader threads (divan `threads`)
 //! while one background thread stores new values in a tight loop, the worst case for the
 //! cache line (a real supervisor stores a few times per process lifetime).
 
-use brummer_core::{Hot, StatusCell};
+use brummer_core::{Hot, StatusCell, StatusWord};
 use brummer_proto::ProcessState;
 use divan::Bencher;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +20,13 @@ fn main() {
 
 /// What every status implementation offers the benchmark.
 trait Status: Sync + Send + Default {
-    fn read(&self) -> Hot;
+    /// What one read hands the caller: our packed word, the baselines' decoded struct.
+    type Snap: Copy;
+    fn read(&self) -> Self::Snap;
+    /// One field out of a read (what `list` and most D-Bus properties need).
+    fn state(s: Self::Snap) -> ProcessState;
+    /// Every field out of a read.
+    fn decode(s: Self::Snap) -> Hot;
     fn write(&self, h: Hot);
 }
 
@@ -26,9 +35,18 @@ trait Status: Sync + Send + Default {
 struct Atomic(StatusCell);
 
 impl Status for Atomic {
+    type Snap = StatusWord;
     #[inline]
-    fn read(&self) -> Hot {
+    fn read(&self) -> StatusWord {
         self.0.load()
+    }
+    #[inline]
+    fn state(s: StatusWord) -> ProcessState {
+        s.state()
+    }
+    #[inline]
+    fn decode(s: StatusWord) -> Hot {
+        s.hot()
     }
     #[inline]
     fn write(&self, h: Hot) {
@@ -36,14 +54,24 @@ impl Status for Atomic {
     }
 }
 
-/// Baseline: the decoded struct behind a Mutex (what seed 003 measured as "mutex").
+/// Baseline: the decoded struct behind a Mutex (what seed 003 measured as "mutex"). Its read
+/// copies the whole struct out, so its "decode" is free.
 #[derive(Default)]
 struct Mutexed(Mutex<Hot>);
 
 impl Status for Mutexed {
+    type Snap = Hot;
     #[inline]
     fn read(&self) -> Hot {
         *self.0.lock().unwrap()
+    }
+    #[inline]
+    fn state(s: Hot) -> ProcessState {
+        s.state
+    }
+    #[inline]
+    fn decode(s: Hot) -> Hot {
+        s
     }
     #[inline]
     fn write(&self, h: Hot) {
@@ -56,9 +84,18 @@ impl Status for Mutexed {
 struct RwLocked(RwLock<Hot>);
 
 impl Status for RwLocked {
+    type Snap = Hot;
     #[inline]
     fn read(&self) -> Hot {
         *self.0.read().unwrap()
+    }
+    #[inline]
+    fn state(s: Hot) -> ProcessState {
+        s.state
+    }
+    #[inline]
+    fn decode(s: Hot) -> Hot {
+        s
     }
     #[inline]
     fn write(&self, h: Hot) {
@@ -84,6 +121,23 @@ fn read<S: Status>(b: Bencher) {
     let s = S::default();
     s.write(hot(1));
     b.bench(|| divan::black_box(&s).read());
+}
+
+/// A read plus one field decoded, as `list` (state) or D-Bus `Pid` use it.
+#[divan::bench(types = [Atomic, Mutexed, RwLocked])]
+fn read_one_field<S: Status>(b: Bencher) {
+    let s = S::default();
+    s.write(hot(1));
+    b.bench(|| S::state(divan::black_box(&s).read()));
+}
+
+/// A read plus every field decoded into `Hot` (ours: shifts, the state table lookup with its
+/// fallback and the `Option` for pid 0; the baselines already hold a decoded struct).
+#[divan::bench(types = [Atomic, Mutexed, RwLocked])]
+fn read_decode_all<S: Status>(b: Bencher) {
+    let s = S::default();
+    s.write(hot(1));
+    b.bench(|| S::decode(divan::black_box(&s).read()));
 }
 
 /// Readers only, no writer: shows whether a read itself contends (the RwLock's reader count

@@ -7,7 +7,7 @@
 //! spawn a task or thread per event, or call into subscriber code: a panicking subscriber may
 //! only take down its own task, whose `Subscription` drop unregisters it.
 
-use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, fence};
 use atomic_waker::AtomicWaker;
 use crossbeam_queue::ArrayQueue;
 use std::future::Future;
@@ -41,8 +41,16 @@ pub enum Recv<T> {
 struct Slot<T> {
     id: u64,
     queue: ArrayQueue<Envelope<T>>,
+    /// Written only by publishers, under the bus mutex (so a plain load + store suffices);
+    /// read by the subscriber.
     missed_total: AtomicU64,
     waker: AtomicWaker,
+    /// Set by the subscriber just before it may return `Pending`, cleared once it returns
+    /// `Ready`; publishers wake only while it is set, so a subscriber that polls with
+    /// `try_recv` or is busy draining costs a publish no `AtomicWaker::wake` (two
+    /// read-modify-writes on a line the subscriber also writes). Dekker-style against the
+    /// queue push: see `EventBus::publish` and `Subscription::poll_recv`.
+    parked: AtomicBool,
     closed: AtomicBool,
 }
 
@@ -114,6 +122,7 @@ impl<T: Clone + Send> EventBus<T> {
             queue: ArrayQueue::new(capacity.max(1)),
             missed_total: AtomicU64::new(0),
             waker: AtomicWaker::new(),
+            parked: AtomicBool::new(false),
             closed: AtomicBool::new(inner.closed),
         });
         if !inner.closed {
@@ -148,6 +157,17 @@ impl<T: Clone + Send> EventBus<T> {
                 s.offer(env.clone());
             }
             last.offer(env);
+            // Dekker with `poll_recv`: the pushes above, this fence, then the `parked` loads;
+            // the subscriber stores `parked`, fences, then pops. Of two SeqCst fences one
+            // comes first, so either we see `parked` set and wake, or its pop sees our push.
+            // Without the fence both could miss and the subscriber would sleep on an event.
+            // One fence for all subscribers instead of a wake's two RMWs per subscriber.
+            fence(Ordering::SeqCst);
+            for s in &inner.subs {
+                if s.parked.load(Ordering::Relaxed) {
+                    s.waker.wake();
+                }
+            }
         }
         self.shared.last_seq.store(seq, Ordering::Release);
         seq
@@ -168,11 +188,12 @@ impl<T: Clone + Send> EventBus<T> {
 }
 
 impl<T> Slot<T> {
+    /// Caller holds the bus mutex (the only writer of `missed_total`), and wakes afterwards.
     fn offer(&self, env: Envelope<T>) {
         if self.queue.force_push(env).is_some() {
-            self.missed_total.fetch_add(1, Ordering::Relaxed);
+            let m = self.missed_total.load(Ordering::Relaxed);
+            self.missed_total.store(m + 1, Ordering::Relaxed);
         }
-        self.waker.wake();
     }
 }
 
@@ -243,14 +264,27 @@ impl<T> Subscription<T> {
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Recv<T>> {
         match self.try_recv() {
             Recv::Empty => {}
-            r => return Poll::Ready(r),
+            r => return Poll::Ready(self.unpark(r)),
         }
         self.slot.waker.register(cx.waker());
+        self.slot.parked.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `publish` (Dekker): a publish whose `parked` load missed
+        // the store above pushed before that fence, so the pop below finds its event.
+        fence(Ordering::SeqCst);
         // A publish between the first check and the registration woke nobody; look again.
         match self.try_recv() {
             Recv::Empty => Poll::Pending,
-            r => Poll::Ready(r),
+            r => Poll::Ready(self.unpark(r)),
         }
+    }
+
+    /// Not pending any more, so publishers may skip the wake. Only this subscriber writes
+    /// `parked`, so checking first keeps the common (never parked) path free of stores.
+    fn unpark(&self, r: Recv<T>) -> Recv<T> {
+        if self.slot.parked.load(Ordering::Relaxed) {
+            self.slot.parked.store(false, Ordering::Relaxed);
+        }
+        r
     }
 
     /// Runtime-agnostic future for the next non-`Empty` item.

@@ -14,6 +14,6 @@ pub mod status;
 mod sync;
 
 pub use bus::{Envelope, EventBus, Recv, Subscription};
-pub use registry::{Registry, Snapshot};
+pub use registry::{Reader, Registry, Snapshot};
 pub use ring::{Line, LineMeta, LogRing, ReadOutcome, RingStats, RingWriter};
-pub use status::{Hot, StatusCell};
+pub use status::{Hot, StatusCell, StatusWord};

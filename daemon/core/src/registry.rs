@@ -6,7 +6,7 @@
 //! never take the writer mutex.
 
 use crate::sync::Mutex;
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::{ArcSwap, Cache, Guard};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
@@ -137,6 +137,21 @@ impl<E> Registry<E> {
         self.current.load().get(name).cloned()
     }
 
+    /// A caching handle for one long-lived reader (a connection, a forwarder task).
+    ///
+    /// `load` through the registry claims and releases an arc-swap debt slot, two atomic
+    /// read-modify-writes, about what an uncontended lock costs. A `Reader` keeps its own
+    /// strong reference to the snapshot it last saw and only compares that pointer with the
+    /// current one (one plain load), fetching the new snapshot only after a writer swapped.
+    /// The price: the reader keeps its last snapshot, and every entry in it, alive until its
+    /// next `load` or its drop, so a reader that idles for long should be dropped or use
+    /// `Registry::load` instead.
+    pub fn reader(&self) -> Reader<'_, E> {
+        Reader {
+            cache: Cache::new(&self.current),
+        }
+    }
+
     /// Serialised writer: `f` sees the current snapshot and returns its replacement, which
     /// is swapped in as a whole. `f` runs under the writer mutex, so it must not call
     /// `update` itself (that would deadlock); reading via `load` inside it is fine.
@@ -158,6 +173,25 @@ impl<E> Registry<E> {
     /// Removes `name`, returning the removed entry.
     pub fn remove(&self, name: &str) -> Option<Arc<E>> {
         self.update(|s| s.without(name))
+    }
+}
+
+/// A registry reader with its own cached snapshot; see `Registry::reader`. Not `Sync`: one
+/// per reader, which is what makes its `load` free of read-modify-writes.
+pub struct Reader<'a, E> {
+    cache: Cache<&'a ArcSwap<Snapshot<E>>, Arc<Snapshot<E>>>,
+}
+
+impl<E> Reader<'_, E> {
+    /// The current snapshot: the cached one unless a writer swapped since the last call.
+    #[inline]
+    pub fn load(&mut self) -> &Arc<Snapshot<E>> {
+        self.cache.load()
+    }
+
+    #[inline]
+    pub fn get(&mut self, name: &str) -> Option<&Arc<E>> {
+        self.cache.load().get(name)
     }
 }
 
@@ -185,6 +219,23 @@ mod tests {
         assert_eq!(r.remove("api"), None);
         assert_eq!(r.load().len(), 1);
         assert!(r.get("api").is_none());
+    }
+
+    #[test]
+    fn reader_follows_updates_and_keeps_only_its_last_snapshot() {
+        let r: Registry<u32> = Registry::new();
+        r.insert("a", Arc::new(1));
+        let mut rd = r.reader();
+        assert_eq!(rd.get("a").map(|e| **e), Some(1));
+        let before = Arc::clone(rd.load());
+        r.insert("a", Arc::new(2));
+        r.insert("b", Arc::new(3));
+        assert_eq!(rd.get("a").map(|e| **e), Some(2));
+        assert_eq!(rd.load().len(), 2);
+        // The old snapshot is held only by `before` now: the reader let go of it.
+        assert_eq!(Arc::strong_count(&before), 1);
+        r.remove("a");
+        assert!(rd.get("a").is_none());
     }
 
     #[test]

@@ -35,6 +35,8 @@ const MAX_WORDS: usize = if usize::BITS >= 64 { 1 << 32 } else { 1 << 24 };
 /// A reader that keeps getting overtaken gives up after this many resyncs and returns what
 /// it has, with exact accounting, instead of chasing a faster writer forever.
 const MAX_RESYNC: u32 = 16;
+/// `read_from` validates its copies once per this many records.
+const VALIDATE_EVERY: usize = 16;
 
 const LEN_MASK: u64 = 0xffff_ffff;
 const STREAM_SHIFT: u32 = 32;
@@ -223,6 +225,30 @@ fn store_bytes(dst: &[AtomicU64], bytes: &[u8]) {
     }
 }
 
+/// Fills `dst` from little-endian words, the last one partly when `dst.len()` is not a
+/// multiple of 8; `src` must hold `ceil(dst.len() / 8)` words.
+#[inline]
+fn copy_words(dst: &mut [std::mem::MaybeUninit<u8>], src: &[AtomicU64]) {
+    let full = dst.len() / 8;
+    let mut chunks = dst.chunks_exact_mut(8);
+    for (c, w) in (&mut chunks).zip(src) {
+        c.copy_from_slice(
+            &w.load(Ordering::Relaxed)
+                .to_le_bytes()
+                .map(std::mem::MaybeUninit::new),
+        );
+    }
+    let rem = chunks.into_remainder();
+    if let Some(w) = src.get(full).filter(|_| !rem.is_empty()) {
+        let n = rem.len();
+        rem.copy_from_slice(
+            &w.load(Ordering::Relaxed)
+                .to_le_bytes()
+                .map(std::mem::MaybeUninit::new)[..n],
+        );
+    }
+}
+
 impl LogRing {
     /// Payload limit per record; longer input must be split (`RingWriter::push_line` does).
     pub const MAX_LINE: usize = 64 * 1024;
@@ -353,27 +379,30 @@ impl LogRing {
         })
     }
 
+    /// The `n` words from offset `pos` as two contiguous slices, split at the end of the
+    /// array (the second is empty unless the range wraps). `n` is at most half the ring.
+    #[inline]
+    fn span(&self, pos: u64, n: usize) -> (&[AtomicU64], &[AtomicU64]) {
+        let buf: &[AtomicU64] = &self.buf;
+        let i = (pos & self.mask) as usize;
+        let first = n.min(buf.len() - i);
+        (&buf[i..i + first], &buf[..n - first])
+    }
+
     fn payload(&self, pos: u64, len: usize) -> Vec<u8> {
-        // Sized up front and filled in place: one word copy per chunk instead of a capacity
-        // check per `extend_from_slice`. Not `vec![0; len]`: that is calloc, which skips
-        // glibc's per-thread cache (calloc showed in a perf profile of `ring/tail_100`).
-        #[allow(clippy::slow_vector_initialization)]
-        let mut v = {
-            let mut v = Vec::with_capacity(len);
-            v.resize(len, 0u8);
-            v
-        };
-        let mut chunks = v.chunks_exact_mut(8);
-        let mut off = pos;
-        for c in &mut chunks {
-            c.copy_from_slice(&self.ld(off).to_le_bytes());
-            off += 1;
-        }
-        let rem = chunks.into_remainder();
-        if !rem.is_empty() {
-            let n = rem.len();
-            rem.copy_from_slice(&self.ld(off).to_le_bytes()[..n]);
-        }
+        // Filled in place from the two contiguous word ranges, so the copy loops carry no
+        // mask, no bounds check and no capacity check, and the bytes are not zeroed first.
+        // Not `vec![0; len]`: that is calloc, which skips glibc's per-thread cache (calloc
+        // showed in a perf profile of `ring/tail_100`).
+        let mut v = Vec::with_capacity(len);
+        let (a, b) = self.span(pos, len.div_ceil(8));
+        let dst = &mut v.spare_capacity_mut()[..len];
+        let (da, db) = dst.split_at_mut(len.min(a.len() * 8));
+        copy_words(da, a);
+        copy_words(db, b);
+        // SAFETY: `da` and `db` cover `len` bytes of the spare capacity and `copy_words`
+        // wrote every byte of both (a and b hold `ceil(len / 8)` words between them).
+        unsafe { v.set_len(len) };
         v
     }
 
@@ -407,33 +436,41 @@ impl LogRing {
     pub fn tail(&self, n: usize, stream: Option<Stream>, out: &mut Vec<Line>) {
         let base = out.len();
         let (t, h) = self.bounds();
+        // Start offset of each line pushed, newest first, for the validation at the end.
+        let mut starts: Vec<u64> = Vec::with_capacity(n.min(1024));
+        // Offset of the word that stopped the walk, if an implausible one did.
+        let mut stopped_at = None;
         let mut end = h;
-        let mut got = 0;
-        while end > t && got < n {
+        while end > t && starts.len() < n {
             let Some(r) = self.trailer(end, t) else {
-                debug_assert!(!self.still_valid(end - 1), "ring corrupt: bad trailer");
+                stopped_at = Some(end - 1);
                 break;
             };
             let start = end - r;
-            let hdr = self.header(start).filter(|hd| hd.words == r);
-            let line = match &hdr {
-                Some(hd) if stream.is_none_or(|s| s == hd.stream) => Some(self.line(start, hd)),
-                _ => None,
+            let Some(hd) = self.header(start).filter(|hd| hd.words == r) else {
+                stopped_at = Some(start);
+                break;
             };
-            // Once a record is gone, every older one is too: stop either way.
-            if !self.still_valid(start) {
-                break;
-            }
-            if hdr.is_none() {
-                debug_assert!(false, "ring corrupt: bad header at valid offset");
-                break;
-            }
-            if let Some(l) = line {
-                out.push(l);
-                got += 1;
+            if stream.is_none_or(|s| s == hd.stream) {
+                out.push(self.line(start, &hd));
+                starts.push(start);
             }
             end = start;
         }
+        // One validation for the whole walk instead of one per record (each a load of the
+        // tail line the writer keeps dirtying): every word read at an offset >= the tail
+        // seen now is intact (see `still_valid`). The walk went newest to oldest, so the
+        // intact lines are a prefix of `starts` and were reached through intact trailers
+        // only; the rest may be torn (a torn trailer may even have sent the walk astray) and
+        // are gone from the ring anyway, as is everything older.
+        fence(Ordering::Acquire);
+        let now = self.t.0.tail.load(Ordering::Relaxed);
+        debug_assert!(
+            stopped_at.is_none_or(|o| o < now),
+            "ring corrupt: bad record at valid offset {stopped_at:?}"
+        );
+        let intact = starts.partition_point(|&s| s >= now);
+        out.truncate(base + intact);
         out[base..].reverse();
     }
 
@@ -500,28 +537,44 @@ impl LogRing {
                     break;
                 }
             }
+            // Validated once per chunk of records instead of once per record (each check
+            // loads the tail line the writer keeps dirtying). A failed check drops the whole
+            // chunk: a torn header inside it may have sent the walk anywhere, so even its
+            // later records cannot be trusted. Chunks keep a reader that is being overtaken
+            // delivering what it copied before the overtake.
+            let (mut chunk_pos, mut chunk_len, mut chunk_cursor) = (pos, out.len(), cursor);
+            let mut in_chunk = 0;
             while taken < max && pos < h {
                 let hdr = self
                     .header(pos)
                     .filter(|hd| hd.seq == cursor && pos + hd.words <= h);
-                let line = match &hdr {
-                    Some(hd) if stream.is_none_or(|s| s == hd.stream) => Some(self.line(pos, hd)),
-                    _ => None,
-                };
-                if !self.still_valid(pos) {
-                    // Overtaken: the next pass starts at the new tail and counts the gap.
-                    continue 'resync;
-                }
                 let Some(hd) = hdr else {
+                    if !self.still_valid(chunk_pos) {
+                        // Overtaken: the next pass starts at the new tail and counts the gap.
+                        out.truncate(chunk_len);
+                        taken -= in_chunk;
+                        cursor = chunk_cursor;
+                        continue 'resync;
+                    }
                     debug_assert!(false, "ring corrupt: bad header at valid offset");
                     break 'resync;
                 };
-                if let Some(l) = line {
-                    out.push(l);
+                if stream.is_none_or(|s| s == hd.stream) {
+                    out.push(self.line(pos, &hd));
                 }
                 taken += 1;
+                in_chunk += 1;
                 cursor += 1;
                 pos += hd.words;
+                if in_chunk == VALIDATE_EVERY || taken == max || pos >= h {
+                    if !self.still_valid(chunk_pos) {
+                        out.truncate(chunk_len);
+                        taken -= in_chunk;
+                        cursor = chunk_cursor;
+                        continue 'resync;
+                    }
+                    (chunk_pos, chunk_len, chunk_cursor, in_chunk) = (pos, out.len(), cursor, 0);
+                }
             }
             break;
         }

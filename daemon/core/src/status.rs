@@ -44,6 +44,71 @@ pub const RESTARTS_MAX: u32 = (1 << RESTART_BITS) - 1;
 /// Generations keep only these low bits; the full counter lives in `ProcessInfo`.
 pub const GENERATION_MASK: u32 = (1 << GEN_BITS) - 1;
 
+/// A status as one load returned it: the packed word, decoded field by field on demand.
+///
+/// `Copy` and 8 bytes, so a reader pays for the load and then only for the fields it looks
+/// at (`list` wants the state, D-Bus `Pid` wants the pid); decoding all four costs more than
+/// the load itself. All fields come from the same store, whichever ones are decoded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct StatusWord(u64);
+
+impl StatusWord {
+    /// A state nibble no `pack` can produce decodes as `Failed`: an unknown state must not
+    /// look like a harmless `Stopped` to whoever acts on it.
+    #[inline]
+    pub fn state(self) -> ProcessState {
+        ProcessState::from_u8((self.0 >> STATE_SHIFT) as u8 & 0xf).unwrap_or(ProcessState::Failed)
+    }
+
+    /// Pid 0 encodes `None`: the kernel never hands pid 0 to a child.
+    #[inline]
+    pub fn pid(self) -> Option<u32> {
+        let pid = ((self.0 >> PID_SHIFT) as u32) & PID_MAX;
+        (pid != 0).then_some(pid)
+    }
+
+    #[inline]
+    pub fn restarts(self) -> u32 {
+        ((self.0 >> RESTART_SHIFT) as u32) & RESTARTS_MAX
+    }
+
+    /// Low `GENERATION_MASK` bits of the generation.
+    #[inline]
+    pub fn generation(self) -> u32 {
+        (self.0 as u32) & GENERATION_MASK
+    }
+
+    /// Every field decoded.
+    #[inline]
+    pub fn hot(self) -> Hot {
+        Hot {
+            state: self.state(),
+            pid: self.pid(),
+            restarts: self.restarts(),
+            generation: self.generation(),
+        }
+    }
+
+    /// The raw word, as stored.
+    #[inline]
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<Hot> for StatusWord {
+    fn from(h: Hot) -> Self {
+        StatusWord(StatusCell::pack(h))
+    }
+}
+
+impl std::fmt::Debug for StatusWord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.hot().fmt(f)
+    }
+}
+
 /// One process's hot status, readable by anyone with one Acquire load.
 #[derive(Debug)]
 pub struct StatusCell {
@@ -59,8 +124,10 @@ impl StatusCell {
 
     /// Acquire pairs with `store`'s Release so that whatever the supervisor published before
     /// the status change (e.g. the new `ProcessInfo`) is visible to whoever sees the change.
-    pub fn load(&self) -> Hot {
-        Self::unpack(self.word.load(Ordering::Acquire))
+    /// Nothing is decoded here: the caller decodes the fields it needs from the snapshot.
+    #[inline]
+    pub fn load(&self) -> StatusWord {
+        StatusWord(self.word.load(Ordering::Acquire))
     }
 
     /// Only the process's supervisor task may call this; with one writer a plain store is
@@ -78,27 +145,18 @@ impl StatusCell {
         (state << STATE_SHIFT) | (pid << PID_SHIFT) | (restarts << RESTART_SHIFT) | generation
     }
 
-    /// A state nibble no `pack` can produce decodes as `Failed`: an unknown state must not
-    /// look like a harmless `Stopped` to whoever acts on it.
+    /// Decodes every field of a raw word (see `StatusWord` for one field at a time).
     pub fn unpack(w: u64) -> Hot {
-        let state =
-            ProcessState::from_u8((w >> STATE_SHIFT) as u8 & 0xf).unwrap_or(ProcessState::Failed);
-        let pid = ((w >> PID_SHIFT) as u32) & PID_MAX;
-        Hot {
-            state,
-            pid: (pid != 0).then_some(pid),
-            restarts: ((w >> RESTART_SHIFT) as u32) & RESTARTS_MAX,
-            generation: (w as u32) & GENERATION_MASK,
-        }
+        StatusWord(w).hot()
     }
 
     /// Convenience for the supervisor: read, change, store. Not atomic against other
     /// writers, which is fine because there are none.
     pub fn modify(&self, f: impl FnOnce(&mut Hot)) -> Hot {
-        let mut h = self.load();
+        let mut h = self.load().hot();
         f(&mut h);
         self.store(h);
-        self.load()
+        self.load().hot()
     }
 }
 
@@ -130,7 +188,7 @@ mod tests {
     #[test]
     fn default_is_stopped_and_empty() {
         let c = StatusCell::default();
-        assert_eq!(c.load(), Hot::default());
+        assert_eq!(c.load().hot(), Hot::default());
         assert_eq!(StatusCell::pack(Hot::default()), 0);
     }
 
@@ -171,10 +229,11 @@ mod tests {
             generation: 7,
         };
         c.store(h);
-        assert_eq!(c.load(), h);
+        assert_eq!(c.load().hot(), h);
+        assert_eq!(c.load(), StatusWord::from(h));
         let after = c.modify(|h| h.restarts += 1);
         assert_eq!(after.restarts, 4);
-        assert_eq!(c.load().pid, Some(4242));
+        assert_eq!(c.load().pid(), Some(4242));
     }
 
     proptest! {

@@ -6,9 +6,10 @@
 
 use brummer_core::{EventBus, Hot, LogRing, Recv, Registry, StatusCell};
 use brummer_proto::{ProcessState, Stream};
-use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use loom::thread;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 fn builder() -> loom::model::Builder {
     let mut b = loom::model::Builder::new();
@@ -41,7 +42,7 @@ fn status_cell_reader_sees_whole_words_and_what_came_before() {
             i2.store(2, Ordering::Relaxed);
             c2.store(b);
         });
-        let seen = cell.load();
+        let seen = cell.load().hot();
         assert!(seen == a || seen == b, "torn status {seen:?}");
         if seen == b {
             assert_eq!(
@@ -51,7 +52,7 @@ fn status_cell_reader_sees_whole_words_and_what_came_before() {
             );
         }
         w.join().unwrap();
-        assert_eq!(cell.load(), b);
+        assert_eq!(cell.load().hot(), b);
     });
 }
 
@@ -163,6 +164,65 @@ fn bus_subscribe_during_publish_sees_a_clean_suffix() {
             seqs.is_empty() || seqs == [2] || seqs == [1, 2],
             "got {seqs:?}"
         );
+    });
+}
+
+/// Counts wakes; a loom atomic, so the model sees who woke and when. A count the subscriber
+/// only reads rather than a flag it resets: loom orders the stores of two threads to one
+/// atomic only partially, and a read-modify-write from each side let it return a reset
+/// older than a wake that provably came before (a false alarm, not a bus bug).
+struct Woken(AtomicUsize);
+
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Publishers wake only subscribers that flagged themselves `parked` (Dekker: push, fence,
+/// load the flag against store the flag, fence, pop). A subscriber that returned `Pending`
+/// while events were still to come must be woken; otherwise it would sleep on a queued
+/// event. Fails if either SeqCst fence (in `publish` or `poll_recv`) is weakened.
+#[test]
+fn bus_parked_subscriber_is_always_woken() {
+    builder().check(|| {
+        let bus = Arc::new(EventBus::new());
+        let sub = bus.subscribe(4);
+        let woken = Arc::new(Woken(AtomicUsize::new(0)));
+        let done = Arc::new(AtomicBool::new(false));
+        let waker = Waker::from(Arc::clone(&woken));
+        let mut cx = Context::from_waker(&waker);
+        let (b2, d2) = (Arc::clone(&bus), Arc::clone(&done));
+        let p = thread::spawn(move || {
+            b2.publish(1u32);
+            b2.publish(2u32);
+            d2.store(true, Ordering::Release);
+        });
+        let mut got = Vec::new();
+        let mut wakes_seen = 0;
+        while got.len() < 2 {
+            match sub.poll_recv(&mut cx) {
+                Poll::Ready(Recv::Event(e)) => got.push(e.seq),
+                Poll::Ready(other) => panic!("unexpected {other:?}"),
+                // Parked: only a wake may bring us back. A publisher that finished without
+                // waking us left an event we would never have been told about.
+                Poll::Pending => loop {
+                    let finished = done.load(Ordering::Acquire);
+                    let wakes = woken.0.load(Ordering::Acquire);
+                    if wakes > wakes_seen {
+                        wakes_seen = wakes;
+                        break;
+                    }
+                    assert!(
+                        !finished,
+                        "lost wakeup: parked with {got:?} received, publisher done"
+                    );
+                    thread::yield_now();
+                },
+            }
+        }
+        p.join().unwrap();
+        assert_eq!(got, [1, 2]);
     });
 }
 

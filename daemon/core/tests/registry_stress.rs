@@ -7,7 +7,7 @@ use brummer_core::status::{GENERATION_MASK, PID_MAX};
 use brummer_core::{Hot, Registry, Snapshot, StatusCell};
 use brummer_proto::ProcessState;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const META: &str = "__meta";
 
@@ -72,7 +72,8 @@ fn registry_readers_only_ever_see_whole_snapshots() {
     const UPDATES: u64 = 20_000;
     let reg: Arc<Registry<Entry>> = Arc::new(Registry::new());
     let done = Arc::new(AtomicBool::new(false));
-    // See `status_readers_never_see_a_torn_word`: readers run before the first update.
+    // Readers run before the first update: on a loaded 2-core machine a reader thread may
+    // otherwise first run after the last one.
     let start = Arc::new(std::sync::Barrier::new(4));
     let readers: Vec<_> = (0..3)
         .map(|k| {
@@ -161,35 +162,36 @@ fn status_readers_never_see_a_torn_word() {
     const STORES: u32 = GENERATION_MASK;
     let cell = Arc::new(StatusCell::new(status_for(0)));
     let done = Arc::new(AtomicBool::new(false));
-    // The writer starts only once every reader is running: on a loaded 2-core machine a
-    // reader thread may otherwise first run after the last store.
-    let start = Arc::new(std::sync::Barrier::new(4));
+    let started = Arc::new(AtomicUsize::new(0));
     let readers: Vec<_> = (0..3)
         .map(|_| {
             let cell = Arc::clone(&cell);
             let done = Arc::clone(&done);
-            let start = Arc::clone(&start);
+            let started = Arc::clone(&started);
             std::thread::spawn(move || {
                 let mut last = 0;
                 let mut reads = 0u64;
                 let mut changes = 0u64;
-                start.wait();
-                loop {
-                    let h = cell.load();
+                while !done.load(Ordering::Acquire) {
+                    let h = cell.load().hot();
                     assert_eq!(h, status_for(h.generation), "torn status word");
                     assert!(h.generation >= last, "status went backwards");
                     changes += u64::from(h.generation != last);
                     last = h.generation;
                     reads += 1;
-                    if done.load(Ordering::Acquire) {
-                        break;
+                    if reads == 1 {
+                        started.fetch_add(1, Ordering::Release);
                     }
                 }
                 (reads, changes)
             })
         })
         .collect();
-    start.wait();
+    // In release builds the stores finish in well under a millisecond: without this a reader
+    // scheduled late on a busy machine never overlaps them (and the test tested nothing).
+    while started.load(Ordering::Acquire) < 3 {
+        std::thread::yield_now();
+    }
     for g in 1..=STORES {
         cell.store(status_for(g));
     }
@@ -197,6 +199,7 @@ fn status_readers_never_see_a_torn_word() {
     for h in readers {
         let (reads, changes) = h.join().unwrap();
         eprintln!("status reader: {reads} loads, {changes} distinct values seen");
+        assert!(reads > 0);
     }
-    assert_eq!(cell.load(), status_for(STORES));
+    assert_eq!(cell.load().hot(), status_for(STORES));
 }

@@ -65,7 +65,7 @@ pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Result<Value, RpcError> {
                     .iter()
                     .map(|(n, e)| ListEntry {
                         name: n.to_string(),
-                        state: e.cell.load().state,
+                        state: e.cell.load().state(),
                     })
                     .collect(),
             })

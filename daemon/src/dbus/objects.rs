@@ -39,7 +39,7 @@ pub struct Props {
 impl Props {
     /// Reads the current values: one cell load and one snapshot load.
     pub fn of(e: &ProcessEntry) -> Props {
-        let hot = e.cell.load();
+        let hot = e.cell.load().hot();
         let info = e.info.load();
         Props {
             state: hot.state,
@@ -176,7 +176,7 @@ impl Manager {
             .load()
             .iter()
             .map(|(name, e)| {
-                let hot = e.cell.load();
+                let hot = e.cell.load().hot();
                 (
                     name.to_string(),
                     hot.state.as_str().to_owned(),
@@ -379,17 +379,17 @@ impl ProcessObject {
 
     #[zbus(property)]
     fn state(&self) -> String {
-        self.entry.cell.load().state.as_str().to_owned()
+        self.entry.cell.load().state().as_str().to_owned()
     }
 
     #[zbus(property)]
     fn pid(&self) -> u32 {
-        self.entry.cell.load().pid.unwrap_or(0)
+        self.entry.cell.load().pid().unwrap_or(0)
     }
 
     #[zbus(property)]
     fn restarts(&self) -> u32 {
-        self.entry.cell.load().restarts
+        self.entry.cell.load().restarts()
     }
 
     #[zbus(property)]

@@ -378,7 +378,7 @@ impl Task {
             return OpReply::ok();
         }
         let Some(child) = self.child.take() else {
-            let state = self.entry.cell.load().state;
+            let state = self.entry.cell.load().state();
             if state != ProcessState::Stopped {
                 self.set_state(ProcessState::Stopped, None);
             }
@@ -410,7 +410,7 @@ impl Task {
 
     /// Publishes a state change: cell first (what readers see), then the event.
     fn set_state(&mut self, new: ProcessState, pid: Option<u32>) {
-        let old = self.entry.cell.load();
+        let old = self.entry.cell.load().hot();
         self.entry.cell.store(Hot {
             state: new,
             pid,
