@@ -115,11 +115,15 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if self.armed {
-            self.inner
+            let mut g = self
+                .inner
                 .gens
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .running = false;
+                .unwrap_or_else(PoisonError::into_inner);
+            g.running = false;
+            // The scan that died may have been some caller's; asking for one more makes
+            // the next `ensure_running` start again.
+            g.wanted = g.wanted.max(g.started + 1);
         }
     }
 }
@@ -172,6 +176,41 @@ mod tests {
             "child {pid} missing from a later table"
         );
         assert!(a.get(pid).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scanning_thread_that_died_mid_scan_is_replaced() {
+        let s = ProcScanner::default();
+        // As if a thread were scanning (2 scans begun): a caller now waits for scan 3.
+        *s.gens() = Gens {
+            started: 2,
+            wanted: 0,
+            running: true,
+        };
+        let waiter = tokio::spawn({
+            let s = s.clone();
+            async move { s.fresh().await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while s.gens().wanted < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the caller never asked"
+            );
+            tokio::task::yield_now().await;
+        }
+        // That thread begins scan 3, the caller's, and unwinds before publishing it.
+        s.gens().started = 3;
+        drop(Running {
+            inner: Arc::clone(&s.inner),
+            armed: true,
+        });
+        let t = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the caller got a table from a new scanning thread")
+            .expect("caller task");
+        assert!(t.generation >= 4, "{}", t.generation);
+        assert!(t.len() > 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
