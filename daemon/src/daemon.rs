@@ -194,6 +194,7 @@ pub async fn run(
         children: supervisor::Children::default(),
         bus: EventBus::new(),
         base_env: supervisor::base_env(),
+        procs: supervisor::ProcScanner::default(),
     });
     let daemon = Arc::new(Daemon {
         mode: opts.mode,

@@ -173,3 +173,100 @@ fn daemon_sigterm_stops_every_program_in_parallel_and_exits_0() {
     assert!(survivors.is_empty(), "survivors: {survivors:?}\n{log}");
     assert!(!d.socket.exists(), "socket not removed");
 }
+
+/// Issue 7: stopping many programs at once shares each /proc scan between the stops. The
+/// guarantees must hold for every one of them. Each program forks a child from its TERM
+/// trap, i.e. after its stop's signals went out, so only a scan made after them finds it:
+/// the "quitters" fork into the program's process group and exit at once (a stop that trusted
+/// a table read before the fork would return with the child alive, one that did not signal
+/// what a later scan found would wait the 30 s `stop_timeout`); the "stubborn" ones fork a
+/// child into a new session and ignore TERM, so they need the SIGKILL after 1 s. Both ways
+/// of stopping everything: `stop --all`, then the daemon's own shutdown.
+#[test]
+fn many_programs_stopped_at_once_leave_no_descendant_not_even_late_forks_issue_7() {
+    const N: usize = 40;
+    let mut cfg = String::new();
+    for i in 0..N {
+        let (trap, timeout) = if i % 2 == 0 {
+            ("setsid sleep 1000 & echo late=$!", "1s")
+        } else {
+            ("sleep 1000 & echo late=$!; exit 0", "30s")
+        };
+        cfg.push_str(&format!(
+            "[process.f{i:02}]\ncommand = [\"sh\", \"-c\", \"trap '{trap}' TERM; setsid sleep 1000 & echo ready; while true; do sleep 0.1; done\"]\nstop_timeout = \"{timeout}\"\nautostart = false\n\n"
+        ));
+    }
+    let mut d = Daemon::start(&cfg);
+    let names: Vec<String> = (0..N).map(|i| format!("f{i:02}")).collect();
+    let late_pids = |d: &Daemon| -> Vec<u32> {
+        names
+            .iter()
+            .map(|n| {
+                wait_for(&format!("{n} to log its late child"), T, || {
+                    d.ctl_ok(&["logs", "-n", "1000", n])
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("late=")?.parse::<u32>().ok())
+                        .next_back()
+                })
+            })
+            .collect()
+    };
+
+    for (runs, round) in [(1, "stop --all"), (2, "daemon shutdown")] {
+        d.ctl_ok(&["start", "--all"]);
+        for n in &names {
+            wait_for(&format!("{n} run {runs} to be ready"), T, || {
+                let log = d.ctl_ok(&["logs", "-n", "1000", n]);
+                (log.lines().filter(|&l| l == "ready").count() >= runs).then_some(())
+            });
+        }
+        let before = d.tagged_processes();
+        // Each program: sh, its setsid sleep and (mostly) a `sleep 0.1`.
+        assert!(before.len() >= 2 * N, "{round}: {before:?}");
+
+        let t0 = Instant::now();
+        if round == "stop --all" {
+            let out = d.ctl_ok(&["stop", "--all"]);
+            assert_eq!(
+                out.lines().filter(|l| l.ends_with(": stopped")).count(),
+                N,
+                "{out}"
+            );
+        } else {
+            let st = d.terminate().expect("brummerd exits on SIGTERM");
+            assert!(
+                st.success(),
+                "brummerd exited with {st}\n{}",
+                d.daemon_log()
+            );
+        }
+        let took = t0.elapsed();
+        // Checked at once: a stop returns only when nothing of its program is left.
+        let survivors = if round == "stop --all" {
+            d.tagged_processes()
+        } else {
+            brummer_tests::tagged(&d.tag, 0)
+        };
+        assert!(
+            survivors.is_empty(),
+            "{round}: survivors {survivors:?}\n{}",
+            d.daemon_log()
+        );
+        assert!(
+            took >= Duration::from_millis(950),
+            "{round} took {took:?}: the stubborn programs ignore SIGTERM until stop_timeout"
+        );
+        assert!(
+            took < Duration::from_secs(8),
+            "{round} took {took:?}: the quitters' late children must be found and get \
+             SIGTERM, and the stubborn ones' 1 s stop_timeouts must run in parallel"
+        );
+        if round == "stop --all" {
+            // The late children existed (so the test is not vacuous) and are gone.
+            let late = late_pids(&d);
+            assert_eq!(late.len(), N);
+            let alive: Vec<u32> = late.into_iter().filter(|&p| pid_alive(p)).collect();
+            assert!(alive.is_empty(), "late children alive: {alive:?}");
+        }
+    }
+}

@@ -6,11 +6,13 @@
 mod children;
 mod machine;
 mod procfs;
+mod procscan;
 mod spawn;
 mod stop;
 
 pub use children::Children;
 pub use machine::ExitKind;
+pub use procscan::ProcScanner;
 pub use spawn::base_env;
 
 use crate::capture::{CaptureHandle, Source};
@@ -77,6 +79,8 @@ pub struct Shared {
     pub children: Children,
     pub bus: EventBus<Event>,
     pub base_env: Vec<(OsString, OsString)>,
+    /// /proc scans shared by every stop (a shutdown stops all programs at once).
+    pub procs: ProcScanner,
 }
 
 /// A running child: its pid and the pidfd that tells when it exits.
@@ -386,7 +390,13 @@ impl Task {
         };
         self.set_state(ProcessState::Stopping, Some(child.pid as u32));
         let def = self.entry.def.load_full();
-        let result = stop::stop_tree(&child, def.stop_signal, def.stop_timeout).await;
+        let result = stop::stop_tree(
+            &child,
+            &self.shared.procs,
+            def.stop_signal,
+            def.stop_timeout,
+        )
+        .await;
         self.shared.children.untrack(child.pid);
         let mut info = (**self.entry.info.load()).clone();
         let reply = match result {

@@ -1,9 +1,14 @@
-//! A snapshot of the system's process table from /proc, to find every descendant of a
-//! program: by parent links, by process group and by session. Used by `stop` only, never
-//! on a hot path.
+//! The system's process table read from /proc, indexed so that every descendant of a
+//! program is found by walking only that program's part of it: by parent link, by process
+//! group and by session. Read by `stop` (through `procscan`, which shares each scan between
+//! every stop waiting for one), never on a hot path. Reading a table never blocks anything
+//! but the thread that reads it, and holds no lock.
 
-use std::collections::{HashMap, HashSet};
-use std::fs;
+use rustix::fs::{Mode, OFlags, RawDir};
+use std::collections::HashSet;
+use std::ffi::CStr;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
 
 /// One process as /proc/PID/stat describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,73 +32,226 @@ impl Proc {
     }
 }
 
-/// Parses the contents of /proc/PID/stat.
-pub fn parse_stat(s: &str) -> Option<Proc> {
-    let pid = s.split_once(' ')?.0.parse().ok()?;
+/// Room for one /proc/PID/stat: 52 numeric fields of at most 20 digits plus a comm of at
+/// most 64 bytes stay far below it; a longer read is treated as unreadable, never cut.
+const STAT_MAX: usize = 4096;
+
+/// getdents buffer for /proc: about 200 processes per call.
+const DENTS_BYTES: usize = 8192;
+
+/// Parses the contents of /proc/PID/stat without allocating.
+pub fn parse_stat(s: &[u8]) -> Option<Proc> {
+    let space = s.iter().position(|&b| b == b' ')?;
+    let pid = parse_int(s.get(..space)?)?;
     // comm may contain spaces and parentheses; the fields after the last ')' are plain.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    // rest starts at field 3 (state): state=0 ppid=1 pgrp=2 session=3 ... starttime=19
+    let close = s.iter().rposition(|&b| b == b')')?;
+    // The rest starts at field 3 (state): state=0 ppid=1 pgrp=2 session=3 ... starttime=19.
+    let mut f = s.get(close + 2..)?.split(|&b| b == b' ');
+    let state = f.next()?;
+    let ppid = parse_int(f.next()?)?;
+    let pgid = parse_int(f.next()?)?;
+    let sid = parse_int(f.next()?)?;
+    let start = parse_int(f.nth(15)?)?;
     Some(Proc {
-        pid,
-        zombie: matches!(*f.first()?, "Z" | "X"),
-        ppid: f.get(1)?.parse().ok()?,
-        pgid: f.get(2)?.parse().ok()?,
-        sid: f.get(3)?.parse().ok()?,
-        start: f.get(19)?.parse().ok()?,
+        pid: i32::try_from(pid).ok()?,
+        ppid: i32::try_from(ppid).ok()?,
+        pgid: i32::try_from(pgid).ok()?,
+        sid: i32::try_from(sid).ok()?,
+        start: u64::try_from(start).ok()?,
+        zombie: matches!(state, b"Z" | b"X"),
     })
 }
 
-/// Every process visible in /proc (those that vanish while scanning are skipped).
-pub fn snapshot() -> HashMap<i32, Proc> {
-    let mut out = HashMap::new();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return out;
+/// A decimal integer, optionally negative (ppid/pgid/sid are 0 for some kernel threads,
+/// and -1 never appears in these fields but must not be misread as a large number).
+fn parse_int(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, s),
     };
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat"))
-            && let Some(p) = parse_stat(&s)
-        {
-            out.insert(pid, p);
-        }
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
     }
-    out
+    let mut v: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+    }
+    Some(if neg { -v } else { v })
 }
 
-/// Live (non-zombie) processes that belong to a program: the `roots` still alive, their
-/// descendants by parent link, and every member of a root's process group or session
-/// (children that were re-parented to us keep those).
-pub fn members(table: &HashMap<i32, Proc>, roots: &HashSet<Ident>, groups: &[i32]) -> Vec<Proc> {
-    let mut children: HashMap<i32, Vec<&Proc>> = HashMap::new();
-    for p in table.values() {
-        children.entry(p.ppid).or_default().push(p);
-    }
-    let mut seen: HashSet<i32> = HashSet::new();
-    let mut stack: Vec<&Proc> = Vec::new();
-    for p in table.values() {
-        let is_root = roots.contains(&p.ident());
-        let in_group = groups.iter().any(|&g| g > 1 && (p.pgid == g || p.sid == g));
-        if is_root || in_group {
-            stack.push(p);
+/// `PID/stat` (relative to /proc), or `/proc/PID/stat`, NUL-terminated in `buf`.
+fn stat_path(pid: i32, absolute: bool, buf: &mut [u8; 32]) -> Option<&CStr> {
+    let mut digits = [0u8; 10];
+    let mut n = u32::try_from(pid).ok()?;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    let mut out = Vec::new();
-    while let Some(p) = stack.pop() {
-        if !seen.insert(p.pid) {
-            continue;
+    let prefix: &[u8] = if absolute { b"/proc/" } else { b"" };
+    let parts: [&[u8]; 3] = [prefix, &digits[i..], b"/stat\0"];
+    let mut len = 0;
+    for part in parts {
+        buf.get_mut(len..len + part.len())?.copy_from_slice(part);
+        len += part.len();
+    }
+    CStr::from_bytes_with_nul(buf.get(..len)?).ok()
+}
+
+/// Reads and parses one /proc/PID/stat; `None` when the process is gone (or unreadable).
+fn read_stat_at(dir: impl AsFd, path: &CStr) -> Option<Proc> {
+    let fd: OwnedFd =
+        rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut buf = [0u8; STAT_MAX];
+    let mut len = 0;
+    // seq_file hands the whole line to the first read of a buffer this size; loop anyway.
+    loop {
+        let n = rustix::io::read(&fd, buf.get_mut(len..)?).ok()?;
+        if n == 0 {
+            break;
         }
-        if !p.zombie {
-            out.push(*p);
-        }
-        if let Some(kids) = children.get(&p.pid) {
-            stack.extend(kids.iter().copied());
+        len += n;
+        if len == buf.len() {
+            return None;
         }
     }
-    out
+    parse_stat(buf.get(..len)?)
+}
+
+/// The process `pid` is now, read directly (not from a table): to check that a pid still
+/// names the process a table described before signalling it.
+pub fn read_stat(pid: i32) -> Option<Proc> {
+    let mut path = [0u8; 32];
+    read_stat_at(rustix::fs::CWD, stat_path(pid, true, &mut path)?)
+}
+
+/// Every process visible in /proc, with the indexes a walk from one program needs. Built
+/// once per scan and shared read-only by every stop that waited for that scan.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Which scan this is (`procscan`'s counter; 0 for a table of no scan).
+    pub generation: u64,
+    /// Sorted by pid.
+    procs: Vec<Proc>,
+    /// Indexes into `procs`, sorted by parent pid, by process group, by session.
+    by_parent: Vec<u32>,
+    by_pgid: Vec<u32>,
+    by_sid: Vec<u32>,
+}
+
+impl Table {
+    /// Reads /proc (processes that vanish while it is read are skipped). Blocking: one
+    /// open/read/close per process.
+    pub fn scan(generation: u64) -> Table {
+        let mut procs = Vec::new();
+        if let Ok(dir) = rustix::fs::openat(
+            rustix::fs::CWD,
+            c"/proc",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            let mut dents = vec![MaybeUninit::<u8>::uninit(); DENTS_BYTES];
+            let mut entries = RawDir::new(&dir, &mut dents);
+            let mut path = [0u8; 32];
+            while let Some(Ok(e)) = entries.next() {
+                let Some(pid) = parse_int(e.file_name().to_bytes())
+                    .and_then(|p| i32::try_from(p).ok())
+                    .filter(|&p| p > 0)
+                else {
+                    continue;
+                };
+                if let Some(p) =
+                    stat_path(pid, false, &mut path).and_then(|c| read_stat_at(&dir, c))
+                {
+                    procs.push(p);
+                }
+            }
+        }
+        Table::from_procs(generation, procs)
+    }
+
+    pub fn from_procs(generation: u64, mut procs: Vec<Proc>) -> Table {
+        // /proc lists pids in ascending order already: this sort is a linear check.
+        procs.sort_unstable_by_key(|p| p.pid);
+        procs.dedup_by_key(|p| p.pid);
+        let index = |key: fn(&Proc) -> i32| {
+            // u32 indexes: pid_max is at most 2^22, so a table never has more entries.
+            let mut v: Vec<u32> = (0..procs.len() as u32).collect();
+            v.sort_by_key(|&i| procs.get(i as usize).map_or(0, key));
+            v
+        };
+        let by_parent = index(|p| p.ppid);
+        let by_pgid = index(|p| p.pgid);
+        let by_sid = index(|p| p.sid);
+        Table {
+            generation,
+            procs,
+            by_parent,
+            by_pgid,
+            by_sid,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn get(&self, pid: i32) -> Option<&Proc> {
+        let i = self.procs.binary_search_by_key(&pid, |p| p.pid).ok()?;
+        self.procs.get(i)
+    }
+
+    /// The processes whose `key` is `value`, through one of the sorted indexes.
+    fn with<'a>(
+        &'a self,
+        index: &'a [u32],
+        key: fn(&Proc) -> i32,
+        value: i32,
+    ) -> impl Iterator<Item = &'a Proc> + 'a {
+        let at = |i: &u32| self.procs.get(*i as usize).map_or(0, key);
+        let lo = index.partition_point(|i| at(i) < value);
+        let hi = index.partition_point(|i| at(i) <= value);
+        index
+            .get(lo..hi)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|&i| self.procs.get(i as usize))
+    }
+
+    /// Live (non-zombie) processes that belong to a program: the `known` processes still
+    /// alive (same pid and start time), their descendants by parent link, and every member
+    /// of the process group or session `group` (children re-parented to us keep those).
+    /// Costs the size of the program's part of the table, not of the table.
+    pub fn members(&self, known: &HashSet<Ident>, group: i32) -> Vec<Proc> {
+        let mut stack: Vec<&Proc> = known
+            .iter()
+            .filter_map(|&(pid, start)| self.get(pid).filter(|p| p.start == start))
+            .collect();
+        // Group or session 0 and 1 would be the kernel's and init's: never a program's.
+        if group > 1 {
+            stack.extend(self.with(&self.by_pgid, |p| p.pgid, group));
+            stack.extend(self.with(&self.by_sid, |p| p.sid, group));
+        }
+        let mut seen: HashSet<i32> = HashSet::new();
+        let mut out = Vec::new();
+        while let Some(p) = stack.pop() {
+            if !seen.insert(p.pid) {
+                continue;
+            }
+            if !p.zombie {
+                out.push(*p);
+            }
+            stack.extend(self.with(&self.by_parent, |p| p.ppid, p.pid));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +260,7 @@ mod tests {
 
     #[test]
     fn parses_stat_with_odd_comm() {
-        let s = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10 18446744073709551615";
+        let s = b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10 18446744073709551615";
         let p = parse_stat(s).unwrap();
         assert_eq!(
             (p.pid, p.ppid, p.pgid, p.sid, p.start),
@@ -112,39 +270,108 @@ mod tests {
     }
 
     #[test]
-    fn our_own_process_is_in_the_snapshot() {
-        let t = snapshot();
-        let me = std::process::id() as i32;
-        assert!(t.contains_key(&me));
+    fn rejects_truncated_or_garbled_stat() {
+        assert_eq!(parse_stat(b""), None);
+        assert_eq!(parse_stat(b"12 (x) S 1 12 12 0 -1"), None);
+        assert_eq!(parse_stat(b"12 (x) S 1 1x 12"), None);
+        assert_eq!(parse_stat(b"99999999999999999999 (x) S 1 1 1"), None);
     }
 
     #[test]
-    fn members_follow_parents_groups_and_sessions() {
-        let p = |pid, ppid, pgid, sid| Proc {
+    fn paths_are_built_without_allocating() {
+        let mut b = [0u8; 32];
+        assert_eq!(stat_path(7, false, &mut b).unwrap(), c"7/stat");
+        assert_eq!(
+            stat_path(4_194_304, true, &mut b).unwrap(),
+            c"/proc/4194304/stat"
+        );
+        assert_eq!(stat_path(-1, true, &mut b), None);
+    }
+
+    #[test]
+    fn our_own_process_is_in_the_scan_and_reads_the_same_directly() {
+        let t = Table::scan(1);
+        let me = std::process::id() as i32;
+        let p = t.get(me).copied().unwrap();
+        assert_eq!(read_stat(me), Some(p));
+        assert_eq!(p.ppid, std::os::unix::process::parent_id() as i32);
+        assert!(t.len() > 1);
+    }
+
+    fn p(pid: i32, ppid: i32, pgid: i32, sid: i32) -> Proc {
+        Proc {
             pid,
             ppid,
             pgid,
             sid,
             start: pid as u64,
             zombie: false,
-        };
-        let table: HashMap<i32, Proc> = [
-            p(10, 1, 10, 10), // root
-            p(11, 10, 10, 10),
-            p(12, 10, 12, 12), // setsid child: found by parent link
-            p(13, 12, 12, 12),
-            p(20, 1, 10, 10), // re-parented group member
-            p(30, 1, 30, 30), // unrelated
-        ]
-        .into_iter()
-        .map(|p| (p.pid, p))
-        .collect();
+        }
+    }
+
+    fn pids(mut v: Vec<Proc>) -> Vec<i32> {
+        v.sort_by_key(|p| p.pid);
+        v.iter().map(|p| p.pid).collect()
+    }
+
+    #[test]
+    fn members_follow_parents_groups_and_sessions() {
+        let table = Table::from_procs(
+            1,
+            vec![
+                p(10, 1, 10, 10), // root
+                p(11, 10, 10, 10),
+                p(12, 10, 12, 12), // setsid child: found by parent link
+                p(13, 12, 12, 12),
+                p(20, 1, 10, 10), // re-parented group member
+                p(30, 1, 30, 30), // unrelated
+                p(31, 30, 30, 30),
+            ],
+        );
         let roots = HashSet::from([(10, 10)]);
-        let mut got: Vec<i32> = members(&table, &roots, &[10])
-            .iter()
-            .map(|p| p.pid)
-            .collect();
-        got.sort();
-        assert_eq!(got, vec![10, 11, 12, 13, 20]);
+        assert_eq!(pids(table.members(&roots, 10)), vec![10, 11, 12, 13, 20]);
+        assert_eq!(
+            pids(table.members(&roots, 30)),
+            vec![10, 11, 12, 13, 30, 31]
+        );
+    }
+
+    #[test]
+    fn members_skip_zombies_and_recycled_pids_but_walk_through_them() {
+        let mut zombie = p(10, 1, 10, 10);
+        zombie.zombie = true;
+        let mut recycled = p(40, 1, 40, 40);
+        recycled.start = 999;
+        let table = Table::from_procs(
+            1,
+            vec![
+                zombie,
+                p(11, 10, 11, 11), // left the group, parent not reaped yet
+                recycled,
+                p(41, 40, 40, 40),
+            ],
+        );
+        // 40 was known with start time 40: the process now at pid 40 is someone else.
+        let known = HashSet::from([(10, 10), (40, 40)]);
+        assert_eq!(pids(table.members(&known, 10)), vec![11]);
+    }
+
+    #[test]
+    fn members_cost_the_program_not_the_table() {
+        // 100,000 unrelated processes: a walk from one small program must not visit them
+        // (checked by result, and by running in test time far below a scan per process).
+        let mut procs: Vec<Proc> = (1000..101_000).map(|i| p(i, 1, i, i)).collect();
+        procs.extend([p(200, 1, 200, 200), p(201, 200, 200, 200)]);
+        let table = Table::from_procs(1, procs);
+        let known = HashSet::from([(200, 200)]);
+        let t0 = std::time::Instant::now();
+        for _ in 0..10_000 {
+            assert_eq!(table.members(&known, 200).len(), 2);
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 }

@@ -2,9 +2,11 @@
 //! to the main process (by pidfd) and to every descendant found in /proc (also those that
 //! left the group with setsid); new descendants found while waiting get the same signal;
 //! after `stop_timeout` everything left gets SIGKILL. Returns only when no member is alive,
-//! or reports the survivors.
+//! or reports the survivors. The /proc tables come from the shared `ProcScanner`, so many
+//! stops at once share each scan; every table used after a signal was read after it.
 
 use super::procfs::{self, Ident, Proc};
+use super::procscan::ProcScanner;
 use super::{Child, ExitKind};
 use rustix::process::{Pid, Signal};
 use std::collections::HashSet;
@@ -28,26 +30,23 @@ pub enum StopError {
 /// Stops the child and all its descendants; returns how the main process ended.
 pub async fn stop_tree(
     child: &Child,
+    procs: &ProcScanner,
     stop_signal: i32,
     timeout: Duration,
 ) -> Result<ExitKind, StopError> {
     let group = child.pid;
     let mut known: HashSet<Ident> = HashSet::new();
-    // The main process itself may be a zombie already; its ident still roots the walk.
-    let table = procfs::snapshot();
-    if let Some(p) = table.get(&group) {
-        known.insert(p.ident());
-    }
+    let first = {
+        let table = procs.fresh().await;
+        // The main process itself may be a zombie already; its ident still roots the walk.
+        if let Some(p) = table.get(group) {
+            known.insert(p.ident());
+        }
+        table.members(&known, group)
+    };
+    known.extend(first.iter().map(Proc::ident));
     let sig = Signal::from_named_raw(stop_signal).unwrap_or(Signal::TERM);
-    for p in procfs::members(&table, &known, &[group]) {
-        known.insert(p.ident());
-    }
-    send(
-        child,
-        group,
-        &procfs::members(&table, &known, &[group]),
-        sig,
-    );
+    send(child, group, &first, sig);
 
     let mut deadline = Instant::now() + timeout;
     let mut killed = false;
@@ -67,8 +66,8 @@ pub async fn stop_tree(
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = (pause * 2).min(MAX_POLL);
         }
-        let table = procfs::snapshot();
-        let live = procfs::members(&table, &known, &[group]);
+        // Requested after every signal sent so far: whatever forked before them is in it.
+        let live = procs.fresh().await.members(&known, group);
         let fresh: Vec<Proc> = live
             .iter()
             .filter(|p| known.insert(p.ident()))
@@ -117,10 +116,7 @@ fn send_each(members: &[Proc], sig: Signal) {
         let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
             continue;
         };
-        let same = std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
-            .ok()
-            .and_then(|s| procfs::parse_stat(&s))
-            .is_some_and(|now| now.start == p.start);
+        let same = procfs::read_stat(p.pid).is_some_and(|now| now.start == p.start);
         if same {
             let _ = rustix::process::pidfd_send_signal(&fd, sig);
         }
