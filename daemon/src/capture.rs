@@ -321,11 +321,7 @@ impl Sink {
             return;
         }
         if self.disk.is_none() {
-            let batch = Batch {
-                buf: Vec::new(),
-                writes,
-            };
-            lost_to_disk(&self.entry, &batch);
+            lost_to_disk(&self.entry, &writes);
             p.buf.drain(..start);
             return;
         }
@@ -377,18 +373,18 @@ impl Sink {
                     d.flight.batches.fetch_sub(1, Ordering::AcqRel);
                     tracing::error!(process = %self.entry.name, cause = %e, "output kept in memory only");
                     if let Some(batch) = e.0 {
-                        lost_to_disk(&self.entry, &batch);
+                        lost_to_disk(&self.entry, &batch.writes);
                     }
                 }
             }
-            None => lost_to_disk(&self.entry, &batch),
+            None => lost_to_disk(&self.entry, &batch.writes),
         }
     }
 }
 
 /// Lines that will never reach the disk: readers must not wait for them there.
-fn lost_to_disk(entry: &ProcessEntry, batch: &Batch) {
-    if let Some((_, last)) = batch.writes.last() {
+fn lost_to_disk(entry: &ProcessEntry, writes: &[(std::ops::Range<usize>, ChunkMeta)]) {
+    if let Some((_, last)) = writes.last() {
         entry
             .counters
             .disk_seq
