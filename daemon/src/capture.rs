@@ -7,21 +7,21 @@
 //! while a previous child's pipes (held open by a lingering grandchild) may still be
 //! draining, so every source is polled in one place. It never waits for a reader: rings
 //! overwrite, followers are woken once per chunk, and the only thing that can slow it is
-//! the disk. The disk writes run on the disk writer thread (`diskwriter`), fed in order,
-//! so reading and cutting one chunk overlaps with writing the previous one; at most
-//! `IN_FLIGHT` chunks per process wait for it.
+//! the disk. Every capture task runs on the log thread (`logthread`), which is why the
+//! disk write can be a plain blocking `write` here.
 
 use crate::disklog::{ChunkMeta, DiskLog};
-use crate::diskwriter::{Batch, DiskWriter, Flight};
 use crate::entry::ProcessEntry;
 use brummer_core::RingWriter;
 use brummer_proto::Stream;
+use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::unix::AsyncFd;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -32,14 +32,6 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Reads done for one pipe before the others get their turn, so one flooding child cannot
 /// starve the other stream.
 const READS_PER_TURN: usize = 8;
-
-/// Chunks on their way to disk per process (one being written, one waiting). When both are
-/// taken the capture task stops reading until the writer frees one: the disk slows the
-/// capture exactly as much as it did when the capture task wrote itself, no more.
-pub const IN_FLIGHT: usize = 2;
-
-/// Names a process's disk log in messages to the disk writer.
-static NEXT_DISK_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The output pipes of one child run.
 pub struct Source {
@@ -77,17 +69,18 @@ fn wall_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts the capture task of one process (and its disk writer) in `tasks`, which the
-/// daemon drains at shutdown so the last lines reach the disk.
+/// Starts the capture task of one process on the log thread (`handle`), in `tasks`, which
+/// the daemon drains at shutdown so the last lines reach the disk.
 pub fn spawn_capture(
     tasks: &mut JoinSet<()>,
+    handle: &Handle,
     entry: Arc<ProcessEntry>,
     writer: RingWriter,
-    disk: Option<(DiskLog, DiskWriter)>,
+    disk: Option<DiskLog>,
     origin: Instant,
 ) -> CaptureHandle {
     let (tx, rx) = mpsc::channel(4);
-    tasks.spawn(run(entry, writer, disk, rx, origin));
+    tasks.spawn_on(run(entry, writer, disk, rx, origin), handle);
     CaptureHandle { tx }
 }
 
@@ -102,43 +95,38 @@ struct Pipe {
     buf: Vec<u8>,
 }
 
-/// The capture task's end of the disk writer.
-struct ToDisk {
-    writer: DiskWriter,
-    id: u64,
-    flight: Arc<Flight>,
+/// A process's disk log as the capture task holds it.
+struct Disk {
+    log: DiskLog,
+    /// The last write failed; cleared (and logged) when writes succeed again.
+    failing: bool,
 }
 
 struct Sink {
     entry: Arc<ProcessEntry>,
     writer: RingWriter,
-    disk: Option<ToDisk>,
+    disk: Option<Disk>,
     origin: Instant,
+    /// The disk writes of one read, kept to reuse the allocation.
+    writes: Vec<(Range<usize>, ChunkMeta)>,
 }
 
 async fn run(
     entry: Arc<ProcessEntry>,
     writer: RingWriter,
-    disk: Option<(DiskLog, DiskWriter)>,
+    disk: Option<DiskLog>,
     mut rx: mpsc::Receiver<Source>,
     origin: Instant,
 ) {
-    let disk = disk.and_then(|(log, writer)| {
-        let id = NEXT_DISK_ID.fetch_add(1, Ordering::Relaxed);
-        let flight = Arc::new(Flight::new(IN_FLIGHT));
-        match writer.open(id, entry.clone(), log, flight.clone()) {
-            Ok(()) => Some(ToDisk { writer, id, flight }),
-            Err(e) => {
-                tracing::error!(process = %entry.name, cause = %e, "output kept in memory only");
-                None
-            }
-        }
-    });
     let mut sink = Sink {
         entry,
         writer,
-        disk,
+        disk: disk.map(|log| Disk {
+            log,
+            failing: false,
+        }),
         origin,
+        writes: Vec::new(),
     };
     let mut pipes: Vec<Pipe> = Vec::new();
     let mut rx_open = true;
@@ -195,19 +183,6 @@ async fn run(
         })
         .await;
     }
-    // Done once the writer has written what is queued (the daemon's shutdown waits for this).
-    if let Some(d) = sink.disk.take() {
-        std::future::poll_fn(|cx| {
-            d.flight.room.register(cx.waker());
-            if d.flight.batches.load(Ordering::Acquire) == 0 {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-        d.writer.close(d.id);
-    }
     tracing::debug!(process = %sink.entry.name, "log capture ended");
 }
 
@@ -217,20 +192,17 @@ enum Drained {
 }
 
 /// Reads what is available from one pipe (at most `READS_PER_TURN` reads). Registers for
-/// a wake-up when the pipe runs dry or the disk writer has no room.
+/// a wake-up when the pipe runs dry.
 fn drain(p: &mut Pipe, sink: &mut Sink, cx: &mut std::task::Context<'_>) -> Drained {
     let mut total = 0;
     for _ in 0..READS_PER_TURN {
-        if !sink.room(cx) {
-            return Drained::Open(total);
-        }
         let mut guard = match p.fd.poll_read_ready(cx) {
             Poll::Ready(Ok(g)) => g,
             Poll::Ready(Err(_)) => return Drained::Closed,
             Poll::Pending => return Drained::Open(total),
         };
         if p.buf.capacity() == 0 {
-            p.buf = sink.buffer();
+            p.buf = Vec::with_capacity(READ_CHUNK);
         }
         let carry = p.buf.len();
         // Into the spare capacity: pages of the buffer are touched only as data arrives.
@@ -255,25 +227,6 @@ fn drain(p: &mut Pipe, sink: &mut Sink, cx: &mut std::task::Context<'_>) -> Drai
 }
 
 impl Sink {
-    /// True when a batch may be handed to the disk writer; otherwise registers for the
-    /// wake-up the writer sends when it finishes one.
-    fn room(&self, cx: &mut std::task::Context<'_>) -> bool {
-        let Some(d) = &self.disk else { return true };
-        if d.flight.batches.load(Ordering::Acquire) < IN_FLIGHT {
-            return true;
-        }
-        d.flight.room.register(cx.waker());
-        // Re-check: the writer may have finished between the load and the register.
-        d.flight.batches.load(Ordering::Acquire) < IN_FLIGHT
-    }
-
-    fn buffer(&self) -> Vec<u8> {
-        self.disk
-            .as_ref()
-            .and_then(|d| d.flight.spare.pop())
-            .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
-    }
-
     /// Cuts what the last read added to `p.buf` (after `carry` bytes of an unfinished
     /// line) into lines: a ring record per line, one disk write for the run of complete
     /// lines. What follows the last newline stays at the start of the pipe's buffer.
@@ -281,7 +234,7 @@ impl Sink {
         let wall = wall_us();
         let mono = mono_ns(self.origin);
         let data = &p.buf[..];
-        let mut writes = Vec::new();
+        let mut writes = std::mem::take(&mut self.writes);
         let first_seq = self.writer.ring().next_seq();
         let mut start = 0;
         // The carried bytes hold no newline: search only the new ones.
@@ -317,19 +270,11 @@ impl Sink {
             ));
             start += max;
         }
-        if writes.is_empty() {
-            return;
-        }
-        if self.disk.is_none() {
-            lost_to_disk(&self.entry, &writes);
-            p.buf.drain(..start);
-            return;
-        }
-        // The unfinished line moves to the start of a fresh buffer; the old one goes to disk.
-        let mut next = self.buffer();
-        next.extend_from_slice(&p.buf[start..]);
-        let buf = std::mem::replace(&mut p.buf, next);
-        self.ship(Batch { buf, writes });
+        self.write(&p.buf, &writes);
+        writes.clear();
+        self.writes = writes;
+        // The unfinished line moves to the start of the buffer.
+        p.buf.drain(..start);
     }
 
     /// The chunk's index data: every line from `first_seq` up to the ring's head.
@@ -359,25 +304,53 @@ impl Sink {
         let mut buf = std::mem::take(&mut p.buf);
         buf.push(b'\n');
         let len = buf.len();
-        self.ship(Batch {
-            buf,
-            writes: vec![(0..len, meta)],
-        });
+        self.write(&buf, &[(0..len, meta)]);
     }
 
-    fn ship(&mut self, batch: Batch) {
-        match &self.disk {
-            Some(d) => {
-                d.flight.batches.fetch_add(1, Ordering::AcqRel);
-                if let Err(e) = d.writer.write(d.id, batch) {
-                    d.flight.batches.fetch_sub(1, Ordering::AcqRel);
-                    tracing::error!(process = %self.entry.name, cause = %e, "output kept in memory only");
-                    if let Some(batch) = e.0 {
-                        lost_to_disk(&self.entry, &batch.writes);
+    /// Appends the finished lines of one read to the disk log, in order, rotating when
+    /// the active segment is full.
+    fn write(&mut self, buf: &[u8], writes: &[(Range<usize>, ChunkMeta)]) {
+        let Some(d) = &mut self.disk else {
+            lost_to_disk(&self.entry, writes);
+            return;
+        };
+        let counters = &self.entry.counters;
+        for (range, meta) in writes {
+            match d.log.append(&[&buf[range.clone()]], meta) {
+                Ok(()) => {
+                    if d.failing {
+                        d.failing = false;
+                        tracing::info!(process = %self.entry.name, "disk log writable again");
+                    }
+                }
+                Err(e) => {
+                    counters
+                        .disk_errors
+                        .fetch_add(range.len() as u64, Ordering::Relaxed);
+                    if !d.failing {
+                        d.failing = true;
+                        tracing::error!(process = %self.entry.name, cause = %e, "cannot write disk log; lines stay in memory only");
                     }
                 }
             }
-            None => lost_to_disk(&self.entry, &batch.writes),
+            // Every line before this one is now on disk or lost to it: readers may look there.
+            let next = meta.first_seq + meta.lines;
+            counters.disk_seq.store(next, Ordering::Release);
+            let (max_bytes, max_files) = {
+                let def = self.entry.def.load();
+                (def.logs.max_bytes, def.logs.max_files)
+            };
+            if d.log.size() >= max_bytes {
+                match d.log.rotate(next, max_files) {
+                    Ok(()) => {
+                        counters.rotations.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(process = %self.entry.name, cause = %e, "cannot rotate disk log");
+                    }
+                }
+            }
         }
     }
 }

@@ -10,8 +10,8 @@ use crate::config::{self, Config, LoadOptions, ProcessDef};
 use crate::control;
 use crate::dbus::{self, DbusMode, DbusOptions};
 use crate::disklog::DiskLog;
-use crate::diskwriter::DiskWriter;
 use crate::entry::{ProcessEntry, ProcessInfo};
+use crate::logthread::LogThread;
 use crate::notify;
 use crate::supervisor::{self, Command, OpReply, Shared};
 use arc_swap::ArcSwap;
@@ -66,8 +66,8 @@ pub enum RunError {
     Listener(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
-    #[error("cannot start the disk writer thread: {0}")]
-    DiskWriter(#[source] std::io::Error),
+    #[error("cannot start the log thread: {0}")]
+    LogThread(#[source] std::io::Error),
     #[error(transparent)]
     Dbus(#[from] dbus::DbusError),
 }
@@ -90,8 +90,8 @@ pub struct Daemon {
     /// Capture tasks, drained at shutdown so the last lines a program wrote reach the
     /// disk. The lock is only held to spawn or to take the set.
     pub log_tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
-    /// The thread that writes every process's disk log.
-    pub disk_writer: DiskWriter,
+    /// The thread that runs every capture task and writes the disk logs.
+    pub log_thread: LogThread,
     pub reload_tx: mpsc::Sender<ReloadRequest>,
     pub shutting_down: AtomicBool,
     /// uid of brummerd; it may always change things.
@@ -139,8 +139,14 @@ impl Daemon {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             // Forget the results of captures of removed programs.
             while tasks.try_join_next().is_some() {}
-            let disk = disk.map(|d| (d, self.disk_writer.clone()));
-            spawn_capture(&mut tasks, entry.clone(), writer, disk, self.origin)
+            spawn_capture(
+                &mut tasks,
+                self.log_thread.handle(),
+                entry.clone(),
+                writer,
+                disk,
+                self.origin,
+            )
         };
         supervisor::spawn_task(entry.clone(), rx, cap, self.shared.clone(), autostart);
         entry
@@ -205,7 +211,7 @@ pub async fn run(
         origin: Instant::now(),
         log_activity: Arc::new(Notify::new()),
         log_tasks: Default::default(),
-        disk_writer: DiskWriter::start().map_err(RunError::DiskWriter)?,
+        log_thread: LogThread::start().map_err(RunError::LogThread)?,
         reload_tx,
         shutting_down: AtomicBool::new(false),
         uid: nix::unistd::getuid().as_raw(),
