@@ -11,7 +11,7 @@ use crate::control;
 use crate::dbus::{self, DbusMode, DbusOptions};
 use crate::disklog::DiskLog;
 use crate::entry::{ProcessEntry, ProcessInfo};
-use crate::logthread::LogThread;
+use crate::logthread::LogThreads;
 use crate::notify;
 use crate::supervisor::{self, Command, OpReply, Shared};
 use arc_swap::ArcSwap;
@@ -66,8 +66,8 @@ pub enum RunError {
     Listener(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
-    #[error("cannot start the log thread: {0}")]
-    LogThread(#[source] std::io::Error),
+    #[error("cannot start the log threads: {0}")]
+    LogThreads(#[source] std::io::Error),
     #[error(transparent)]
     Dbus(#[from] dbus::DbusError),
 }
@@ -90,8 +90,8 @@ pub struct Daemon {
     /// Capture tasks, drained at shutdown so the last lines a program wrote reach the
     /// disk. The lock is only held to spawn or to take the set.
     pub log_tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
-    /// The thread that runs every capture task and writes the disk logs.
-    pub log_thread: LogThread,
+    /// The threads that run the capture tasks and write the disk logs.
+    pub log_threads: LogThreads,
     pub reload_tx: mpsc::Sender<ReloadRequest>,
     pub shutting_down: AtomicBool,
     /// uid of brummerd; it may always change things.
@@ -141,7 +141,7 @@ impl Daemon {
             while tasks.try_join_next().is_some() {}
             spawn_capture(
                 &mut tasks,
-                self.log_thread.handle(),
+                self.log_threads.next(),
                 entry.clone(),
                 writer,
                 disk,
@@ -211,7 +211,7 @@ pub async fn run(
         origin: Instant::now(),
         log_activity: Arc::new(Notify::new()),
         log_tasks: Default::default(),
-        log_thread: LogThread::start().map_err(RunError::LogThread)?,
+        log_threads: LogThreads::start().map_err(RunError::LogThreads)?,
         reload_tx,
         shutting_down: AtomicBool::new(false),
         uid: nix::unistd::getuid().as_raw(),
