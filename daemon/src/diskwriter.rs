@@ -133,7 +133,25 @@ struct Open {
     failing: bool,
 }
 
+/// Puts the calling thread in `SCHED_BATCH`: same CPU share, but its wake-ups never preempt
+/// the running thread. Every chunk wakes the writer right after the capture task read it,
+/// before the followers it has woken got to run; as a normal thread the writer often took
+/// the CPU from the capture's runtime worker there, and a line reached `logs -f` later
+/// (W6 in `docs/bench-peers.md`). Its writes are never urgent: only a full `Flight`
+/// makes the capture task wait for it, and then it already has the CPU.
+fn batch_policy() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid parameter
+    // struct; it touches no memory of ours beyond reading `param`.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if r != 0 {
+        // A seccomp filter may refuse it; the writer works the same, only less politely.
+        tracing::debug!(cause = %std::io::Error::last_os_error(), "disk writer stays SCHED_OTHER");
+    }
+}
+
 fn run(rx: mpsc::Receiver<Msg>) {
+    batch_policy();
     let mut logs: HashMap<u64, Open> = HashMap::new();
     while let Ok(msg) = rx.recv() {
         match msg {
