@@ -1,63 +1,23 @@
-//! One client connection: framing, the hello/permission rules, dispatch, and the outbox.
-//!
-//! Every reply and notification goes through `Outbox`, a bounded channel drained by one
-//! writer task. A client that stops reading fills it; then only the tasks writing to this
-//! connection wait (a stream task stops consuming its ring cursor or bus queue, and the
-//! daemon counts what it misses), never the supervisor or capture tasks.
+//! One client connection: framing, the hello/permission rules and dispatch. Every reply
+//! and notification goes out through the connection's `Outbox` (see `outbox`).
 
 use super::auth::Peer;
 use super::framing::{Frame, LineReader};
+use super::outbox::Outbox;
 use super::{methods, streams};
 use crate::daemon::Daemon;
 use brummer_proto::methods::Request;
 use brummer_proto::rpc::{RawRequest, Response};
 use brummer_proto::{ErrorCode, MAX_LINE, RpcError};
-use serde::Serialize;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
-
-/// Lines waiting to be written to one client.
-const OUTBOX: usize = 256;
 
 /// Requests of one connection running at once; more wait for a slot (the client is not
 /// read meanwhile, which is its backpressure).
 const IN_FLIGHT: usize = 64;
-
-/// The sending side of a connection's outbox.
-#[derive(Clone)]
-pub struct Outbox(mpsc::Sender<Vec<u8>>);
-
-impl Outbox {
-    /// Serialises and queues one message. False when the client is gone.
-    pub async fn send<T: Serialize>(&self, msg: &T) -> bool {
-        let mut line = match serde_json::to_vec(msg) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(cause = %e, "cannot serialise a reply");
-                return true;
-            }
-        };
-        line.push(b'\n');
-        self.0.send(line).await.is_ok()
-    }
-
-    pub async fn reply(&self, id: Option<Value>, result: Result<Value, RpcError>) -> bool {
-        let Some(id) = id else {
-            // A JSON-RPC notification from the client: no reply (spec 4.1).
-            return true;
-        };
-        let resp = match result {
-            Ok(v) => Response::ok(id, v),
-            Err(e) => Response::err(Some(id), e),
-        };
-        self.send(&resp).await
-    }
-}
 
 pub struct Connection {
     daemon: Arc<Daemon>,
@@ -75,16 +35,9 @@ impl Connection {
     }
 
     pub async fn run(self) {
-        let (read, mut write) = self.stream.into_split();
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUTBOX);
-        let out = Outbox(tx);
-        let writer = tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
-                if write.write_all(&line).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (read, write) = self.stream.into_split();
+        let (out, writer) = Outbox::new(write);
+        let writer = tokio::spawn(writer);
         let mut reader = LineReader::new(read, MAX_LINE);
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut subs: HashMap<u64, AbortHandle> = HashMap::new();

@@ -3,13 +3,14 @@
 //! `serve` accepts connections; each gets a `conn::Connection` task that reads requests,
 //! answers reads inline from cells, registry and rings, runs mutations and streams as
 //! tasks of their own (so replies may come out of order), and writes everything through one
-//! bounded outbox. Nothing a client sends or fails to read can reach the listener or
-//! another connection.
+//! bounded outbox per connection (straight to the socket when nothing waits). Nothing a
+//! client sends or fails to read can reach the listener or another connection.
 
 pub mod auth;
 mod conn;
 mod framing;
 mod methods;
+mod outbox;
 mod streams;
 
 use crate::daemon::Daemon;

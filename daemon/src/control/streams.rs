@@ -3,8 +3,8 @@
 //! the client reads slowly the task waits on the outbox, and whatever the ring or queue
 //! dropped meanwhile is reported as a `missed` notification with the exact count.
 
-use super::conn::Outbox;
 use super::methods::{resolve_names, wire_line};
+use super::outbox::Outbox;
 use crate::daemon::Daemon;
 use crate::entry::ProcessEntry;
 use crate::logread::{self, Filter, RingRead};
