@@ -2,7 +2,7 @@
 """Regenerates daemon/layout.ld: which functions of brummerd go first in its code.
 
     BRUMMER_LAYOUT=profile cargo build --release -p brummerd -p brummerctl
-    python3 bench/layout.py --bin $CARGO_TARGET_DIR/release     # ~1 min, as root
+    python3 bench/layout.py --bin $CARGO_TARGET_DIR/release     # ~10 s; needs cc, nm, readelf
     cargo build --release -p brummerd -p brummerctl             # the real link
 
 Why: the kernel maps a file's code in chunks around each fault (64 KiB fault-around, or a
@@ -11,15 +11,16 @@ scattered over 5 MB of code ends up with nearly all 5 MB resident. Linking the f
 that run side by side keeps the rest unmapped (docs/performance.md, "Memory").
 
 How: `BRUMMER_LAYOUT=profile` links every function on its own 4 KiB page (daemon/build.rs,
-daemon/layout-profile.ld). brummerd then runs with its code evicted from the page cache and
-MADV_RANDOM (a preloaded shim), so each fault reads and maps exactly the page it needs, and
-the resident pages (/proc/PID/pagemap) name exactly the functions that ran. Tier 1 is what a
-daemon supervising idle programs runs: start-up (no D-Bus reachable), `start --all` of 20
-programs, status polls, an idle second. Tier 2 is what the other common operations add:
-reload, output capture and the disk log, the scanner, `logs`, `logs -f`, `events`, stop,
-restart, a crash loop with backoff. Each function becomes a linker script pattern with its
-hash (legacy mangling) or crate disambiguators (v0 mangling, std) replaced by `*`, so the
-file survives rebuilds and goes stale only as code is renamed or rewritten: a stale or
+daemon/layout-profile.ld). brummerd then runs with a preloaded shim (SHIM below) that
+takes execute permission from its code and hands it back page by page from a SIGSEGV
+handler, logging each page: the pages name exactly the functions that ran. (valgrind 3.19
+cannot run brummerd: it lacks pidfd_open.) Tier 1 is what a daemon supervising idle
+programs runs: start-up (no D-Bus reachable), `start --all` of 100 programs, status polls,
+an idle second. Tier 2 is what the other common operations add: reload, output capture and
+the disk log, the scanner, `logs`, `logs -f`, `events`, stop, restart, a crash loop with
+backoff. Each function is written twice: its exact name (thin LTO's `.llvm.N` suffix
+aside), then a pattern with its hash (legacy mangling) or crate disambiguators (v0
+mangling, std) replaced by `*`, which still matches after a rebuild renamed it. A stale or
 missing entry costs memory, never correctness. The shutdown is not profiled.
 """
 from __future__ import annotations
