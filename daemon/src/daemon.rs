@@ -96,11 +96,26 @@ pub struct Daemon {
     pub shutting_down: AtomicBool,
     /// uid of brummerd; it may always change things.
     pub uid: u32,
-    /// gid of group `brummer`, whose members may change things.
-    pub brummer_gid: Option<u32>,
+    /// gid of group `brummer`, whose members may change things: looked up at start in
+    /// system mode, on first use (a caller that is neither root nor `uid`) in user mode.
+    /// Read through [`Daemon::brummer_gid`].
+    pub brummer_gid: std::sync::OnceLock<Option<u32>>,
 }
 
 impl Daemon {
+    /// The gid of group `brummer`, if it exists. A user daemon's socket is private (0600),
+    /// so its callers are nearly always root or its own uid and never need the lookup;
+    /// skipping it at start keeps NSS (libnss_systemd, libcap: ~0.35 MiB resident) out of
+    /// the daemon. The one blocking lookup then happens on the first foreign caller.
+    pub fn brummer_gid(&self) -> Option<u32> {
+        *self.brummer_gid.get_or_init(|| {
+            nix::unistd::Group::from_name("brummer")
+                .ok()
+                .flatten()
+                .map(|g| g.gid.as_raw())
+        })
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
@@ -215,11 +230,11 @@ pub async fn run(
         reload_tx,
         shutting_down: AtomicBool::new(false),
         uid: nix::unistd::getuid().as_raw(),
-        brummer_gid: nix::unistd::Group::from_name("brummer")
-            .ok()
-            .flatten()
-            .map(|g| g.gid.as_raw()),
+        brummer_gid: std::sync::OnceLock::new(),
     });
+    if opts.mode == Mode::System {
+        daemon.brummer_gid();
+    }
 
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;

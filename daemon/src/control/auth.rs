@@ -20,7 +20,7 @@ impl Peer {
         let can_write = uid == 0
             || uid == daemon.uid
             || daemon
-                .brummer_gid
+                .brummer_gid()
                 .is_some_and(|g| cred.gid() == g || pid.is_some_and(|p| in_group(p, g)));
         Ok(Peer {
             uid,
@@ -37,7 +37,7 @@ impl Peer {
 pub fn may_write(daemon: &Daemon, uid: u32, groups: Option<&[u32]>, pid: Option<u32>) -> bool {
     uid == 0
         || uid == daemon.uid
-        || daemon.brummer_gid.is_some_and(|g| match groups {
+        || daemon.brummer_gid().is_some_and(|g| match groups {
             Some(gs) => gs.contains(&g),
             None => pid.is_some_and(|p| {
                 i32::try_from(p).is_ok_and(|p| in_group(p, g) || effective_gid(p) == Some(g))
