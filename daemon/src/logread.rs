@@ -151,8 +151,8 @@ pub fn read_forward(
                 }
                 continue;
             }
-            // Overwritten in the ring before the disk writer wrote its chunk (a ring
-            // smaller than the chunks in flight): the lines land on disk in a moment. Only
+            // Overwritten in the ring before the capture wrote its chunk to disk (a ring
+            // smaller than one read chunk): the lines land on disk in a moment. Only
             // a disk that takes more than MAX_DISK_WAITS x 50 us for one chunk gets them
             // counted as missed.
             waits += 1;
