@@ -141,8 +141,8 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// glibc gives every thread that allocates its own arena (the runtime's workers, the disk
-/// writer, blocking threads); each keeps its freed memory and its own top chunk, which with
+/// glibc gives every thread that allocates its own arena (the runtime's workers, the log
+/// threads, blocking threads); each keeps its freed memory and its own top chunk, which with
 /// 100 idle programs cost ~0.5 MiB more than one shared arena (docs/performance.md,
 /// "Memory"). Threads still allocate from their own tcache without the arena lock, and W3
 /// throughput did not change. Must run before the first thread is spawned.
@@ -163,7 +163,7 @@ fn raise_nofile(programs: usize) {
                 tracing::info!(
                     from = l.before,
                     to = l.now,
-                    "raised the soft open-file limit (RLIMIT_NOFILE) to the hard limit; programs still start with the old one"
+                    "raised the soft open-file limit (RLIMIT_NOFILE) to the hard limit; programs inherit it"
                 );
             }
             l.now
