@@ -175,13 +175,21 @@ async fn run(
                 }
             }
             if progressed {
-                sink.entry.log_notify.notify_waiters();
                 Poll::Ready(())
             } else {
                 Poll::Pending
             }
         })
         .await;
+        // Followers on this thread first: they run as soon as this task yields, without a
+        // system call, and send before the scanner and other followers wake on another
+        // thread (W6: the scanner used to run ahead of the follower on the same core).
+        let wake = &sink.entry.thread;
+        wake.notify.notify_waiters();
+        if wake.has_followers() {
+            tokio::task::yield_now().await;
+        }
+        sink.entry.log_notify.notify_waiters();
     }
     tracing::debug!(process = %sink.entry.name, "log capture ended");
 }

@@ -135,6 +135,7 @@ impl Daemon {
         };
         let (ring, writer) = LogRing::new(ring_bytes, first_seq);
         let (tx, rx) = mpsc::channel(supervisor::COMMAND_QUEUE);
+        let (log_thread, thread) = self.log_threads.next();
         let entry = Arc::new(ProcessEntry {
             name: Arc::from(def.name.as_str()),
             def: ArcSwap::new(def),
@@ -142,6 +143,7 @@ impl Daemon {
             info: ArcSwap::from_pointee(ProcessInfo::default()),
             ring,
             log_notify: self.log_activity.clone(),
+            thread,
             counters: Default::default(),
             urls: ArcSwap::from_pointee(Vec::new()),
             cmd: tx,
@@ -156,7 +158,7 @@ impl Daemon {
             while tasks.try_join_next().is_some() {}
             spawn_capture(
                 &mut tasks,
-                self.log_threads.next(),
+                log_thread,
                 entry.clone(),
                 writer,
                 disk,
@@ -446,6 +448,9 @@ async fn reload(daemon: &Arc<Daemon>, load: &LoadOptions) -> Result<ReloadResult
     daemon
         .registry
         .update(|_| (Snapshot::from_entries(next), ()));
+    // A follower waiting on its log thread must look again: a process it follows may now
+    // live on another thread.
+    daemon.log_threads.wake_all();
     for name in &result.added {
         daemon.shared.bus.publish(Event::ProcessAdded {
             process: name.clone(),

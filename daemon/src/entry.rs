@@ -3,6 +3,7 @@
 //! through the supervisor task, which is the only writer of `cell`, `info` and `def`.
 
 use crate::config::ProcessDef;
+use crate::logthread::ThreadWake;
 use crate::supervisor::Command;
 use arc_swap::ArcSwap;
 use brummer_core::{LogRing, StatusCell};
@@ -57,6 +58,8 @@ pub struct ProcessEntry {
     pub ring: Arc<LogRing>,
     /// Woken (once per chunk) by the capture task when lines were added.
     pub log_notify: Arc<Notify>,
+    /// The log thread the capture task runs on, and its followers' wake-up.
+    pub thread: Arc<ThreadWake>,
     pub counters: Counters,
     /// URLs the scanner found in the output, oldest first, each once. Written by the scanner.
     pub urls: ArcSwap<Vec<String>>,

@@ -13,9 +13,10 @@
 //! ten programs flooding at once, one thread capped the daemon at one core while `cat`s
 //! used both (0.50x of `cat` with one thread, ... with two).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 /// More threads than this only add wake-ups: the disk is one device.
 const MAX_THREADS: usize = 4;
@@ -33,26 +34,83 @@ impl LogThreads {
             .clamp(1, MAX_THREADS);
         Ok(LogThreads {
             threads: (0..n)
-                .map(|_| LogThread::start())
+                .map(LogThread::start)
                 .collect::<std::io::Result<_>>()?,
             next: AtomicUsize::new(0),
         })
     }
 
     /// Where the next process's capture task goes: the threads in turn.
-    pub fn next(&self) -> &Handle {
+    pub fn next(&self) -> (&Handle, Arc<ThreadWake>) {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len();
-        &self.threads[i].handle
+        let t = &self.threads[i];
+        (&t.handle, t.wake.clone())
+    }
+
+    /// Wakes every follower that waits on a log thread (after the registry changed).
+    pub fn wake_all(&self) {
+        for t in &self.threads {
+            t.wake.notify.notify_waiters();
+        }
+    }
+
+    /// The runtime of log thread `index` (as in [`ThreadWake::index`]).
+    pub fn handle(&self, index: usize) -> Option<&Handle> {
+        self.threads.get(index).map(|t| &t.handle)
+    }
+}
+
+/// How the capture tasks of one log thread wake the followers that run on the same thread.
+///
+/// Why followers run there (W6 in `docs/bench-peers.md`): a followed line used to go from
+/// the log thread to a runtime worker (an eventfd write and a second thread's wake-up),
+/// and the scanner, woken by the same chunk, often ran first. A follower of processes that
+/// share one log thread runs on that thread instead: the capture wakes it without a system
+/// call and lets it send before the scanner and remote followers are woken.
+pub struct ThreadWake {
+    /// Which log thread.
+    pub index: usize,
+    /// Woken once per chunk by every capture task on the thread.
+    pub notify: Notify,
+    /// Followers on the thread; a capture yields to them only when there are some.
+    followers: AtomicUsize,
+}
+
+impl ThreadWake {
+    /// Whether a follower runs on this thread now.
+    pub fn has_followers(&self) -> bool {
+        self.followers.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Counts a follower on its log thread while it lives (also when aborted).
+pub struct LocalFollower(Arc<ThreadWake>);
+
+impl LocalFollower {
+    pub fn new(wake: Arc<ThreadWake>) -> LocalFollower {
+        wake.followers.fetch_add(1, Ordering::Relaxed);
+        LocalFollower(wake)
+    }
+
+    pub fn wake(&self) -> &ThreadWake {
+        &self.0
+    }
+}
+
+impl Drop for LocalFollower {
+    fn drop(&mut self) {
+        self.0.followers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 struct LogThread {
     handle: Handle,
+    wake: Arc<ThreadWake>,
     _stop: oneshot::Sender<()>,
 }
 
 impl LogThread {
-    fn start() -> std::io::Result<LogThread> {
+    fn start(index: usize) -> std::io::Result<LogThread> {
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -79,6 +137,11 @@ impl LogThread {
             .map_err(|_| std::io::Error::other("the log thread ended before it started"))??;
         Ok(LogThread {
             handle,
+            wake: Arc::new(ThreadWake {
+                index,
+                notify: Notify::new(),
+                followers: AtomicUsize::new(0),
+            }),
             _stop: stop,
         })
     }

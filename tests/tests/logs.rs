@@ -271,6 +271,55 @@ fn follow_sees_lines_written_after_it_attached() {
     reader.join().expect("reader thread");
 }
 
+/// A follower of named processes runs on their log thread and waits on that thread's
+/// wake-up. A reload that removes a followed process and adds it back gives it a new
+/// capture task, dealt to the next log thread: the follower must notice the move and still
+/// get the new run's lines.
+#[test]
+fn named_follower_keeps_following_a_process_that_reload_moves() {
+    // brummerd deals processes (in name order) to one log thread per CPU, at most 4: with
+    // fillers between them, `a` and `c` share thread 0, and `a` added back goes to thread 1.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let flags = tempfile::tempdir().expect("tempdir");
+    let flag = flags.path().join("speak");
+    let config = |with_a: bool| {
+        let mut c = String::new();
+        if with_a {
+            c.push_str("[process.a]\ncommand = [\"sh\", \"-c\", \"echo a-run; exec sleep 1000\"]\n");
+        }
+        for i in 1..threads {
+            c.push_str(&format!("[process.b{i}]\ncommand = [\"sleep\", \"1000\"]\n"));
+        }
+        c.push_str(&format!(
+            "[process.c]\ncommand = [\"sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.01; done; echo c-spoke; exec sleep 1000\"]\n",
+            flag.display()
+        ));
+        c
+    };
+    let d = Daemon::start(&config(true));
+    wait_for("a's first line", T, || {
+        (d.state_of("a")["logs"]["lines"] == 1).then_some(())
+    });
+    let mut rpc = d.rpc();
+    let r = rpc.call("follow", json!({"names": ["a", "c"]}));
+    assert!(r["result"]["subscription"].is_u64(), "{r}");
+
+    d.write_config(&config(false));
+    d.ctl_ok(&["reload"]);
+    // A line after the removal: the follower has looked at the registry without `a`.
+    std::fs::write(&flag, b"").expect("flag");
+    let l = next_log(&mut rpc, Instant::now() + T);
+    assert_eq!(l["text"], "c-spoke", "{l}");
+
+    d.write_config(&config(true));
+    d.ctl_ok(&["reload"]);
+    let l = next_log(&mut rpc, Instant::now() + T);
+    assert_eq!(l["text"], "a-run", "{l}");
+    assert_eq!(l["seq"], 1, "sequence numbers continue from the disk log: {l}");
+}
+
 #[test]
 fn logs_tail_prefixes_and_stream_filter() {
     let d = Daemon::start(

@@ -35,7 +35,13 @@ impl Connection {
     }
 
     pub async fn run(self) {
-        let (read, write) = self.stream.into_split();
+        let (read, write) = match super::sock::split(self.stream) {
+            Ok(halves) => halves,
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot set up a client connection; closing it");
+                return;
+            }
+        };
         let (out, writer) = Outbox::new(write);
         let writer = tokio::spawn(writer);
         let mut reader = LineReader::new(read, MAX_LINE);
@@ -142,13 +148,16 @@ impl Connection {
                 Request::Follow(p) => {
                     let sub = next_sub;
                     next_sub += 1;
-                    let h = tokio::spawn(streams::follow(
-                        self.daemon.clone(),
-                        out.clone(),
-                        id,
-                        sub,
-                        p,
-                    ));
+                    let local = streams::placement(&self.daemon, &p.names);
+                    let handle = local
+                        .as_ref()
+                        .and_then(|w| self.daemon.log_threads.handle(w.index))
+                        .cloned();
+                    let f = streams::follow(self.daemon.clone(), out.clone(), id, sub, p, local);
+                    let h = match handle {
+                        Some(h) => h.spawn(f),
+                        None => tokio::spawn(f),
+                    };
                     subs.insert(sub, h.abort_handle());
                 }
                 Request::Subscribe(_) => {

@@ -11,6 +11,7 @@ mod conn;
 mod framing;
 mod methods;
 mod outbox;
+mod sock;
 mod streams;
 
 use crate::daemon::Daemon;

@@ -15,6 +15,7 @@
 //! writing to this connection wait (a stream task stops consuming its ring cursor or bus
 //! queue, and the daemon counts what it misses), never the supervisor or capture tasks.
 
+use super::sock::WriteSide;
 use brummer_proto::RpcError;
 use brummer_proto::rpc::Response;
 use serde::Serialize;
@@ -22,7 +23,6 @@ use serde_json::Value;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 /// Messages waiting for one client. A sender finding it full waits for room. A direct write
@@ -45,7 +45,7 @@ impl Drop for Senders {
 }
 
 struct Shared {
-    socket: OwnedWriteHalf,
+    socket: WriteSide,
     state: Mutex<State>,
     /// Wakes the writer task when it is handed the token or the last sender is gone
     /// (`notify_one` keeps a permit, so a hand-over before it waits is not lost).
@@ -182,7 +182,7 @@ impl Outbox {
     /// An outbox writing to `socket`, and the writer task's future (spawn it; it ends when
     /// every clone of the outbox is dropped and the queue is written, or the socket fails;
     /// the socket's write side is shut down when both are gone).
-    pub fn new(socket: OwnedWriteHalf) -> (Outbox, impl Future<Output = ()> + Send + 'static) {
+    pub fn new(socket: WriteSide) -> (Outbox, impl Future<Output = ()> + Send + 'static) {
         let shared = Arc::new(Shared {
             socket,
             state: Mutex::new(State {
@@ -281,7 +281,7 @@ mod tests {
         const SENDERS: u64 = 4;
         const EACH: u64 = 3000;
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let (_read, write) = ours.into_split();
+        let (_read, write) = super::super::sock::split(ours).expect("split");
         let (out, writer) = Outbox::new(write);
         let writer = tokio::spawn(writer);
         let mut tasks = Vec::new();
@@ -318,7 +318,7 @@ mod tests {
     #[tokio::test]
     async fn a_vanished_client_fails_senders_and_ends_the_writer() {
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let (_read, write) = ours.into_split();
+        let (_read, write) = super::super::sock::split(ours).expect("split");
         let (out, writer) = Outbox::new(write);
         let writer = tokio::spawn(writer);
         drop(theirs);

@@ -8,6 +8,7 @@ use super::outbox::Outbox;
 use crate::daemon::Daemon;
 use crate::entry::ProcessEntry;
 use crate::logread::{self, Filter, RingRead};
+use crate::logthread::{LocalFollower, ThreadWake};
 use brummer_core::{Line, Recv};
 use brummer_proto::events::{self, EventParams, LogParams, MissedParams};
 use brummer_proto::methods::{FollowParams, SubscribeResult};
@@ -66,7 +67,35 @@ impl Drop for BehindGuard {
     }
 }
 
-pub async fn follow(d: Arc<Daemon>, out: Outbox, id: Option<Value>, sub: u64, p: FollowParams) {
+/// The log thread a follower of `names` runs on: the one every named process's capture
+/// runs on, if they share one. Following all processes (which may be added later) or
+/// processes on several threads stays on the main runtime.
+pub fn placement(d: &Daemon, names: &[String]) -> Option<Arc<ThreadWake>> {
+    let snap = d.registry.load();
+    let mut index = None;
+    for n in names {
+        let t = &snap.get(n)?.thread;
+        match index {
+            None => index = Some(t.clone()),
+            Some(ref i) if i.index == t.index => {}
+            Some(_) => return None,
+        }
+    }
+    index
+}
+
+/// Streams log lines of the named processes (all when `names` is empty) to the client.
+/// `local` is set when the task runs on the log thread of every named process
+/// ([`placement`]).
+pub async fn follow(
+    d: Arc<Daemon>,
+    out: Outbox,
+    id: Option<Value>,
+    sub: u64,
+    p: FollowParams,
+    local: Option<Arc<ThreadWake>>,
+) {
+    let local = local.map(LocalFollower::new);
     // Named processes must exist now; "all" also picks up processes added later.
     let named = if p.names.is_empty() {
         None
@@ -130,12 +159,26 @@ pub async fn follow(d: Arc<Daemon>, out: Outbox, id: Option<Value>, sub: u64, p:
     let mut buf = Vec::new();
     let mut got = Vec::new();
     loop {
-        // Registered before reading: a chunk that lands after the read still wakes us.
-        let woken = d.log_activity.notified();
+        // Woken by this thread's captures while every followed process is still captured
+        // here; otherwise by every capture. Registered before reading: a chunk that lands
+        // after the read still wakes us; a registry changed before the registration is
+        // looked at again, and a reload after it wakes local followers
+        // (`LogThreads::wake_all`).
+        let snap = d.registry.load_full();
+        let on_thread = local.as_ref().map(|l| l.wake()).filter(|w| {
+            snap.iter()
+                .filter(|(name, _)| named.as_ref().is_none_or(|n| n.iter().any(|x| x == *name)))
+                .all(|(_, e)| e.thread.index == w.index)
+        });
+        let woken = match on_thread {
+            Some(w) => w.notify.notified(),
+            None => d.log_activity.notified(),
+        };
         tokio::pin!(woken);
         woken.as_mut().enable();
-
-        let snap = d.registry.load_full();
+        if !Arc::ptr_eq(&snap, &d.registry.load_full()) {
+            continue;
+        }
         let mut more = false;
         batch.clear();
         for (name, e) in snap.iter() {
