@@ -287,10 +287,14 @@ fn named_follower_keeps_following_a_process_that_reload_moves() {
     let config = |with_a: bool| {
         let mut c = String::new();
         if with_a {
-            c.push_str("[process.a]\ncommand = [\"sh\", \"-c\", \"echo a-run; exec sleep 1000\"]\n");
+            c.push_str(
+                "[process.a]\ncommand = [\"sh\", \"-c\", \"echo a-run; exec sleep 1000\"]\n",
+            );
         }
         for i in 1..threads {
-            c.push_str(&format!("[process.b{i}]\ncommand = [\"sleep\", \"1000\"]\n"));
+            c.push_str(&format!(
+                "[process.b{i}]\ncommand = [\"sleep\", \"1000\"]\n"
+            ));
         }
         c.push_str(&format!(
             "[process.c]\ncommand = [\"sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.01; done; echo c-spoke; exec sleep 1000\"]\n",
@@ -317,7 +321,10 @@ fn named_follower_keeps_following_a_process_that_reload_moves() {
     d.ctl_ok(&["reload"]);
     let l = next_log(&mut rpc, Instant::now() + T);
     assert_eq!(l["text"], "a-run", "{l}");
-    assert_eq!(l["seq"], 1, "sequence numbers continue from the disk log: {l}");
+    assert_eq!(
+        l["seq"], 1,
+        "sequence numbers continue from the disk log: {l}"
+    );
 }
 
 #[test]

@@ -131,13 +131,32 @@ pub fn spawn(
             Ok((pid, pidfd))
         })
         .map_err(map_err)?;
-    let pidfd = pidfd.map_err(|source| SpawnError::Pidfd { pid, source })?;
+    let pidfd = match pidfd {
+        Ok(fd) => fd,
+        Err(source) => {
+            // Without a pidfd nobody would ever wait for the child: it would run
+            // unsupervised and stay a zombie. It has only just started, so end it now.
+            discard(pid);
+            children.untrack(pid);
+            return Err(SpawnError::Pidfd { pid, source });
+        }
+    };
     Ok(Spawned {
         pid,
         pidfd,
         stdout,
         stderr,
     })
+}
+
+/// Kills a child that cannot be supervised, with anything it started (it leads its own
+/// process group), and reaps it. It has only just been spawned and SIGKILL cannot be
+/// caught, so the wait is short.
+fn discard(pid: i32) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
 }
 
 /// One output pipe: (our read end, non-blocking; the child's write end). Both close on
@@ -506,5 +525,56 @@ struct ChildCreds {
 fn set_nonblocking(fd: &OwnedFd) {
     if let Ok(flags) = rustix::fs::fcntl_getfl(fd) {
         let _ = rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    /// Gone or a zombie (an orphan's reaper may be a PID 1 that never reaps).
+    fn dead(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(s) => s
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn a_discarded_child_is_killed_with_its_group_and_reaped() {
+        #[expect(clippy::zombie_processes, reason = "`discard` reaps it with waitpid")]
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 1000 & echo $!; exec sleep 1000"])
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("grandchild pid");
+        let grandchild: i32 = line.trim().parse().expect("pid");
+        let pid = child.id() as i32;
+
+        discard(pid);
+
+        // Reaped by `discard`: nothing left to wait for.
+        assert_eq!(
+            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ECHILD)
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dead(grandchild) {
+            assert!(
+                Instant::now() < deadline,
+                "grandchild {grandchild} survived"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
