@@ -174,6 +174,52 @@ fn daemon_sigterm_stops_every_program_in_parallel_and_exits_0() {
     assert!(!d.socket.exists(), "socket not removed");
 }
 
+/// Output a program writes while the daemon shuts down (here: a burst from its SIGTERM
+/// handler, after the stop began) still reaches the disk log: brummerd waits for the
+/// capture tasks to drain the pipes before it exits. (The burst comes from the program
+/// itself: a child it forked now would be a late descendant, which the stop kills.)
+#[test]
+fn output_written_while_the_daemon_stops_reaches_the_disk_log() {
+    const N: u64 = 300_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("last.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"
+import signal, sys, time
+def bye(*_):
+    sys.stdout.write("".join(f"{{i}}\n" for i in range(1, {N} + 1)))
+    sys.stdout.flush()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+print("ready", flush=True)
+while True:
+    time.sleep(1000)
+"#
+        ),
+    )
+    .expect("script");
+    let mut d = Daemon::start(&format!(
+        "[process.last]\ncommand = [\"python3\", \"{}\"]\n",
+        script.display()
+    ));
+    d.wait_state("last", "running", T);
+    wait_logged(&d, "last", "ready");
+    let st = d.terminate().expect("brummerd exits on SIGTERM");
+    let log = d.daemon_log();
+    assert!(st.success(), "brummerd exited with {st}\n{log}");
+    let text = std::fs::read_to_string(d.log_dir.join("last.log")).expect("disk log");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("ready"));
+    let mut want = 1;
+    for l in lines {
+        assert_eq!(l, want.to_string(), "line {want} of the burst");
+        want += 1;
+    }
+    assert_eq!(want - 1, N, "lines of the burst on disk\n{log}");
+}
+
 /// Issue 7: stopping many programs at once shares each /proc scan between the stops. The
 /// guarantees must hold for every one of them. Each program forks a child from its TERM
 /// trap, i.e. after its stop's signals went out, so only a scan made after them finds it:
