@@ -175,7 +175,7 @@ impl Connection {
                     let r = match subs.remove(&p.subscription) {
                         Some(h) => {
                             h.abort();
-                            Ok(serde_json::json!({ "ok": true }))
+                            methods::to_raw(&serde_json::json!({ "ok": true }))
                         }
                         None => Err(RpcError::new(
                             ErrorCode::NoSuchSubscription,

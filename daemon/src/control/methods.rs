@@ -15,7 +15,7 @@ use brummer_proto::methods::{
 };
 use brummer_proto::{ErrorCode, PROTOCOL_VERSION, RpcError};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// Default and maximum number of lines `logs` returns.
@@ -24,8 +24,12 @@ const DEFAULT_LINES: usize = 100;
 /// megabytes. Callers page with `from_seq` instead.
 const MAX_LINES: usize = 1_000_000;
 
-fn to_value<T: Serialize>(t: &T) -> Result<Value, RpcError> {
-    serde_json::to_value(t).map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
+/// A method's answer, serialised once, straight from its typed result.
+pub type Reply = Result<Box<RawValue>, RpcError>;
+
+pub fn to_raw<T: Serialize>(t: &T) -> Reply {
+    serde_json::value::to_raw_value(t)
+        .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
 }
 
 pub fn version() -> String {
@@ -33,7 +37,7 @@ pub fn version() -> String {
 }
 
 /// Handles a read-only request.
-pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Result<Value, RpcError> {
+pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Reply {
     match req {
         Request::Hello(p) => {
             if let Some(v) = p.protocol
@@ -46,7 +50,7 @@ pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Result<Value, RpcError> {
                     ),
                 ));
             }
-            to_value(&HelloResult {
+            to_raw(&HelloResult {
                 protocol: PROTOCOL_VERSION,
                 daemon: version(),
                 mode: d.mode.as_str().into(),
@@ -54,13 +58,13 @@ pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Result<Value, RpcError> {
                 can_write: peer.can_write,
             })
         }
-        Request::Version => to_value(&VersionResult {
+        Request::Version => to_raw(&VersionResult {
             version: env!("CARGO_PKG_VERSION").into(),
             protocol: PROTOCOL_VERSION,
         }),
         Request::List => {
             let snap = d.registry.load();
-            to_value(&ListResult {
+            to_raw(&ListResult {
                 processes: snap
                     .iter()
                     .map(|(n, e)| ListEntry {
@@ -76,7 +80,7 @@ pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Result<Value, RpcError> {
             } else {
                 resolve(d, &sel)?
             };
-            to_value(&StatusResult {
+            to_raw(&StatusResult {
                 processes: entries.iter().map(|e| e.status()).collect(),
             })
         }
@@ -86,18 +90,18 @@ pub fn read(d: &Daemon, peer: &Peer, req: Request) -> Result<Value, RpcError> {
 }
 
 /// Handles a request that changes something.
-pub async fn mutate(d: &Arc<Daemon>, req: Request) -> Result<Value, RpcError> {
+pub async fn mutate(d: &Arc<Daemon>, req: Request) -> Reply {
     match req {
         Request::Start(sel) => op(d, &sel, Command::Start).await,
         Request::Stop(sel) => op(d, &sel, Command::Stop).await,
         Request::Restart(sel) => op(d, &sel, Command::Restart).await,
-        Request::Reload => to_value(&ops::reload(d).await?),
+        Request::Reload => to_raw(&ops::reload(d).await?),
         _ => Err(RpcError::new(ErrorCode::Internal, "not a mutating request")),
     }
 }
 
 /// Runs one command on every selected process in parallel; answers when all replied.
-async fn op(d: &Arc<Daemon>, sel: &Selector, make: ops::MakeCommand) -> Result<Value, RpcError> {
+async fn op(d: &Arc<Daemon>, sel: &Selector, make: ops::MakeCommand) -> Reply {
     if !sel.all && sel.names.is_empty() {
         return Err(RpcError::new(
             ErrorCode::InvalidParams,
@@ -105,7 +109,7 @@ async fn op(d: &Arc<Daemon>, sel: &Selector, make: ops::MakeCommand) -> Result<V
         ));
     }
     let entries = if sel.all { all(d) } else { resolve(d, sel)? };
-    to_value(&OpResult {
+    to_raw(&OpResult {
         results: ops::run(&entries, make).await,
     })
 }
@@ -144,7 +148,7 @@ pub fn wire_line(process: &str, l: &Line) -> LogLine {
 
 /// `logs`: reads the rings and, below them, the disk logs. Blocks on disk reads: the
 /// connection runs it on a blocking thread.
-pub fn logs(d: &Daemon, p: LogsParams) -> Result<Value, RpcError> {
+pub fn logs(d: &Daemon, p: LogsParams) -> Reply {
     let entries = if p.names.is_empty() {
         all(d)
     } else {
@@ -195,5 +199,5 @@ pub fn logs(d: &Daemon, p: LogsParams) -> Result<Value, RpcError> {
         .iter()
         .map(|(_, i, l)| wire_line(&entries[*i].name, l))
         .collect();
-    to_value(&LogsResult { lines, missed })
+    to_raw(&LogsResult { lines, missed })
 }

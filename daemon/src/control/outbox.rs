@@ -16,7 +16,6 @@
 //! queue, and the daemon counts what it misses), never the supervisor or capture tasks.
 
 use super::sock::WriteSide;
-use brummer_proto::RpcError;
 use brummer_proto::rpc::Response;
 use serde::Serialize;
 use serde_json::Value;
@@ -213,16 +212,15 @@ impl Outbox {
         self.0.0.push(line).await
     }
 
-    pub async fn reply(&self, id: Option<Value>, result: Result<Value, RpcError>) -> bool {
+    pub async fn reply(&self, id: Option<Value>, result: super::methods::Reply) -> bool {
         let Some(id) = id else {
             // A JSON-RPC notification from the client: no reply (spec 4.1).
             return true;
         };
-        let resp = match result {
-            Ok(v) => Response::ok(id, v),
-            Err(e) => Response::err(Some(id), e),
-        };
-        self.send(&resp).await
+        match result {
+            Ok(v) => self.send(&Response::ok(id, v)).await,
+            Err(e) => self.send(&Response::err(Some(id), e)).await,
+        }
     }
 }
 

@@ -148,10 +148,7 @@ pub async fn follow(
         subscription: sub,
         seq: None,
     };
-    if !out
-        .reply(id, Ok(serde_json::to_value(reply).unwrap_or(Value::Null)))
-        .await
-    {
+    if !out.reply(id, super::methods::to_raw(&reply)).await {
         return;
     }
     let since = p.since_us;
@@ -272,10 +269,7 @@ pub async fn subscribe(d: Arc<Daemon>, out: Outbox, id: Option<Value>, sub: u64)
         subscription: sub,
         seq: Some(d.shared.bus.last_seq()),
     };
-    if !out
-        .reply(id, Ok(serde_json::to_value(reply).unwrap_or(Value::Null)))
-        .await
-    {
+    if !out.reply(id, super::methods::to_raw(&reply)).await {
         return;
     }
     loop {
