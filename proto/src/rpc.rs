@@ -210,5 +210,18 @@ mod tests {
         assert!(matches!(r, Incoming::Response(_)));
         let n = Incoming::parse(r#"{"jsonrpc":"2.0","method":"log","params":{}}"#).unwrap();
         assert!(matches!(n, Incoming::Notification(_)));
+        // The reply to a request the daemon could not read has `"id": null`: still a reply.
+        let e = Incoming::parse(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"not JSON"}}"#,
+        )
+        .unwrap();
+        match e {
+            Incoming::Response(r) => {
+                assert_eq!(r.id, Value::Null);
+                assert_eq!(r.error.map(|e| e.code), Some(-32700));
+            }
+            Incoming::Notification(n) => panic!("read as a notification: {n:?}"),
+        }
+        assert!(Incoming::parse(r#"{"jsonrpc":"2.0"}"#).is_err());
     }
 }
