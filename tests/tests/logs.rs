@@ -327,6 +327,38 @@ fn named_follower_keeps_following_a_process_that_reload_moves() {
     );
 }
 
+/// With a follower on its log thread, a small chunk's disk write waits until the follower
+/// has sent it. Every line still reaches the follower and the disk, once and in order.
+#[test]
+fn lines_written_one_by_one_reach_a_follower_and_the_disk_in_order() {
+    const N: u64 = 3000;
+    let flags = tempfile::tempdir().expect("tempdir");
+    let go = flags.path().join("go");
+    let d = Daemon::start(&format!(
+        r#"
+[process.drip]
+command = ["python3", "-c", "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)\nfor i in range({N}):\n    print(f'drip-{{i}}', flush=True)\n    if i % 50 == 0: time.sleep(0.002)\ntime.sleep(1000)", "{go}"]
+"#,
+        go = go.display()
+    ));
+    d.wait_state("drip", "running", T);
+    let mut rpc = d.rpc();
+    let r = rpc.call("follow", json!({"names": ["drip"]}));
+    assert!(r["result"]["subscription"].is_u64(), "{r}");
+    std::fs::write(&go, b"").expect("go");
+    let deadline = Instant::now() + T;
+    for i in 0..N {
+        let l = next_log(&mut rpc, deadline);
+        assert_eq!(l["text"], format!("drip-{i}"), "{l}");
+        assert_eq!(l["seq"], i, "{l}");
+    }
+    let path = d.log_dir.join("drip.log");
+    let want: String = (0..N).map(|i| format!("drip-{i}\n")).collect();
+    wait_for("every line on disk", T, || {
+        (std::fs::read_to_string(&path).ok()? == want).then_some(())
+    });
+}
+
 #[test]
 fn logs_tail_prefixes_and_stream_filter() {
     let d = Daemon::start(
