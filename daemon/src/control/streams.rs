@@ -256,7 +256,11 @@ pub async fn follow(
                 return;
             }
         }
-        if !more {
+        if more {
+            // Behind: let the capture (on a log thread, the same one) run between batches
+            // instead of catching up on a whole ring at a stretch.
+            tokio::task::yield_now().await;
+        } else {
             woken.await;
         }
     }
