@@ -11,7 +11,8 @@
 //! The blocking page-cache write stalls only its log thread: never the control socket,
 //! D-Bus or the supervisors, which stay on the main runtime. Why several threads: with
 //! ten programs flooding at once, one thread capped the daemon at one core while `cat`s
-//! used both (0.50x of `cat` with one thread, ... with two).
+//! used both (10 writers: 0.50x of `cat` with one thread, 0.78x with one per CPU;
+//! docs/architecture.md).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
