@@ -279,8 +279,7 @@ pub async fn run(
     let listener_task = control::serve(daemon.clone(), listener).map_err(RunError::Listener)?;
     // Config loaded and the control socket listening: READY=1 (the D-Bus service, when it
     // lands, must be serving before this line).
-    notify::ready(&notify::current_summary(&daemon));
-    let status_task = notify::spawn_status_task(daemon.clone());
+    let status_task = notify::ready_and_follow(daemon.clone());
     // WATCHDOG=1 is sent from this loop (and from the reload and shutdown waits below), so
     // a wedged top-level loop really misses it and systemd restarts us.
     let mut watchdog = Watchdog::new(notify::watchdog_interval());

@@ -106,13 +106,29 @@ pub fn current_summary(daemon: &Daemon) -> String {
     summary(snapshot.iter().map(|(_, e)| e.cell.load().state()))
 }
 
+/// Sends READY=1 with the current summary and starts the task that keeps STATUS= current
+/// from then on.
+///
+/// The subscription is taken before the summary is read: programs start before READY, and
+/// a change between the read and a later subscription would leave STATUS= stale until the
+/// next event, which for a program that just runs never comes.
+pub fn ready_and_follow(daemon: Arc<Daemon>) -> tokio::task::JoinHandle<()> {
+    let sub = daemon.shared.bus.subscribe(64);
+    let sent = current_summary(&daemon);
+    ready(&sent);
+    spawn_status_task(daemon, sub, sent)
+}
+
 /// Follows the event bus and sends STATUS= whenever the summary changes, at most once per
 /// [`STATUS_DEBOUNCE`]. Ends when the bus closes (shutdown). Missed events do not matter:
 /// the summary is recomputed from the status cells, not from the events.
-pub fn spawn_status_task(daemon: Arc<Daemon>) -> tokio::task::JoinHandle<()> {
-    let sub = daemon.shared.bus.subscribe(64);
+fn spawn_status_task(
+    daemon: Arc<Daemon>,
+    sub: brummer_core::Subscription<brummer_proto::events::Event>,
+    sent: String,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut last = String::new();
+        let mut last = sent;
         loop {
             match sub.recv().await {
                 Recv::Closed => break,
