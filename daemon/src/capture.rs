@@ -1,6 +1,6 @@
 //! Log capture: one task per process drains its children's stdout and stderr pipes, cuts
-//! the bytes into lines, pushes each line into the process's `LogRing` (the task owns the
-//! ring's only `RingWriter`) and appends the same bytes to the active disk segment
+//! each read at its last newline, pushes the complete lines into the process's `LogRing`
+//! in one push (the task owns the ring's only `RingWriter`) and appends the same bytes to the active disk segment
 //! `NAME.log` plus one index record per write (`disklog`), rotating between two writes.
 //!
 //! The task outlives any one child: a restarted child's pipes are handed over on a channel
@@ -12,7 +12,7 @@
 
 use crate::disklog::{ChunkMeta, DiskLog};
 use crate::entry::ProcessEntry;
-use brummer_core::RingWriter;
+use brummer_core::{RingWriter, Stamp};
 use brummer_proto::Stream;
 use std::ops::Range;
 use std::os::fd::OwnedFd;
@@ -255,24 +255,18 @@ fn drain(p: &mut Pipe, sink: &mut Sink, cx: &mut std::task::Context<'_>) -> Drai
 
 impl Sink {
     /// Cuts what the last read added to `p.buf` (after `carry` bytes of an unfinished
-    /// line) into lines: a ring record per line, one disk write for the run of complete
+    /// line) at its last newline: one ring push and one disk write for the run of complete
     /// lines. What follows the last newline stays at the start of the pipe's buffer.
     fn take(&mut self, p: &mut Pipe, carry: usize) {
-        let wall = wall_us();
-        let mono = mono_ns(self.origin);
+        let stamp = self.stamp(p);
         let data = &p.buf[..];
         let mut writes = std::mem::take(&mut self.writes);
         let first_seq = self.writer.ring().next_seq();
-        let mut start = 0;
         // The carried bytes hold no newline: search only the new ones.
-        for nl in memchr::memchr_iter(b'\n', &data[carry..]) {
-            let nl = carry + nl;
-            self.writer
-                .push_line(p.stream, p.pid, p.generation, wall, mono, &data[start..nl]);
-            start = nl + 1;
-        }
+        let mut start = memchr::memrchr(b'\n', &data[carry..]).map_or(0, |nl| carry + nl + 1);
         if start > 0 {
-            writes.push((0..start, self.meta(p, first_seq, wall, mono, false)));
+            self.writer.push_lines(&stamp, &data[..start]);
+            writes.push((0..start, self.meta(p, first_seq, &stamp, false)));
         }
         // A line longer than the ring's record limit is cut into parts marked partial, so a
         // reader never has to wait for a newline that may never come. The limit is the
@@ -282,19 +276,8 @@ impl Sink {
         let max = self.writer.ring().max_payload();
         while data.len() - start > max {
             let first_seq = self.writer.ring().next_seq();
-            self.writer.push(
-                p.stream,
-                p.pid,
-                p.generation,
-                wall,
-                mono,
-                true,
-                &data[start..start + max],
-            );
-            writes.push((
-                start..start + max,
-                self.meta(p, first_seq, wall, mono, true),
-            ));
+            self.writer.push_piece(&stamp, &data[start..start + max]);
+            writes.push((start..start + max, self.meta(p, first_seq, &stamp, true)));
             start += max;
         }
         // With followers on this thread, a small chunk goes to them first and to the disk
@@ -335,13 +318,24 @@ impl Sink {
         self.pending_writes.clear();
     }
 
+    /// What the lines of this read share: its pipe and the time it was read.
+    fn stamp(&self, p: &Pipe) -> Stamp {
+        Stamp {
+            stream: p.stream,
+            pid: p.pid,
+            generation: p.generation,
+            wall_us: wall_us(),
+            mono_ns: mono_ns(self.origin),
+        }
+    }
+
     /// The chunk's index data: every line from `first_seq` up to the ring's head.
-    fn meta(&self, p: &Pipe, first_seq: u64, wall: u64, mono: u64, pieces: bool) -> ChunkMeta {
+    fn meta(&self, p: &Pipe, first_seq: u64, stamp: &Stamp, pieces: bool) -> ChunkMeta {
         ChunkMeta {
             first_seq,
             lines: self.writer.ring().next_seq() - first_seq,
-            wall_us: wall,
-            mono_ns: mono,
+            wall_us: stamp.wall_us,
+            mono_ns: stamp.mono_ns,
             pid: p.pid,
             generation: p.generation,
             stream: p.stream,
@@ -354,11 +348,10 @@ impl Sink {
         if p.buf.is_empty() {
             return;
         }
-        let (wall, mono) = (wall_us(), mono_ns(self.origin));
+        let stamp = self.stamp(p);
         let first_seq = self.writer.ring().next_seq();
-        self.writer
-            .push_line(p.stream, p.pid, p.generation, wall, mono, &p.buf);
-        let meta = self.meta(p, first_seq, wall, mono, false);
+        self.writer.push_lines(&stamp, &p.buf);
+        let meta = self.meta(p, first_seq, &stamp, false);
         let mut buf = std::mem::take(&mut p.buf);
         buf.push(b'\n');
         let len = buf.len();

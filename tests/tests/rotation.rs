@@ -143,8 +143,13 @@ fn retention_deletes_oldest_segments_and_reports_exact_missed() {
     const N: u64 = 200_000;
     let tmp = tempfile::tempdir().unwrap();
     let times = tmp.path().join("t");
+    // A ring smaller than what the disk keeps, so the oldest line left is the disk's (a
+    // 1 MiB ring of short lines holds more than three 64 KiB segments).
     let d = Daemon::start(&format!(
         r#"
+[daemon]
+ring_bytes = 65536
+
 [process.small]
 command = {}
 restart = "never"

@@ -10,7 +10,7 @@
 //! with them once there are more than one: the 4-reader rows measure oversubscription too,
 //! for both implementations alike.
 
-use brummer_core::{Line, LineMeta, LogRing, RingWriter};
+use brummer_core::{Line, LineMeta, LogRing, RingWriter, Stamp};
 use brummer_proto::Stream;
 use divan::Bencher;
 use divan::counter::ItemsCount;
@@ -41,7 +41,14 @@ impl Ring for LogRing {
     }
     #[inline]
     fn push(w: &mut RingWriter, i: u64, bytes: &[u8]) {
-        w.push(Stream::Stdout, 4242, 1, i, i, false, bytes);
+        let stamp = Stamp {
+            stream: Stream::Stdout,
+            pid: 4242,
+            generation: 1,
+            wall_us: i,
+            mono_ns: i,
+        };
+        w.push_lines(&stamp, bytes);
     }
     fn read_from(&self, from: u64, max: usize, out: &mut Vec<Line>) -> u64 {
         LogRing::read_from(self, from, max, None, out).next_seq

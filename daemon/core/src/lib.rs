@@ -15,5 +15,5 @@ mod sync;
 
 pub use bus::{Envelope, EventBus, Recv, Subscription};
 pub use registry::{Reader, Registry, Snapshot};
-pub use ring::{Line, LineMeta, LogRing, ReadOutcome, RingStats, RingWriter};
+pub use ring::{Line, LineMeta, LogRing, ReadOutcome, RingStats, RingWriter, Stamp};
 pub use status::{Hot, StatusCell, StatusWord};

@@ -7,13 +7,18 @@
 //! commit memory for a ring nobody wrote to.
 //!
 //! Layout: a power-of-two array of `AtomicU64` words addressed by ever-growing word offsets
-//! (`offset & mask`). A record is `[seq][len|stream|partial][wall_us][mono_ns][pid|gen]`,
-//! the payload packed little-endian into words, then a trailer word holding the record's
-//! total size so readers can walk backwards from the head. The writer moves `tail` past the
-//! records it is about to overwrite and issues a Release fence before writing; a reader
-//! copies with Relaxed loads, issues an Acquire fence and re-reads `tail`: any word it read
-//! at an offset `>= tail` cannot have been overwritten (seqlock-style validation). All
-//! accesses are atomic, so there is no data race even when a copy is discarded.
+//! (`offset & mask`). A record holds a run of consecutive lines that share their capture
+//! metadata (one read from the program's pipe): `[first_seq][len|stream|piece|lines]
+//! [wall_us][mono_ns][pid|gen]`, then the lines as the program wrote them, newlines
+//! included, packed little-endian into words, then a trailer word holding the record's
+//! total size so readers can walk backwards from the head. A record per run rather than
+//! per line keeps the writer at one header and one pass of word stores per read (a
+//! record per line cost 48 bytes and 19 stores for each 100-byte line); readers find the
+//! lines inside a record with `memchr`. The writer moves `tail` past the records it is
+//! about to overwrite and issues a Release fence before writing; a reader copies with
+//! Relaxed loads, issues an Acquire fence and re-reads `tail`: any word it read at an
+//! offset `>= tail` cannot have been overwritten (seqlock-style validation). All accesses
+//! are atomic, so there is no data race even when a copy is discarded.
 
 use crate::sync::{AtomicU64, Ordering, fence, spin_hint};
 use brummer_proto::Stream;
@@ -40,7 +45,10 @@ const VALIDATE_EVERY: usize = 16;
 
 const LEN_MASK: u64 = 0xffff_ffff;
 const STREAM_SHIFT: u32 = 32;
-const PARTIAL_BIT: u64 = 1 << 40;
+/// The record is one piece of a line longer than `max_payload`, without a newline.
+const PIECE_BIT: u64 = 1 << 40;
+/// Lines in the record: the top 23 bits (a record holds at most `MAX_LINE + 1` bytes).
+const LINES_SHIFT: u32 = 41;
 
 /// Everything about a line except its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +72,17 @@ pub struct Line {
     pub bytes: Vec<u8>,
 }
 
+/// What the lines of one push share: where they came from and when they were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub stream: Stream,
+    pub pid: u32,
+    pub generation: u32,
+    /// µs since the Unix epoch.
+    pub wall_us: u64,
+    pub mono_ns: u64,
+}
+
 /// Result of `read_from` besides the lines themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReadOutcome {
@@ -77,6 +96,7 @@ pub struct ReadOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RingStats {
     pub lines: u64,
+    /// Bytes pushed, newlines included.
     pub bytes: u64,
     pub evicted: u64,
 }
@@ -110,10 +130,12 @@ pub struct LogRing {
 }
 
 struct RawHeader {
+    /// Seq of the record's first line.
     seq: u64,
+    lines: u64,
     len: usize,
     stream: Stream,
-    partial: bool,
+    piece: bool,
     wall_us: u64,
     mono_ns: u64,
     pid: u32,
@@ -194,6 +216,13 @@ fn words_for(len: usize) -> u64 {
     OVERHEAD + ((len as u64 + 7) >> 3)
 }
 
+/// Lines in a record's payload: one per newline, plus the bytes after the last newline
+/// if there are any (or if the payload is empty: an empty line).
+fn count_lines(bytes: &[u8]) -> u64 {
+    let nl = memchr::memchr_iter(b'\n', bytes).count() as u64;
+    nl + u64::from(bytes.last() != Some(&b'\n'))
+}
+
 /// Packs `bytes` little-endian into `dst` (`dst.len()` == `bytes.len().div_ceil(8)`), the
 /// last word zero-padded.
 #[inline]
@@ -250,7 +279,8 @@ fn copy_words(dst: &mut [std::mem::MaybeUninit<u8>], src: &[AtomicU64]) {
 }
 
 impl LogRing {
-    /// Payload limit per record; longer input must be split (`RingWriter::push_line` does).
+    /// Longest line one record carries; longer lines are cut into pieces of this size
+    /// (`RingWriter::push_lines` does).
     pub const MAX_LINE: usize = 64 * 1024;
 
     /// `capacity_bytes` is rounded up to a power of two of 8-byte words (min 4 KiB).
@@ -261,9 +291,10 @@ impl LogRing {
             .clamp(MIN_WORDS, MAX_WORDS)
             .next_power_of_two();
         let cap_words = words as u64;
-        // A record may use at most half the ring, so evicting older records always makes
-        // room; small rings therefore carry less than MAX_LINE per record.
-        let max_payload = Self::MAX_LINE.min(((cap_words / 2 - OVERHEAD) * 8) as usize);
+        // A record (a line of `max_payload` bytes and its newline at most) may use at most
+        // half the ring, so evicting older records always makes room; small rings
+        // therefore carry shorter lines per record.
+        let max_payload = Self::MAX_LINE.min(((cap_words / 2 - OVERHEAD) * 8 - 8) as usize);
         let ring = Arc::new(LogRing {
             buf: alloc_words(words),
             mask: cap_words - 1,
@@ -318,8 +349,8 @@ impl LogRing {
         self.first_seq
     }
 
-    /// Largest payload one record of this ring carries: `MAX_LINE`, or less for rings
-    /// under 128 KiB (a record never exceeds half the ring).
+    /// Longest line this ring keeps whole: `MAX_LINE`, or less for rings under 256 KiB
+    /// (a record never exceeds half the ring).
     pub fn max_payload(&self) -> usize {
         self.max_payload
     }
@@ -361,16 +392,24 @@ impl LogRing {
     fn header(&self, pos: u64) -> Option<RawHeader> {
         let meta = self.ld(pos + 1);
         let len = (meta & LEN_MASK) as usize;
-        if len > self.max_payload {
+        let lines = meta >> LINES_SHIFT;
+        let piece = meta & PIECE_BIT != 0;
+        let plausible = if piece {
+            len <= self.max_payload && lines == 1
+        } else {
+            len <= self.max_payload + 1 && lines >= 1 && lines <= len.max(1) as u64
+        };
+        if !plausible {
             return None;
         }
         let stream = Stream::from_u8((meta >> STREAM_SHIFT) as u8)?;
         let pg = self.ld(pos + 4);
         Some(RawHeader {
             seq: self.ld(pos),
+            lines,
             len,
             stream,
-            partial: meta & PARTIAL_BIT != 0,
+            piece,
             wall_us: self.ld(pos + 2),
             mono_ns: self.ld(pos + 3),
             pid: pg as u32,
@@ -389,12 +428,14 @@ impl LogRing {
         (&buf[i..i + first], &buf[..n - first])
     }
 
-    fn payload(&self, pos: u64, len: usize) -> Vec<u8> {
+    /// Replaces `v`'s contents with the `len` payload bytes at `pos`.
+    fn payload_into(&self, pos: u64, len: usize, v: &mut Vec<u8>) {
         // Filled in place from the two contiguous word ranges, so the copy loops carry no
         // mask, no bounds check and no capacity check, and the bytes are not zeroed first.
         // Not `vec![0; len]`: that is calloc, which skips glibc's per-thread cache (calloc
         // showed in a perf profile of `ring/tail_100`).
-        let mut v = Vec::with_capacity(len);
+        v.clear();
+        v.reserve(len);
         let (a, b) = self.span(pos, len.div_ceil(8));
         let dst = &mut v.spare_capacity_mut()[..len];
         let (da, db) = dst.split_at_mut(len.min(a.len() * 8));
@@ -403,28 +444,75 @@ impl LogRing {
         // SAFETY: `da` and `db` cover `len` bytes of the spare capacity and `copy_words`
         // wrote every byte of both (a and b hold `ceil(len / 8)` words between them).
         unsafe { v.set_len(len) };
-        v
     }
 
-    fn line(&self, pos: u64, h: &RawHeader) -> Line {
-        Line {
-            meta: LineMeta {
-                seq: h.seq,
-                wall_us: h.wall_us,
-                mono_ns: h.mono_ns,
-                stream: h.stream,
-                pid: h.pid,
-                generation: h.generation,
-                partial: h.partial,
-            },
-            bytes: self.payload(pos + HDR, h.len),
+    /// Appends lines `skip .. skip + take` of the record at `pos` to `out`. A torn record
+    /// may yield fewer (or garbled) lines; the caller's validation then discards them.
+    fn decode(
+        &self,
+        pos: u64,
+        hd: &RawHeader,
+        skip: u64,
+        take: u64,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<Line>,
+    ) {
+        let meta = |seq, partial| LineMeta {
+            seq,
+            wall_us: hd.wall_us,
+            mono_ns: hd.mono_ns,
+            stream: hd.stream,
+            pid: hd.pid,
+            generation: hd.generation,
+            partial,
+        };
+        if take == 0 {
+            return;
+        }
+        if hd.piece || (hd.lines == 1 && skip == 0) {
+            // One line: copied straight into its own buffer, no scratch and no search.
+            let mut bytes = Vec::new();
+            self.payload_into(pos + HDR, hd.len, &mut bytes);
+            if !hd.piece && bytes.last() == Some(&b'\n') {
+                bytes.pop();
+            }
+            out.push(Line {
+                meta: meta(hd.seq, hd.piece),
+                bytes,
+            });
+            return;
+        }
+        self.payload_into(pos + HDR, hd.len, scratch);
+        let data = &scratch[..];
+        let end = skip + take;
+        let mut i = 0;
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', data) {
+            if i >= skip {
+                out.push(Line {
+                    meta: meta(hd.seq + i, false),
+                    bytes: data[start..nl].to_vec(),
+                });
+            }
+            i += 1;
+            start = nl + 1;
+            if i == end {
+                return;
+            }
+        }
+        // The last line of a record may come without its newline.
+        if i >= skip && i < end && (start < data.len() || data.is_empty()) {
+            out.push(Line {
+                meta: meta(hd.seq + i, false),
+                bytes: data[start..].to_vec(),
+            });
         }
     }
 
     /// Size from the trailer ending at `end`, if plausible for a record inside `[t, end)`.
     fn trailer(&self, end: u64, t: u64) -> Option<u64> {
         let r = self.ld(end - 1);
-        let max = words_for(self.max_payload);
+        let max = words_for(self.max_payload + 1);
         (OVERHEAD..=max)
             .contains(&r)
             .then_some(r)
@@ -436,12 +524,15 @@ impl LogRing {
     pub fn tail(&self, n: usize, stream: Option<Stream>, out: &mut Vec<Line>) {
         let base = out.len();
         let (t, h) = self.bounds();
-        // Start offset of each line pushed, newest first, for the validation at the end.
-        let mut starts: Vec<u64> = Vec::with_capacity(n.min(1024));
+        // Start offset of each record read, newest first, with the length `out` had after
+        // its lines, for the validation at the end.
+        let mut starts: Vec<(u64, usize)> = Vec::new();
+        let mut scratch = Vec::new();
+        let mut got = 0;
         // Offset of the word that stopped the walk, if an implausible one did.
         let mut stopped_at = None;
         let mut end = h;
-        while end > t && starts.len() < n {
+        while end > t && got < n {
             let Some(r) = self.trailer(end, t) else {
                 stopped_at = Some(end - 1);
                 break;
@@ -452,15 +543,20 @@ impl LogRing {
                 break;
             };
             if stream.is_none_or(|s| s == hd.stream) {
-                out.push(self.line(start, &hd));
-                starts.push(start);
+                let k = hd.lines.min((n - got) as u64);
+                let before = out.len();
+                self.decode(start, &hd, hd.lines - k, k, &mut scratch, out);
+                // The walk collects newest first; one reverse at the end restores order.
+                out[before..].reverse();
+                got += k as usize;
+                starts.push((start, out.len()));
             }
             end = start;
         }
         // One validation for the whole walk instead of one per record (each a load of the
         // tail line the writer keeps dirtying): every word read at an offset >= the tail
         // seen now is intact (see `still_valid`). The walk went newest to oldest, so the
-        // intact lines are a prefix of `starts` and were reached through intact trailers
+        // intact records are a prefix of `starts` and were reached through intact trailers
         // only; the rest may be torn (a torn trailer may even have sent the walk astray) and
         // are gone from the ring anyway, as is everything older.
         fence(Ordering::Acquire);
@@ -469,8 +565,8 @@ impl LogRing {
             stopped_at.is_none_or(|o| o < now),
             "ring corrupt: bad record at valid offset {stopped_at:?}"
         );
-        let intact = starts.partition_point(|&s| s >= now);
-        out.truncate(base + intact);
+        let intact = starts.partition_point(|&(s, _)| s >= now);
+        out.truncate(intact.checked_sub(1).map_or(base, |i| starts[i].1));
         out[base..].reverse();
     }
 
@@ -486,6 +582,7 @@ impl LogRing {
         let mut cursor = from.max(self.first_seq);
         let mut missed = 0;
         let mut taken = 0;
+        let mut scratch = Vec::new();
         'resync: for _ in 0..MAX_RESYNC {
             if taken > 0 {
                 // Overtaken after delivering lines: the gap lies after them, which one
@@ -500,15 +597,15 @@ impl LogRing {
             }
             let oldest = self.ld(t);
             let last = self.trailer(h, t);
-            let newest = last.map(|r| self.ld(h - r));
+            let newest = last.and_then(|r| self.header(h - r));
             if !self.still_valid(t) {
                 continue 'resync;
             }
             let (Some(last), Some(newest)) = (last, newest) else {
-                debug_assert!(false, "ring corrupt: bad trailer at head");
+                debug_assert!(false, "ring corrupt: bad record at head");
                 break;
             };
-            if cursor > newest {
+            if cursor >= newest.seq + newest.lines {
                 break;
             }
             let mut pos;
@@ -520,21 +617,16 @@ impl LogRing {
                 // Walk back from the newest record: readers that follow live output ask
                 // for something near the head.
                 pos = h - last;
-                let mut s = newest;
+                let mut s = newest.seq;
                 while s > cursor {
                     match self.trailer(pos, t) {
                         Some(r) => pos -= r,
                         None => continue 'resync,
                     }
-                    s -= 1;
+                    s = self.ld(pos);
                 }
-                let seq = self.ld(pos);
                 if !self.still_valid(pos) {
                     continue 'resync;
-                }
-                if seq != cursor {
-                    debug_assert!(false, "ring corrupt: seq {seq} where {cursor} expected");
-                    break;
                 }
             }
             // Validated once per chunk of records instead of once per record (each check
@@ -543,37 +635,43 @@ impl LogRing {
             // later records cannot be trusted. Chunks keep a reader that is being overtaken
             // delivering what it copied before the overtake.
             let (mut chunk_pos, mut chunk_len, mut chunk_cursor) = (pos, out.len(), cursor);
-            let mut in_chunk = 0;
+            let (mut in_chunk, mut chunk_taken) = (0, 0);
             while taken < max && pos < h {
-                let hdr = self
-                    .header(pos)
-                    .filter(|hd| hd.seq == cursor && pos + hd.words <= h);
+                let hdr = self.header(pos).filter(|hd| {
+                    hd.seq <= cursor && cursor < hd.seq + hd.lines && pos + hd.words <= h
+                });
                 let Some(hd) = hdr else {
                     if !self.still_valid(chunk_pos) {
                         // Overtaken: the next pass starts at the new tail and counts the gap.
                         out.truncate(chunk_len);
-                        taken -= in_chunk;
+                        taken -= chunk_taken;
                         cursor = chunk_cursor;
                         continue 'resync;
                     }
                     debug_assert!(false, "ring corrupt: bad header at valid offset");
                     break 'resync;
                 };
+                let skip = cursor - hd.seq;
+                let want = (hd.lines - skip).min((max - taken) as u64);
                 if stream.is_none_or(|s| s == hd.stream) {
-                    out.push(self.line(pos, &hd));
+                    self.decode(pos, &hd, skip, want, &mut scratch, out);
                 }
-                taken += 1;
+                taken += want as usize;
+                chunk_taken += want as usize;
                 in_chunk += 1;
-                cursor += 1;
-                pos += hd.words;
+                cursor += want;
+                if skip + want == hd.lines {
+                    pos += hd.words;
+                }
                 if in_chunk == VALIDATE_EVERY || taken == max || pos >= h {
                     if !self.still_valid(chunk_pos) {
                         out.truncate(chunk_len);
-                        taken -= in_chunk;
+                        taken -= chunk_taken;
                         cursor = chunk_cursor;
                         continue 'resync;
                     }
-                    (chunk_pos, chunk_len, chunk_cursor, in_chunk) = (pos, out.len(), cursor, 0);
+                    (chunk_pos, chunk_len, chunk_cursor) = (pos, out.len(), cursor);
+                    (in_chunk, chunk_taken) = (0, 0);
                 }
             }
             break;
@@ -610,31 +708,59 @@ pub struct RingWriter {
 }
 
 impl RingWriter {
-    /// Appends one line (bytes without newline) and returns its seq. Bytes beyond
-    /// `ring().max_payload()` are dropped; use `push_line` to split instead. Evicts the
-    /// oldest records as needed and never waits for readers.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        stream: Stream,
-        pid: u32,
-        generation: u32,
-        wall_us: u64,
-        mono_ns: u64,
-        partial: bool,
-        bytes: &[u8],
-    ) -> u64 {
+    /// Appends `bytes` as lines, cut at each newline; bytes after the last newline are a
+    /// line too, and so is an empty `bytes` (one empty line). A line longer than
+    /// `ring().max_payload()` is cut into pieces of that size, all but the last marked
+    /// partial, so a reader never waits for a newline that may never come. Returns the seq
+    /// of the last line. Evicts the oldest records as needed and never waits for readers.
+    pub fn push_lines(&mut self, stamp: &Stamp, bytes: &[u8]) -> u64 {
+        let max = self.ring.max_payload;
+        let mut rest = bytes;
+        loop {
+            // A record ends at a newline and holds at most `max + 1` bytes, so each of its
+            // lines has at most `max` bytes.
+            let cut = if rest.len() <= max || (rest.len() == max + 1 && rest[max] == b'\n') {
+                rest.len()
+            } else {
+                match memchr::memrchr(b'\n', &rest[..max + 1]) {
+                    Some(i) => i + 1,
+                    None => {
+                        self.record(stamp, true, 1, &rest[..max]);
+                        rest = &rest[max..];
+                        continue;
+                    }
+                }
+            };
+            let (now, later) = rest.split_at(cut);
+            self.record(stamp, false, count_lines(now), now);
+            rest = later;
+            if rest.is_empty() {
+                return self.next_seq - 1;
+            }
+        }
+    }
+
+    /// Appends one piece of a line still being written: at most `ring().max_payload()`
+    /// bytes (the rest is dropped), no newline, marked partial. Returns its seq.
+    pub fn push_piece(&mut self, stamp: &Stamp, bytes: &[u8]) -> u64 {
+        let bytes = &bytes[..bytes.len().min(self.ring.max_payload)];
+        self.record(stamp, true, 1, bytes);
+        self.next_seq - 1
+    }
+
+    /// Writes one record of `lines` lines. `bytes` fits a record (at most `max_payload`
+    /// bytes for a piece, `max_payload + 1` otherwise).
+    fn record(&mut self, stamp: &Stamp, piece: bool, lines: u64, bytes: &[u8]) {
         let ring = &*self.ring;
-        let bytes = &bytes[..bytes.len().min(ring.max_payload)];
         let words = words_for(bytes.len());
         let new_head = self.head + words;
         if new_head - self.tail > ring.cap_words {
             while new_head - self.tail > ring.cap_words {
                 // Our own earlier write, so a Relaxed load returns it exactly.
-                let len = (ring.ld(self.tail + 1) & LEN_MASK) as usize;
-                self.tail += words_for(len);
-                self.tail_seq += 1;
-                self.evicted += 1;
+                let meta = ring.ld(self.tail + 1);
+                self.tail += words_for((meta & LEN_MASK) as usize);
+                self.tail_seq += meta >> LINES_SHIFT;
+                self.evicted += meta >> LINES_SHIFT;
             }
             let t = &ring.t.0;
             t.tail_seq.store(self.tail_seq, Ordering::Relaxed);
@@ -647,8 +773,9 @@ impl RingWriter {
         let seq = self.next_seq;
         let p = self.head;
         let meta = bytes.len() as u64
-            | (u64::from(stream as u8) << STREAM_SHIFT)
-            | if partial { PARTIAL_BIT } else { 0 };
+            | (u64::from(stamp.stream as u8) << STREAM_SHIFT)
+            | if piece { PIECE_BIT } else { 0 }
+            | (lines << LINES_SHIFT);
         // The slice and mask are read once: through `ring.word()` the compiler reloads both
         // after every atomic store, which made this copy the daemon's hottest loop.
         let buf: &[AtomicU64] = &ring.buf;
@@ -656,9 +783,12 @@ impl RingWriter {
         let st = |off: u64, v: u64| buf[(off & mask) as usize].store(v, Ordering::Relaxed);
         st(p, seq);
         st(p + 1, meta);
-        st(p + 2, wall_us);
-        st(p + 3, mono_ns);
-        st(p + 4, u64::from(pid) | (u64::from(generation) << 32));
+        st(p + 2, stamp.wall_us);
+        st(p + 3, stamp.mono_ns);
+        st(
+            p + 4,
+            u64::from(stamp.pid) | (u64::from(stamp.generation) << 32),
+        );
         let start = ((p + HDR) & mask) as usize;
         let payload_words = bytes.len().div_ceil(8);
         // Payload words run to the end of the array and continue at its start.
@@ -668,35 +798,13 @@ impl RingWriter {
         store_bytes(&buf[..payload_words - first], wrapped);
         st(p + HDR + payload_words as u64, words);
         self.head = new_head;
-        self.next_seq += 1;
+        self.next_seq += lines;
         self.bytes += bytes.len() as u64;
         let h = &ring.h.0;
         h.bytes.store(self.bytes, Ordering::Relaxed);
         h.next_seq.store(self.next_seq, Ordering::Relaxed);
         // Publishes the record (and next_seq) to readers that Acquire-load the head.
         h.head.store(new_head, Ordering::Release);
-        seq
-    }
-
-    /// Splits `bytes` into records of at most `ring().max_payload()` bytes, all but the
-    /// last marked partial. Returns the seq of the last.
-    pub fn push_line(
-        &mut self,
-        stream: Stream,
-        pid: u32,
-        generation: u32,
-        wall_us: u64,
-        mono_ns: u64,
-        bytes: &[u8],
-    ) -> u64 {
-        let max = self.ring.max_payload;
-        let mut rest = bytes;
-        while rest.len() > max {
-            let (chunk, tail) = rest.split_at(max);
-            self.push(stream, pid, generation, wall_us, mono_ns, true, chunk);
-            rest = tail;
-        }
-        self.push(stream, pid, generation, wall_us, mono_ns, false, rest)
     }
 
     pub fn ring(&self) -> &Arc<LogRing> {
@@ -718,9 +826,15 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::VecDeque;
 
+    /// Bytes of the line with `seq`: never a newline.
     fn payload(seq: u64, len: usize) -> Vec<u8> {
         (0..len)
-            .map(|i| (seq as u8).wrapping_mul(31).wrapping_add(i as u8))
+            .map(
+                |i| match (seq as u8).wrapping_mul(31).wrapping_add(i as u8) {
+                    b'\n' => b'.',
+                    b => b,
+                },
+            )
             .collect()
     }
 
@@ -728,14 +842,26 @@ mod tests {
         if b { Stream::Stderr } else { Stream::Stdout }
     }
 
-    /// What the ring must retain: the longest suffix of pushed records whose word sizes fit.
+    fn stamp(stream: Stream, pid: u32, generation: u32, wall_us: u64, mono_ns: u64) -> Stamp {
+        Stamp {
+            stream,
+            pid,
+            generation,
+            wall_us,
+            mono_ns,
+        }
+    }
+
+    /// What the ring must retain: the longest suffix of pushed records whose word sizes
+    /// fit, each record a run of lines.
     struct Model {
         cap_words: u64,
         max_payload: usize,
         first_seq: u64,
         next_seq: u64,
         used: u64,
-        lines: VecDeque<(Line, u64)>,
+        pushes: u64,
+        records: VecDeque<(Vec<Line>, u64)>,
     }
 
     impl Model {
@@ -746,48 +872,107 @@ mod tests {
                 first_seq: ring.first_seq(),
                 next_seq: ring.first_seq(),
                 used: 0,
-                lines: VecDeque::new(),
+                pushes: 0,
+                records: VecDeque::new(),
             }
         }
 
-        fn push(&mut self, stream: Stream, partial: bool, len: usize) -> Line {
+        fn stamp(&self, stream: Stream) -> Stamp {
+            let p = self.pushes;
+            stamp(
+                stream,
+                p as u32 ^ 0xdead,
+                (p as u32).wrapping_mul(3),
+                p * 10,
+                p * 1000 + 7,
+            )
+        }
+
+        fn line(&mut self, s: &Stamp, partial: bool, len: usize) -> Line {
             let seq = self.next_seq;
             self.next_seq += 1;
-            let len = len.min(self.max_payload);
-            let w = words_for(len);
-            while self.used + w > self.cap_words {
-                let (_, old) = self.lines.pop_front().unwrap();
-                self.used -= old;
-            }
-            let line = Line {
+            Line {
                 meta: LineMeta {
                     seq,
-                    wall_us: seq * 10,
-                    mono_ns: seq * 1000 + 7,
-                    stream,
-                    pid: seq as u32 ^ 0xdead,
-                    generation: (seq as u32).wrapping_mul(3),
+                    wall_us: s.wall_us,
+                    mono_ns: s.mono_ns,
+                    stream: s.stream,
+                    pid: s.pid,
+                    generation: s.generation,
                     partial,
                 },
                 bytes: payload(seq, len),
-            };
-            self.lines.push_back((line.clone(), w));
+            }
+        }
+
+        fn add(&mut self, lines: Vec<Line>, payload_bytes: usize) {
+            let w = words_for(payload_bytes);
+            while self.used + w > self.cap_words {
+                let (_, old) = self.records.pop_front().unwrap();
+                self.used -= old;
+            }
+            self.records.push_back((lines, w));
             self.used += w;
-            line
+        }
+
+        /// Pushes lines of these lengths (each at most `max_payload`) with one
+        /// `push_lines`, newline-terminated, into the ring and the model; returns the bytes.
+        fn push_lines(&mut self, w: &mut RingWriter, stream: Stream, lens: &[usize]) {
+            let s = self.stamp(stream);
+            self.pushes += 1;
+            let mut bytes = Vec::new();
+            let mut rec: Vec<Line> = Vec::new();
+            let mut rec_bytes = 0;
+            for &len in lens {
+                let len = len.min(self.max_payload);
+                // A record takes whole lines up to `max_payload + 1` bytes.
+                if rec_bytes + len + 1 > self.max_payload + 1 {
+                    self.add(std::mem::take(&mut rec), rec_bytes);
+                    rec_bytes = 0;
+                }
+                let line = self.line(&s, false, len);
+                bytes.extend_from_slice(&line.bytes);
+                bytes.push(b'\n');
+                rec_bytes += len + 1;
+                rec.push(line);
+            }
+            if !rec.is_empty() {
+                self.add(rec, rec_bytes);
+            }
+            if !bytes.is_empty() {
+                let last = w.push_lines(&s, &bytes);
+                assert_eq!(last, self.next_seq - 1);
+            }
+        }
+
+        /// One line without a newline (`push_lines`), or one piece (`push_piece`).
+        fn push_one(&mut self, w: &mut RingWriter, stream: Stream, partial: bool, len: usize) {
+            let s = self.stamp(stream);
+            self.pushes += 1;
+            let len = len.min(self.max_payload);
+            let line = self.line(&s, partial, len);
+            let seq = line.meta.seq;
+            let got = if partial {
+                w.push_piece(&s, &line.bytes)
+            } else {
+                w.push_lines(&s, &line.bytes)
+            };
+            assert_eq!(got, seq);
+            self.add(vec![line], len);
+        }
+
+        fn lines(&self) -> impl DoubleEndedIterator<Item = &Line> {
+            self.records.iter().flat_map(|(r, _)| r.iter())
         }
 
         fn oldest(&self) -> u64 {
-            self.lines
-                .front()
-                .map_or(self.next_seq, |(l, _)| l.meta.seq)
+            self.lines().next().map_or(self.next_seq, |l| l.meta.seq)
         }
 
         fn tail(&self, n: usize, stream: Option<Stream>) -> Vec<Line> {
             let mut v: Vec<Line> = self
-                .lines
-                .iter()
+                .lines()
                 .rev()
-                .map(|(l, _)| l)
                 .filter(|l| stream.is_none_or(|s| s == l.meta.stream))
                 .take(n)
                 .cloned()
@@ -805,18 +990,13 @@ mod tests {
             let mut cursor = from.max(self.first_seq);
             let mut missed = 0;
             let oldest = self.oldest();
-            if cursor < oldest && !self.lines.is_empty() {
+            if cursor < oldest && !self.records.is_empty() {
                 missed = oldest - cursor;
                 cursor = oldest;
             }
             let mut out = Vec::new();
             let start = cursor;
-            for (l, _) in self
-                .lines
-                .iter()
-                .filter(|(l, _)| l.meta.seq >= start)
-                .take(max)
-            {
+            for l in self.lines().filter(|l| l.meta.seq >= start).take(max) {
                 if stream.is_none_or(|s| s == l.meta.stream) {
                     out.push(l.clone());
                 }
@@ -832,27 +1012,12 @@ mod tests {
         }
     }
 
-    fn push_model(w: &mut RingWriter, m: &mut Model, stream: Stream, partial: bool, len: usize) {
-        let expect = m.push(stream, partial, len);
-        let seq = expect.meta.seq;
-        let got = w.push(
-            stream,
-            expect.meta.pid,
-            expect.meta.generation,
-            expect.meta.wall_us,
-            expect.meta.mono_ns,
-            partial,
-            &payload(seq, len),
-        );
-        assert_eq!(got, seq);
-    }
-
     fn check_all(ring: &LogRing, m: &Model) {
         assert_eq!(ring.next_seq(), m.next_seq);
         assert_eq!(ring.oldest_seq(), m.oldest());
         let mut out = Vec::new();
         ring.tail(usize::MAX, None, &mut out);
-        let want: Vec<Line> = m.lines.iter().map(|(l, _)| l.clone()).collect();
+        let want: Vec<Line> = m.lines().cloned().collect();
         assert_eq!(out, want);
     }
 
@@ -861,7 +1026,7 @@ mod tests {
         assert_eq!(LogRing::new(0, 0).0.capacity_bytes(), 4096);
         assert_eq!(LogRing::new(4097, 0).0.capacity_bytes(), 8192);
         assert_eq!(LogRing::new(1 << 20, 0).0.capacity_bytes(), 1 << 20);
-        assert_eq!(LogRing::new(4096, 0).0.max_payload(), (256 - 6) * 8);
+        assert_eq!(LogRing::new(4096, 0).0.max_payload(), (256 - 6) * 8 - 8);
         assert_eq!(LogRing::new(1 << 20, 0).0.max_payload(), LogRing::MAX_LINE);
         // Smallest ring that carries full MAX_LINE records.
         let (r, _) = LogRing::new(256 << 10, 0);
@@ -893,24 +1058,14 @@ mod tests {
     #[test]
     fn push_roundtrips_meta_and_bytes() {
         let (ring, mut w) = LogRing::new(1 << 16, 1);
-        let s1 = w.push(
-            Stream::Stdout,
-            77,
-            5,
-            1_700_000_000_000_000,
-            99,
-            false,
+        let s1 = w.push_lines(
+            &stamp(Stream::Stdout, 77, 5, 1_700_000_000_000_000, 99),
             b"hello",
         );
-        let s2 = w.push(Stream::Stderr, 78, 6, 2, 3, true, b"");
-        let s3 = w.push(
-            Stream::Stdout,
-            u32::MAX,
-            u32::MAX,
-            u64::MAX,
-            u64::MAX,
-            false,
-            b"12345678",
+        let s2 = w.push_piece(&stamp(Stream::Stderr, 78, 6, 2, 3), b"");
+        let s3 = w.push_lines(
+            &stamp(Stream::Stdout, u32::MAX, u32::MAX, u64::MAX, u64::MAX),
+            b"12345678\n",
         );
         assert_eq!((s1, s2, s3), (1, 2, 3));
         let mut out = Vec::new();
@@ -949,17 +1104,56 @@ mod tests {
             ring.stats(),
             RingStats {
                 lines: 3,
-                bytes: 13,
+                bytes: 14,
                 evicted: 0
             }
         );
     }
 
     #[test]
+    fn a_run_of_lines_is_one_record_and_reads_back_line_by_line() {
+        let (ring, mut w) = LogRing::new(1 << 16, 10);
+        let s = stamp(Stream::Stdout, 7, 1, 100, 200);
+        assert_eq!(w.push_lines(&s, b"a\n\nccc\nlast without newline"), 13);
+        assert_eq!(w.push_lines(&s, b"x\ny\n"), 15);
+        let texts = |v: &[Line]| -> Vec<(u64, Vec<u8>)> {
+            v.iter().map(|l| (l.meta.seq, l.bytes.clone())).collect()
+        };
+        let mut out = Vec::new();
+        let o = ring.read_from(11, 3, None, &mut out);
+        assert_eq!(o.next_seq, 14);
+        assert_eq!(
+            texts(&out),
+            [
+                (11, b"".to_vec()),
+                (12, b"ccc".to_vec()),
+                (13, b"last without newline".to_vec())
+            ]
+        );
+        assert!(out.iter().all(|l| l.meta.pid == 7 && !l.meta.partial));
+        out.clear();
+        ring.tail(3, None, &mut out);
+        assert_eq!(
+            texts(&out),
+            [
+                (13, b"last without newline".to_vec()),
+                (14, b"x".to_vec()),
+                (15, b"y".to_vec())
+            ]
+        );
+        // A read that stops inside a record resumes there.
+        out.clear();
+        let o = ring.read_from(0, 1, None, &mut out);
+        assert_eq!((o.next_seq, texts(&out)), (11, vec![(10, b"a".to_vec())]));
+        assert_eq!(ring.stats().lines, 6);
+    }
+
+    #[test]
     fn appends_to_existing_out() {
         let (ring, mut w) = LogRing::new(4096, 0);
-        w.push(Stream::Stdout, 1, 1, 1, 1, false, b"a");
-        w.push(Stream::Stdout, 1, 1, 1, 1, false, b"b");
+        let s = stamp(Stream::Stdout, 1, 1, 1, 1);
+        w.push_lines(&s, b"a");
+        w.push_lines(&s, b"b");
         let marker = Line {
             meta: LineMeta {
                 seq: 999,
@@ -985,39 +1179,46 @@ mod tests {
         let mut m = Model::new(&ring);
         for i in 0..20_000usize {
             let len = (i * 7919) % 300;
-            push_model(&mut w, &mut m, stream_of(i % 3 == 0), false, len);
+            if i % 5 == 0 {
+                let lens: Vec<usize> = (0..(i % 13)).map(|k| (len + k * 37) % 120).collect();
+                m.push_lines(&mut w, stream_of(i % 3 == 0), &lens);
+            } else {
+                m.push_one(&mut w, stream_of(i % 3 == 0), false, len);
+            }
             if i % 997 == 0 {
                 check_all(&ring, &m);
             }
         }
         check_all(&ring, &m);
         let st = ring.stats();
-        assert_eq!(st.lines, 20_000);
-        assert_eq!(st.evicted, 20_000 - m.lines.len() as u64);
+        assert_eq!(st.lines, m.next_seq - 1000);
+        assert_eq!(st.evicted, st.lines - m.lines().count() as u64);
         assert!(st.bytes > 20 * 4096, "should have wrapped many times");
         // A cursor from long ago reports exactly what was lost.
         let mut out = Vec::new();
         let o = ring.read_from(1000, usize::MAX, None, &mut out);
         assert_eq!(o.missed, m.oldest() - 1000);
-        assert_eq!(o.next_seq, 21_000);
-        assert_eq!(out.len(), m.lines.len());
+        assert_eq!(o.next_seq, m.next_seq);
+        assert_eq!(out.len(), m.lines().count());
     }
 
     #[test]
-    fn oversized_push_truncates_to_max_payload() {
+    fn oversized_piece_truncates_to_max_payload() {
         let (ring, mut w) = LogRing::new(4096, 0);
         let big = vec![b'x'; 10_000];
-        w.push(Stream::Stdout, 1, 1, 1, 1, false, &big);
+        w.push_piece(&stamp(Stream::Stdout, 1, 1, 1, 1), &big);
         let mut out = Vec::new();
         ring.tail(1, None, &mut out);
         assert_eq!(out[0].bytes.len(), ring.max_payload());
+        assert!(out[0].meta.partial);
     }
 
     #[test]
-    fn push_line_splits_200k() {
+    fn push_lines_splits_200k() {
         let (ring, mut w) = LogRing::new(1 << 20, 5);
-        let line: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
-        let last = w.push_line(Stream::Stderr, 9, 2, 3, 4, &line);
+        let s = stamp(Stream::Stderr, 9, 2, 3, 4);
+        let line: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8 | 0x80).collect();
+        let last = w.push_lines(&s, &line);
         assert_eq!(last, 8, "65536 * 3 + 8192: four records");
         let mut out = Vec::new();
         let o = ring.read_from(0, 100, None, &mut out);
@@ -1031,10 +1232,43 @@ mod tests {
         let joined: Vec<u8> = out.iter().flat_map(|l| l.bytes.iter().copied()).collect();
         assert_eq!(joined, line);
         // An empty line is one empty, complete record.
-        assert_eq!(w.push_line(Stream::Stdout, 9, 2, 3, 4, b""), 9);
+        assert_eq!(w.push_lines(&s, b""), 9);
+        // Newline-terminated, between short lines: the same pieces, the short lines whole.
+        let mut chunk = b"before\n".to_vec();
+        chunk.extend_from_slice(&line);
+        chunk.extend_from_slice(b"\nafter\n");
+        assert_eq!(w.push_lines(&s, &chunk), 15);
+        out.clear();
+        ring.read_from(10, 100, None, &mut out);
+        let lens: Vec<(usize, bool)> = out
+            .iter()
+            .map(|l| (l.bytes.len(), l.meta.partial))
+            .collect();
+        assert_eq!(
+            lens,
+            [
+                (6, false),
+                (65536, true),
+                (65536, true),
+                (65536, true),
+                (8192, false),
+                (5, false)
+            ]
+        );
+        // A line of exactly the limit, with its newline, is one record and one line.
+        let exact = vec![b'e'; LogRing::MAX_LINE];
+        let mut chunk = exact.clone();
+        chunk.push(b'\n');
+        assert_eq!(w.push_lines(&s, &chunk), 16);
+        out.clear();
+        ring.tail(1, None, &mut out);
+        assert_eq!(
+            (out[0].bytes.len(), out[0].meta.partial),
+            (LogRing::MAX_LINE, false)
+        );
         // A small ring splits at its own limit and keeps only the newest pieces.
         let (small, mut sw) = LogRing::new(4096, 0);
-        let last = sw.push_line(Stream::Stdout, 1, 1, 1, 1, &line);
+        let last = sw.push_lines(&s, &line);
         let pieces = line.len().div_ceil(small.max_payload()) as u64;
         assert_eq!(last, pieces - 1);
         let mut out = Vec::new();
@@ -1050,6 +1284,10 @@ mod tests {
             len: usize,
             stderr: bool,
             partial: bool,
+        },
+        PushLines {
+            lens: Vec<usize>,
+            stderr: bool,
         },
         Tail {
             n: usize,
@@ -1068,9 +1306,12 @@ mod tests {
             3 => 64usize..2048,
             1 => 0usize..=LogRing::MAX_LINE + 10,
         ];
+        let lens =
+            proptest::collection::vec(prop_oneof![8 => 0usize..120, 1 => 120usize..3000], 0..40);
         prop_oneof![
-            6 => (len, any::<bool>(), any::<bool>())
+            4 => (len, any::<bool>(), any::<bool>())
                 .prop_map(|(len, stderr, partial)| Op::Push { len, stderr, partial }),
+            3 => (lens, any::<bool>()).prop_map(|(lens, stderr)| Op::PushLines { lens, stderr }),
             1 => (0usize..40, proptest::option::of(any::<bool>()))
                 .prop_map(|(n, filter)| Op::Tail { n, filter }),
             2 => (any::<u64>(), 0usize..40, proptest::option::of(any::<bool>()))
@@ -1092,7 +1333,10 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Push { len, stderr, partial } => {
-                        push_model(&mut w, &mut m, stream_of(stderr), partial, len);
+                        m.push_one(&mut w, stream_of(stderr), partial, len);
+                    }
+                    Op::PushLines { lens, stderr } => {
+                        m.push_lines(&mut w, stream_of(stderr), &lens);
                     }
                     Op::Tail { n, filter } => {
                         let filter = filter.map(stream_of);

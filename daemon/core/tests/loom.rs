@@ -4,7 +4,7 @@
 //! and AtomicWaker use std primitives internally and are trusted as black boxes.
 #![cfg(brummer_loom)]
 
-use brummer_core::{EventBus, Hot, LogRing, Recv, Registry, StatusCell};
+use brummer_core::{EventBus, Hot, LogRing, Recv, Registry, Stamp, StatusCell};
 use brummer_proto::{ProcessState, Stream};
 use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use loom::thread;
@@ -226,6 +226,17 @@ fn bus_parked_subscriber_is_always_woken() {
     });
 }
 
+fn stamp(seq: u64) -> Stamp {
+    Stamp {
+        stream: Stream::Stdout,
+        pid: 1,
+        generation: 1,
+        wall_us: seq,
+        mono_ns: seq,
+    }
+}
+
+/// Never a newline for the seqs used here.
 fn payload(seq: u64) -> [u8; 16] {
     let mut p = [0u8; 16];
     p[..8].copy_from_slice(&seq.to_le_bytes());
@@ -240,11 +251,11 @@ fn ring_reader_never_sees_torn_lines_and_accounts_for_all() {
         let (ring, mut w) = LogRing::new(0, 1);
         assert_eq!(ring.capacity_bytes(), 256);
         for seq in 1..=3 {
-            w.push(Stream::Stdout, 1, 1, seq, seq, false, &payload(seq));
+            w.push_lines(&stamp(seq), &payload(seq));
         }
         let writer = thread::spawn(move || {
             for seq in 4..=6 {
-                w.push(Stream::Stdout, 1, 1, seq, seq, false, &payload(seq));
+                w.push_lines(&stamp(seq), &payload(seq));
             }
         });
         let mut out = Vec::new();

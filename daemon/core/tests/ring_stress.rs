@@ -1,10 +1,11 @@
 //! Concurrency stress for LogRing: one writer, several followers, a small ring so the writer
 //! laps the readers constantly. Every seq must be delivered exactly once in order or be
-//! accounted for in `missed`, and no delivered payload may be torn.
+//! accounted for in `missed`, and no delivered payload may be torn. Lines are pushed in
+//! runs of up to four (one record each), as the capture pushes one read's lines.
 
 #![cfg(not(any(brummer_loom, brummer_shuttle)))]
 
-use brummer_core::{Line, LogRing};
+use brummer_core::{Line, LogRing, Stamp};
 use brummer_proto::Stream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,23 +21,39 @@ fn payload(seq: u64) -> Vec<u8> {
     }
     // An odd tail so the last payload word is partially filled.
     v.extend_from_slice(&seq.to_le_bytes()[..(seq % 8) as usize]);
+    // A newline would end the line early.
+    for b in &mut v {
+        if *b == b'\n' {
+            *b = b'.';
+        }
+    }
     v
+}
+
+/// Lines `4k .. 4k + 3` are pushed together and share this stamp.
+fn stamp(seq: u64) -> Stamp {
+    let run = seq / 4;
+    Stamp {
+        stream: if run.is_multiple_of(5) {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        },
+        pid: run as u32,
+        generation: 0,
+        wall_us: run,
+        mono_ns: !run,
+    }
 }
 
 fn check_line(l: &Line, seq: u64) {
     assert_eq!(l.meta.seq, seq);
     assert_eq!(l.bytes, payload(seq), "torn payload at seq {seq}");
-    assert_eq!(l.meta.wall_us, seq);
-    assert_eq!(l.meta.mono_ns, !seq);
-    assert_eq!(l.meta.pid, seq as u32);
-    assert_eq!(
-        l.meta.stream,
-        if seq.is_multiple_of(5) {
-            Stream::Stderr
-        } else {
-            Stream::Stdout
-        }
-    );
+    let s = stamp(seq);
+    assert_eq!(l.meta.wall_us, s.wall_us);
+    assert_eq!(l.meta.mono_ns, s.mono_ns);
+    assert_eq!(l.meta.pid, s.pid);
+    assert_eq!(l.meta.stream, s.stream);
 }
 
 #[test]
@@ -91,14 +108,17 @@ fn one_writer_three_followers_exact_accounting() {
         })
         .collect();
 
-    for seq in FIRST..end {
-        let stream = if seq.is_multiple_of(5) {
-            Stream::Stderr
-        } else {
-            Stream::Stdout
-        };
-        let got = w.push(stream, seq as u32, 0, seq, !seq, false, &payload(seq));
-        assert_eq!(got, seq);
+    let mut run = Vec::new();
+    let mut seq = FIRST;
+    while seq < end {
+        let last = (seq | 3).min(end - 1);
+        run.clear();
+        for s in seq..=last {
+            run.extend_from_slice(&payload(s));
+            run.push(b'\n');
+        }
+        assert_eq!(w.push_lines(&stamp(seq), &run), last);
+        seq = last + 1;
     }
     done.store(true, Ordering::Release);
 
@@ -113,27 +133,31 @@ fn one_writer_three_followers_exact_accounting() {
     assert_eq!(ring.stats().lines, LINES);
 }
 
-/// Throughput probe for the push hot path; run with
+/// Throughput probe for the push hot path (256 KiB runs of 100-byte lines, as the capture
+/// reads them); run with
 /// `cargo test -p brummer-core --release --test ring_stress -- --ignored --nocapture`.
 #[test]
 #[ignore = "timing probe, meaningful only in release builds"]
 fn push_throughput_100_byte_lines() {
     let (ring, mut w) = LogRing::new(1 << 20, 0);
-    let line = [b'x'; 100];
+    let mut line = [b'x'; 100];
+    line[99] = b'\n';
+    let run: Vec<u8> = line.iter().copied().cycle().take(2621 * 100).collect();
     let n = 20_000_000u64;
     let start = std::time::Instant::now();
-    for i in 0..n {
-        w.push(
-            Stream::Stdout,
-            1,
-            1,
-            i,
-            i,
-            false,
-            std::hint::black_box(&line),
-        );
+    let mut i = 0;
+    while i < n {
+        let s = Stamp {
+            stream: Stream::Stdout,
+            pid: 1,
+            generation: 1,
+            wall_us: i,
+            mono_ns: i,
+        };
+        w.push_lines(&s, std::hint::black_box(&run));
+        i += 2621;
     }
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("{:.1} M lines/s", n as f64 / secs / 1e6);
-    assert_eq!(ring.next_seq(), n);
+    eprintln!("{:.1} M lines/s", i as f64 / secs / 1e6);
+    assert_eq!(ring.next_seq(), i);
 }

@@ -5,26 +5,43 @@
 //! `RUSTFLAGS="--cfg brummer_shuttle" cargo test -p brummer-core --test shuttle --release`.
 #![cfg(brummer_shuttle)]
 
-use brummer_core::{EventBus, Line, LogRing, Recv};
+use brummer_core::{EventBus, Line, LogRing, Recv, Stamp};
 use brummer_proto::Stream;
 use shuttle::thread;
 use std::sync::Arc;
 
 const PUSHES: u64 = 40;
 
-/// Lengths vary (0..=23 bytes, 6..=9 words) so records straddle the wrap point at
-/// different offsets; the 256-byte model ring holds 3 to 5 of them.
+/// Lengths vary (0..=23 bytes) and lines are pushed in runs of one to three (one record
+/// each, 6 to 15 words), so records straddle the wrap point at different offsets and
+/// readers stop inside them; the 256-byte model ring holds 2 to 5 records.
 fn payload(seq: u64) -> Vec<u8> {
     let len = (seq * 5 % 24) as usize;
     (0..len)
-        .map(|i| (seq as u8).wrapping_mul(31) ^ i as u8)
+        .map(|i| match (seq as u8).wrapping_mul(31) ^ i as u8 {
+            b'\n' => b'.',
+            b => b,
+        })
         .collect()
+}
+
+/// The first seq of the run that `seq` was pushed in.
+fn run_start(seq: u64) -> u64 {
+    let mut start = 1;
+    loop {
+        let next = start + 1 + start % 3;
+        if seq < next {
+            return start;
+        }
+        start = next;
+    }
 }
 
 fn check(l: &Line, seq: u64) {
     assert_eq!(l.meta.seq, seq, "out of order");
     assert_eq!(l.bytes, payload(seq), "torn payload at seq {seq}");
-    assert_eq!((l.meta.wall_us, l.meta.mono_ns), (seq, !seq), "torn header");
+    let run = run_start(seq);
+    assert_eq!((l.meta.wall_us, l.meta.mono_ns), (run, !run), "torn header");
 }
 
 fn ring_model(readers: usize) {
@@ -67,11 +84,23 @@ fn ring_model(readers: usize) {
             })
         })
         .collect();
-    for seq in 1..end {
-        assert_eq!(
-            w.push(Stream::Stdout, 1, 1, seq, !seq, false, &payload(seq)),
-            seq
-        );
+    let mut seq = 1;
+    while seq < end {
+        let last = (seq + seq % 3).min(end - 1);
+        let mut run = Vec::new();
+        for s in seq..=last {
+            run.extend_from_slice(&payload(s));
+            run.push(b'\n');
+        }
+        let stamp = Stamp {
+            stream: Stream::Stdout,
+            pid: 1,
+            generation: 1,
+            wall_us: seq,
+            mono_ns: !seq,
+        };
+        assert_eq!(w.push_lines(&stamp, &run), last);
+        seq = last + 1;
     }
     for h in handles {
         h.join().unwrap();
