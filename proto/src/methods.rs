@@ -238,6 +238,7 @@ pub struct ProcessStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogCounters {
     pub lines: u64,
+    /// Bytes captured, newlines included.
     pub bytes: u64,
     /// Lines that left the in-memory ring (still on disk).
     pub ring_evicted: u64,
