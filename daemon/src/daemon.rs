@@ -135,7 +135,7 @@ impl Daemon {
         };
         let (ring, writer) = LogRing::new(ring_bytes, first_seq);
         let (tx, rx) = mpsc::channel(supervisor::COMMAND_QUEUE);
-        let (log_thread, thread) = self.log_threads.next();
+        let thread = self.log_threads.next();
         let entry = Arc::new(ProcessEntry {
             name: Arc::from(def.name.as_str()),
             def: ArcSwap::new(def),
@@ -158,7 +158,7 @@ impl Daemon {
             while tasks.try_join_next().is_some() {}
             spawn_capture(
                 &mut tasks,
-                log_thread,
+                &entry.thread.handle,
                 entry.clone(),
                 writer,
                 disk,

@@ -42,10 +42,9 @@ impl LogThreads {
     }
 
     /// Where the next process's capture task goes: the threads in turn.
-    pub fn next(&self) -> (&Handle, Arc<ThreadWake>) {
+    pub fn next(&self) -> Arc<ThreadWake> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len();
-        let t = &self.threads[i];
-        (&t.handle, t.wake.clone())
+        self.threads[i].wake.clone()
     }
 
     /// Wakes every follower that waits on a log thread (after the registry changed).
@@ -54,14 +53,10 @@ impl LogThreads {
             t.wake.notify.notify_waiters();
         }
     }
-
-    /// The runtime of log thread `index` (as in [`ThreadWake::index`]).
-    pub fn handle(&self, index: usize) -> Option<&Handle> {
-        self.threads.get(index).map(|t| &t.handle)
-    }
 }
 
-/// How the capture tasks of one log thread wake the followers that run on the same thread.
+/// One log thread as its tasks see it: its runtime, and how the capture tasks there wake
+/// the followers that run on the same thread.
 ///
 /// Why followers run there (W6 in `docs/bench-peers.md`): a followed line used to go from
 /// the log thread to a runtime worker (an eventfd write and a second thread's wake-up),
@@ -71,6 +66,8 @@ impl LogThreads {
 pub struct ThreadWake {
     /// Which log thread.
     pub index: usize,
+    /// Its runtime: where the captures dealt to it and their local followers are spawned.
+    pub handle: Handle,
     /// Woken once per chunk by every capture task on the thread.
     pub notify: Notify,
     /// Followers on the thread; a capture yields to them only when there are some.
@@ -105,7 +102,6 @@ impl Drop for LocalFollower {
 }
 
 struct LogThread {
-    handle: Handle,
     wake: Arc<ThreadWake>,
     _stop: oneshot::Sender<()>,
 }
@@ -137,9 +133,9 @@ impl LogThread {
             .recv()
             .map_err(|_| std::io::Error::other("the log thread ended before it started"))??;
         Ok(LogThread {
-            handle,
             wake: Arc::new(ThreadWake {
                 index,
+                handle,
                 notify: Notify::new(),
                 followers: AtomicUsize::new(0),
             }),

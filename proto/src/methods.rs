@@ -398,6 +398,13 @@ pub struct UnsubscribeParams {
     pub subscription: u64,
 }
 
+/// Result of `unsubscribe`: the stream is ended (`ok` is always true; an unknown id is an
+/// error instead).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsubscribeResult {
+    pub ok: bool,
+}
+
 /// Result of `reload`: which programs changed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReloadResult {

@@ -6,7 +6,7 @@ use super::framing::{Frame, LineReader};
 use super::outbox::Outbox;
 use super::{methods, streams};
 use crate::daemon::Daemon;
-use brummer_proto::methods::Request;
+use brummer_proto::methods::{Request, UnsubscribeResult};
 use brummer_proto::rpc::{RawRequest, Response};
 use brummer_proto::{ErrorCode, MAX_LINE, RpcError};
 use std::collections::HashMap;
@@ -149,10 +149,7 @@ impl Connection {
                     let sub = next_sub;
                     next_sub += 1;
                     let local = streams::placement(&self.daemon, &p.names);
-                    let handle = local
-                        .as_ref()
-                        .and_then(|w| self.daemon.log_threads.handle(w.index))
-                        .cloned();
+                    let handle = local.as_ref().map(|w| w.handle.clone());
                     let f = streams::follow(self.daemon.clone(), out.clone(), id, sub, p, local);
                     let h = match handle {
                         Some(h) => h.spawn(f),
@@ -175,7 +172,7 @@ impl Connection {
                     let r = match subs.remove(&p.subscription) {
                         Some(h) => {
                             h.abort();
-                            methods::to_raw(&serde_json::json!({ "ok": true }))
+                            methods::to_raw(&UnsubscribeResult { ok: true })
                         }
                         None => Err(RpcError::new(
                             ErrorCode::NoSuchSubscription,

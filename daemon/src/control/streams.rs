@@ -116,12 +116,13 @@ pub async fn follow(
         }
     };
     let back = p.lines.unwrap_or(0) as u64;
+    let is_wanted = |name: &str| named.as_ref().is_none_or(|n| n.iter().any(|x| x == name));
     let mut cursors: HashMap<Arc<str>, Cursor> = HashMap::new();
     let wanted: Vec<Arc<ProcessEntry>> = d
         .registry
         .load()
         .iter()
-        .filter(|(name, _)| named.as_ref().is_none_or(|n| n.iter().any(|x| x == *name)))
+        .filter(|(name, _)| is_wanted(name))
         .map(|(_, e)| e.clone())
         .collect();
     let starts: Vec<u64> = match p.since_us {
@@ -164,7 +165,7 @@ pub async fn follow(
         let snap = d.registry.load_full();
         let on_thread = local.as_ref().map(|l| l.wake()).filter(|w| {
             snap.iter()
-                .filter(|(name, _)| named.as_ref().is_none_or(|n| n.iter().any(|x| x == *name)))
+                .filter(|(name, _)| is_wanted(name))
                 .all(|(_, e)| e.thread.index == w.index)
         });
         let woken = match on_thread {
@@ -179,8 +180,7 @@ pub async fn follow(
         let mut more = false;
         batch.clear();
         for (name, e) in snap.iter() {
-            let wanted = named.as_ref().is_none_or(|n| n.iter().any(|x| x == name));
-            if !wanted {
+            if !is_wanted(name) {
                 continue;
             }
             // A process new to us (added by reload) is followed from its first line.
