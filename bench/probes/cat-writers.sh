@@ -5,9 +5,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 W=${1:-10}; N=${2:-100000}; OUT=$3
 d=$(mktemp -d /tmp/c10.XXXX); mkdir -p $d/gate; mkfifo $d/gate/go.fifo
 exec 7<>$d/gate/go.fifo
-for i in $(seq 1 $W); do mkdir -p $d/w$i; (python3 $HERE/../progs/loggen.py $N $d/w$i $d/gate/go.fifo | cat > $d/w$i/out.log) 7>&- & done
+subs=
+for i in $(seq 1 $W); do mkdir -p $d/w$i; (python3 $HERE/../progs/loggen.py $N $d/w$i $d/gate/go.fifo | cat > $d/w$i/out.log) 7>&- & subs="$subs,$!"; done
 while [ $(ls $d/w*/loggen.ready 2>/dev/null | wc -l) -lt $W ]; do sleep 0.05; done; sleep 0.3
-pids=$(pgrep -d, -x cat)
+# Only our cats: the children of the pipelines' subshells.
+pids=$(pgrep -d, -x cat -P "${subs#,}")
 [ -n "$OUT" ] && { perf record -F 4999 -g -p $pids -o $OUT 2>/dev/null 7>&- & ps=$!; sleep 0.3; }
 for p in ${pids//,/ }; do echo "$(awk '{print $1}' /proc/$p/schedstat)"; done > $d/a
 t0=$(date +%s.%N)

@@ -1,7 +1,8 @@
 //! Log capture: one task per process drains its children's stdout and stderr pipes, cuts
 //! each read at its last newline, pushes the complete lines into the process's `LogRing`
-//! in one push (the task owns the ring's only `RingWriter`) and appends the same bytes to the active disk segment
-//! `NAME.log` plus one index record per write (`disklog`), rotating between two writes.
+//! in one push (the task owns the ring's only `RingWriter`) and appends the same bytes to
+//! the active disk segment `NAME.log` plus one index record per write (`disklog`),
+//! rotating between two writes.
 //!
 //! The task outlives any one child: a restarted child's pipes are handed over on a channel
 //! while a previous child's pipes (held open by a lingering grandchild) may still be
