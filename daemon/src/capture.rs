@@ -30,6 +30,13 @@ use tokio::task::JoinSet;
 /// up with a producer writing 64 KiB chunks into a 1 MiB pipe.
 const READ_CHUNK: usize = 256 * 1024;
 
+thread_local! {
+    /// The read buffer of every pipe on this log thread. One per pipe kept 256 KiB for each
+    /// program that ever printed a burst, and ten of them flooding at once did not fit in
+    /// the cache; a pipe keeps only its unfinished line (`Pipe::carry`).
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Reads done for one pipe before the others get their turn, so one flooding child cannot
 /// starve the other stream.
 const READS_PER_TURN: usize = 8;
@@ -93,10 +100,10 @@ struct Pipe {
     stream: Stream,
     pid: u32,
     generation: u32,
-    /// Read buffer, allocated at the first data. It starts with the bytes of a line whose
-    /// newline has not come yet (`carry` of them); reads append after them, so a line
-    /// spanning two reads is contiguous for the ring and the disk.
-    buf: Vec<u8>,
+    /// The bytes of a line whose newline has not come yet. The next read appends to a copy
+    /// of them in the thread's read buffer, so a line spanning two reads is contiguous for
+    /// the ring and the disk.
+    carry: Vec<u8>,
 }
 
 /// A process's disk log as the capture task holds it.
@@ -159,7 +166,7 @@ async fn run(
                                     stream,
                                     pid: src.pid,
                                     generation: src.generation,
-                                    buf: Vec::new(),
+                                    carry: Vec::new(),
                                 }),
                                 Err(e) => tracing::error!(process = %sink.entry.name, cause = %e, "cannot watch output pipe"),
                             }
@@ -225,19 +232,26 @@ fn drain(p: &mut Pipe, sink: &mut Sink, cx: &mut std::task::Context<'_>) -> Drai
             Poll::Ready(Err(_)) => return Drained::Closed,
             Poll::Pending => return Drained::Open(total),
         };
-        if p.buf.capacity() == 0 {
-            p.buf = Vec::with_capacity(READ_CHUNK);
-        }
-        let carry = p.buf.len();
-        // Into the spare capacity: pages of the buffer are touched only as data arrives.
-        match guard.try_io(|fd| {
-            rustix::io::read(fd.get_ref(), rustix::buffer::spare_capacity(&mut p.buf))
+        // The thread's buffer, taken for this read (a `Cell` holds it between reads).
+        let mut buf = SCRATCH.take();
+        buf.clear();
+        buf.extend_from_slice(&p.carry);
+        buf.reserve(READ_CHUNK);
+        // Into the spare capacity: the buffer's pages are touched only as data arrives.
+        let read = guard.try_io(|fd| {
+            rustix::io::read(fd.get_ref(), rustix::buffer::spare_capacity(&mut buf))
                 .map_err(Into::into)
-        }) {
+        });
+        if let Ok(Ok(n)) = read
+            && n > 0
+        {
+            sink.take(p, &buf);
+        }
+        SCRATCH.set(buf);
+        match read {
             Ok(Ok(0)) => return Drained::Closed,
             Ok(Ok(n)) => {
                 total += n;
-                sink.take(p, carry);
                 if sink.has_pending() {
                     // Its followers send it before more is read.
                     return Drained::Open(total);
@@ -255,12 +269,13 @@ fn drain(p: &mut Pipe, sink: &mut Sink, cx: &mut std::task::Context<'_>) -> Drai
 }
 
 impl Sink {
-    /// Cuts what the last read added to `p.buf` (after `carry` bytes of an unfinished
-    /// line) at its last newline: one ring push and one disk write for the run of complete
-    /// lines. What follows the last newline stays at the start of the pipe's buffer.
-    fn take(&mut self, p: &mut Pipe, carry: usize) {
+    /// Cuts `buf` (`p.carry` and what the last read added) at its last newline: one ring
+    /// push and one disk write for the run of complete lines. What follows the last newline
+    /// becomes the pipe's new carry.
+    fn take(&mut self, p: &mut Pipe, buf: &[u8]) {
         let stamp = self.stamp(p);
-        let data = &p.buf[..];
+        let data = buf;
+        let carry = p.carry.len();
         let mut writes = std::mem::take(&mut self.writes);
         let first_seq = self.writer.ring().next_seq();
         // The carried bytes hold no newline: search only the new ones.
@@ -290,15 +305,15 @@ impl Sink {
             && start <= DEFER_MAX
             && self.writer.ring().oldest_seq() <= first_seq;
         if defer {
-            self.pending.extend_from_slice(&p.buf[..start]);
+            self.pending.extend_from_slice(&buf[..start]);
             self.pending_writes.append(&mut writes);
         } else {
-            self.write(&p.buf, &writes);
+            self.write(buf, &writes);
             writes.clear();
         }
         self.writes = writes;
-        // The unfinished line moves to the start of the buffer.
-        p.buf.drain(..start);
+        p.carry.clear();
+        p.carry.extend_from_slice(&buf[start..]);
     }
 
     fn has_pending(&self) -> bool {
@@ -346,14 +361,14 @@ impl Sink {
 
     /// End of a pipe: a last line without newline is still a line.
     fn flush_carry(&mut self, p: &mut Pipe) {
-        if p.buf.is_empty() {
+        if p.carry.is_empty() {
             return;
         }
         let stamp = self.stamp(p);
         let first_seq = self.writer.ring().next_seq();
-        self.writer.push_lines(&stamp, &p.buf);
+        self.writer.push_lines(&stamp, &p.carry);
         let meta = self.meta(p, first_seq, &stamp, false);
-        let mut buf = std::mem::take(&mut p.buf);
+        let mut buf = std::mem::take(&mut p.carry);
         buf.push(b'\n');
         let len = buf.len();
         self.write(&buf, &[(0..len, meta)]);
