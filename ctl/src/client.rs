@@ -11,6 +11,7 @@ use crate::socket::SocketChoice;
 use brummer_proto::methods::{HelloParams, HelloResult, Request};
 use brummer_proto::rpc::{Incoming, JSONRPC, Notification, Response};
 use brummer_proto::{PROTOCOL_VERSION, RpcError};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
@@ -35,6 +36,8 @@ pub struct Client {
     next_id: u64,
     /// Replies that arrived while we waited for another id.
     early: HashMap<u64, Response>,
+    /// The line being read, kept to reuse its allocation.
+    line: Vec<u8>,
 }
 
 /// Maps a connect(2) failure to the error the user sees.
@@ -79,6 +82,7 @@ impl Client {
             writer,
             next_id: 1,
             early: HashMap::new(),
+            line: Vec::new(),
         }
     }
 
@@ -124,34 +128,44 @@ impl Client {
         Ok(ids)
     }
 
-    /// Reads one message; `None` at end of stream.
-    fn read_incoming(&mut self) -> Result<Option<Incoming>, CtlError> {
-        let mut buf = Vec::new();
+    /// Reads the next non-empty line into `self.line`; false at end of stream. Returns the
+    /// line trimmed, as text.
+    fn read_line(&mut self) -> Result<Option<&str>, CtlError> {
         loop {
-            buf.clear();
-            let n = self.reader.read_until(b'\n', &mut buf).map_err(|e| {
+            self.line.clear();
+            let n = self.reader.read_until(b'\n', &mut self.line).map_err(|e| {
                 if e.kind() == io::ErrorKind::ConnectionReset {
                     return CtlError::Closed {
                         path: self.path.clone(),
                         user_mode: self.user_mode,
                     };
                 }
-                self.lost(e)
+                CtlError::Lost {
+                    path: self.path.clone(),
+                    source: e,
+                }
             })?;
             // A line cut off by EOF is as good as none.
-            if n == 0 || buf.last() != Some(&b'\n') {
+            if n == 0 || self.line.last() != Some(&b'\n') {
                 return Ok(None);
             }
-            let text = std::str::from_utf8(&buf)
-                .map_err(|e| CtlError::BadReply(format!("reply is not UTF-8: {e}")))?
-                .trim();
-            if text.is_empty() {
+            if self.line.trim_ascii().is_empty() {
                 continue;
             }
-            return Incoming::parse(text)
-                .map(Some)
-                .map_err(|e| CtlError::BadReply(format!("{e}: {}", abbreviate(text))));
+            let text = std::str::from_utf8(self.line.trim_ascii())
+                .map_err(|e| CtlError::BadReply(format!("reply is not UTF-8: {e}")))?;
+            return Ok(Some(text));
         }
+    }
+
+    /// Reads one message; `None` at end of stream.
+    fn read_incoming(&mut self) -> Result<Option<Incoming>, CtlError> {
+        let Some(text) = self.read_line()? else {
+            return Ok(None);
+        };
+        Incoming::parse(text)
+            .map(Some)
+            .map_err(|e| CtlError::BadReply(format!("{e}: {}", abbreviate(text))))
     }
 
     /// Reads until the reply with `id` arrives, giving notifications to `on_note` and
@@ -236,20 +250,59 @@ impl Client {
     }
 
     /// The next notification of a stream; the daemon closing the connection is
-    /// [`CtlError::StreamEnded`]. A stray reply is skipped.
-    pub fn next_notification(&mut self) -> Result<Notification, CtlError> {
+    /// [`CtlError::StreamEnded`]. A stray reply is skipped. Its params stay unparsed text
+    /// until the caller knows what they are (a follower decodes one per line, and a
+    /// `serde_json::Value` tree in between cost more than the decoding itself).
+    pub fn next_notification(&mut self) -> Result<RawNotification, CtlError> {
         loop {
-            match self.read_incoming()? {
-                None => {
-                    return Err(CtlError::StreamEnded {
-                        path: self.path.clone(),
-                    });
-                }
-                Some(Incoming::Notification(n)) => return Ok(n),
-                Some(Incoming::Response(_)) => continue,
+            let Some(text) = self.read_line()? else {
+                return Err(CtlError::StreamEnded {
+                    path: self.path.clone(),
+                });
+            };
+            let e: RawEnvelope = serde_json::from_str(text)
+                .map_err(|e| CtlError::BadReply(format!("{e}: {}", abbreviate(text))))?;
+            if let Some(method) = e.method {
+                return Ok(RawNotification {
+                    method,
+                    params: e.params,
+                });
             }
         }
     }
+}
+
+/// A notification as read from the stream, its params not yet decoded.
+#[derive(Debug)]
+pub struct RawNotification {
+    pub method: String,
+    pub params: Option<Box<RawValue>>,
+}
+
+impl RawNotification {
+    /// The params as the type of its method.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, CtlError> {
+        let text = self.params.as_deref().map_or("null", RawValue::get);
+        serde_json::from_str(text).map_err(|e| CtlError::BadReply(e.to_string()))
+    }
+}
+
+impl From<Notification> for RawNotification {
+    fn from(n: Notification) -> RawNotification {
+        RawNotification {
+            method: n.method,
+            params: serde_json::value::to_raw_value(&n.params).ok(),
+        }
+    }
+}
+
+/// What a notification needs to be told from a reply (which has no method).
+#[derive(serde::Deserialize)]
+struct RawEnvelope {
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    params: Option<Box<RawValue>>,
 }
 
 /// A result value as the typed result of its method.
@@ -441,7 +494,7 @@ mod tests {
         assert_eq!(s.results[0]["subscription"], 1);
         assert_eq!(seen, [0, 1]);
         let n = c.next_notification().unwrap();
-        assert_eq!(n.params["n"], 2);
+        assert_eq!(n.decode::<Value>().unwrap()["n"], 2);
         // Then the daemon goes away.
         let e = c.next_notification().unwrap_err();
         assert!(matches!(e, CtlError::StreamEnded { .. }), "{e:?}");

@@ -72,10 +72,50 @@ pub struct EventParams {
 
 /// Params of a `log` notification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "LogParamsWire")]
 pub struct LogParams {
     pub subscription: u64,
     #[serde(flatten)]
     pub line: LogLine,
+}
+
+/// `LogParams` as it is on the wire, the line's fields inline. Read through this rather
+/// than through `#[serde(flatten)]`, which first collects every field of the object into
+/// an intermediate map: a follower decodes one of these per line. Unknown fields are
+/// ignored, as with flatten.
+#[derive(Deserialize)]
+struct LogParamsWire {
+    subscription: u64,
+    process: String,
+    seq: u64,
+    time: String,
+    time_us: u64,
+    stream: crate::Stream,
+    pid: u32,
+    text: String,
+    #[serde(default)]
+    lossy: bool,
+    #[serde(default)]
+    partial: bool,
+}
+
+impl From<LogParamsWire> for LogParams {
+    fn from(w: LogParamsWire) -> LogParams {
+        LogParams {
+            subscription: w.subscription,
+            line: LogLine {
+                process: w.process,
+                seq: w.seq,
+                time: w.time,
+                time_us: w.time_us,
+                stream: w.stream,
+                pid: w.pid,
+                text: w.text,
+                lossy: w.lossy,
+                partial: w.partial,
+            },
+        }
+    }
 }
 
 /// Params of a `missed` notification: items that were dropped for this subscriber because
@@ -114,5 +154,36 @@ mod tests {
         assert_eq!(v["seq"], 9);
         let back: EventParams = serde_json::from_value(v).unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn log_params_are_flat_on_the_wire_and_read_back() {
+        let p = LogParams {
+            subscription: 3,
+            line: LogLine {
+                process: "web".into(),
+                seq: 7,
+                time: "2026-11-23T12:00:00.000001Z".into(),
+                time_us: 1,
+                stream: crate::Stream::Stderr,
+                pid: 42,
+                text: "hi".into(),
+                lossy: true,
+                partial: false,
+            },
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["subscription"], 3);
+        assert_eq!(v["process"], "web");
+        assert_eq!(v["lossy"], true);
+        assert!(v.get("partial").is_none() && v.get("line").is_none(), "{v}");
+        assert_eq!(serde_json::from_str::<LogParams>(&text).unwrap(), p);
+        // A newer daemon's extra fields are ignored; flags absent are false.
+        let newer = r#"{"subscription":1,"process":"a","seq":0,"time":"t","time_us":0,
+            "stream":"stdout","pid":1,"text":"x","colour":"red"}"#;
+        let q: LogParams = serde_json::from_str(newer).unwrap();
+        assert_eq!(q.line.text, "x");
+        assert!(!q.line.lossy && !q.line.partial);
     }
 }

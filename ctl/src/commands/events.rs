@@ -2,13 +2,12 @@
 //! until the daemon goes away (exit 3). `--json` prints each notification's params object.
 
 use super::Ctx;
-use crate::client::decode;
+use crate::client::RawNotification;
 use crate::exit::CtlError;
 use crate::output::{Printer, last_exit, paint, state_color, warn};
 use crate::time::rfc3339_millis;
 use brummer_proto::events::{EVENT, Event, EventParams, MISSED, MissedParams};
 use brummer_proto::methods::{Request, SubscribeParams};
-use brummer_proto::rpc::Notification;
 use serde_json::Value;
 use std::io::Write;
 
@@ -16,7 +15,7 @@ pub fn run(ctx: &mut Ctx) -> Result<i32, CtlError> {
     let mut client = ctx.connect()?;
     let (json, color) = (ctx.json, ctx.color);
     client.session(vec![Request::Subscribe(SubscribeParams {})], &mut |n| {
-        handle(&mut ctx.out, n, json, color)
+        handle(&mut ctx.out, n.into(), json, color)
     })?;
     loop {
         let n = client.next_notification()?;
@@ -26,15 +25,15 @@ pub fn run(ctx: &mut Ctx) -> Result<i32, CtlError> {
 
 fn handle<W: Write>(
     out: &mut Printer<W>,
-    n: Notification,
+    n: RawNotification,
     json: bool,
     color: bool,
 ) -> Result<(), CtlError> {
     match n.method.as_str() {
         EVENT if json => out.json_line(&n.params),
-        EVENT => out.line(&render(&n.params, color)),
+        EVENT => out.line(&render(&n.decode()?, color)),
         MISSED => {
-            let m: MissedParams = decode(n.params)?;
+            let m: MissedParams = n.decode()?;
             let what = if m.count == 1 { "event" } else { "events" };
             warn(&format!(
                 "missed {} {what}: brummerctl read them too slowly",
@@ -103,6 +102,7 @@ pub fn render(params: &Value, color: bool) -> String {
 mod tests {
     use super::*;
     use brummer_proto::ProcessState;
+    use brummer_proto::rpc::Notification;
     use serde_json::json;
 
     const T: u64 = 1_795_341_600_123_456;
@@ -190,8 +190,20 @@ mod tests {
         let v = params(Event::ProcessRemoved {
             process: "old".into(),
         });
-        handle(&mut out, Notification::new(EVENT, v.clone()), true, false).unwrap();
-        handle(&mut out, Notification::new("log", json!({})), true, false).unwrap();
+        handle(
+            &mut out,
+            Notification::new(EVENT, v.clone()).into(),
+            true,
+            false,
+        )
+        .unwrap();
+        handle(
+            &mut out,
+            Notification::new("log", json!({})).into(),
+            true,
+            false,
+        )
+        .unwrap();
         let text = String::from_utf8(out.into_inner()).unwrap();
         assert_eq!(text.lines().count(), 1);
         let back: Value = serde_json::from_str(text.trim()).unwrap();

@@ -7,7 +7,7 @@
 
 use super::Ctx;
 use crate::cli::LogsArgs;
-use crate::client::decode;
+use crate::client::{RawNotification, decode};
 use crate::exit::{CtlError, OK};
 use crate::output::{Printer, name_color, paint, warn};
 use brummer_proto::Stream;
@@ -15,7 +15,6 @@ use brummer_proto::events::{LOG, LogParams, MISSED, MissedParams};
 use brummer_proto::methods::{
     FollowParams, ListResult, LogLine, LogsParams, LogsResult, Missed, Request,
 };
-use brummer_proto::rpc::Notification;
 use std::io::{IsTerminal, Write};
 
 /// Lines shown by `logs` without `-n`.
@@ -75,7 +74,9 @@ pub fn run(ctx: &mut Ctx, args: LogsArgs) -> Result<i32, CtlError> {
         grep: args.grep,
     }));
     let mut client = ctx.connect()?;
-    let session = client.session(requests, &mut |n| printer.notification(&mut ctx.out, n))?;
+    let session = client.session(requests, &mut |n| {
+        printer.notification(&mut ctx.out, n.into())
+    })?;
     if with_list {
         let list: ListResult = decode(session.results[0].clone())?;
         printer.widen(list.processes.iter().map(|p| p.name.as_str()));
@@ -224,15 +225,15 @@ impl LinePrinter {
     pub fn notification<W: Write>(
         &mut self,
         out: &mut Printer<W>,
-        n: Notification,
+        n: RawNotification,
     ) -> Result<(), CtlError> {
         match n.method.as_str() {
             LOG => {
-                let p: LogParams = decode(n.params)?;
+                let p: LogParams = n.decode()?;
                 self.print(out, &p.line)
             }
             MISSED => {
-                let m: MissedParams = decode(n.params)?;
+                let m: MissedParams = n.decode()?;
                 warn(&missed_message(&m));
                 Ok(())
             }
@@ -245,6 +246,7 @@ impl LinePrinter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brummer_proto::rpc::Notification;
     use serde_json::json;
 
     fn line(process: &str, seq: u64, text: &str) -> LogLine {
@@ -350,15 +352,18 @@ mod tests {
             line: line("web", 9, "hello"),
         })
         .unwrap();
-        p.notification(&mut out, Notification::new(LOG, log))
+        p.notification(&mut out, Notification::new(LOG, log).into())
             .unwrap();
         p.notification(
             &mut out,
-            Notification::new("something-new", json!({"x": 1})),
+            Notification::new("something-new", json!({"x": 1})).into(),
         )
         .unwrap();
         assert_eq!(String::from_utf8(out.into_inner()).unwrap(), "hello\n");
         let bad = Notification::new(LOG, json!({"subscription": 2}));
-        assert!(p.notification(&mut Printer::new(Vec::new()), bad).is_err());
+        assert!(
+            p.notification(&mut Printer::new(Vec::new()), bad.into())
+                .is_err()
+        );
     }
 }
