@@ -128,8 +128,8 @@ impl Client {
         Ok(ids)
     }
 
-    /// Reads the next non-empty line into `self.line`; false at end of stream. Returns the
-    /// line trimmed, as text.
+    /// Reads the next non-empty line into `self.line` and returns it trimmed, as text;
+    /// `None` at end of stream.
     fn read_line(&mut self) -> Result<Option<&str>, CtlError> {
         loop {
             self.line.clear();
