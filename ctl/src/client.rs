@@ -14,7 +14,7 @@ use brummer_proto::{PROTOCOL_VERSION, RpcError};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +31,7 @@ pub struct Session {
 pub struct Client {
     path: PathBuf,
     user_mode: bool,
-    reader: Box<dyn BufRead + Send>,
+    reader: BufReader<Box<dyn Read + Send>>,
     writer: Box<dyn Write + Send>,
     next_id: u64,
     /// Replies that arrived while we waited for another id.
@@ -63,7 +63,7 @@ impl Client {
         Ok(Client::from_parts(
             socket.path.clone(),
             socket.user_mode,
-            Box::new(BufReader::new(reader)),
+            Box::new(reader),
             Box::new(stream),
         ))
     }
@@ -72,13 +72,13 @@ impl Client {
     pub fn from_parts(
         path: PathBuf,
         user_mode: bool,
-        reader: Box<dyn BufRead + Send>,
+        reader: Box<dyn Read + Send>,
         writer: Box<dyn Write + Send>,
     ) -> Client {
         Client {
             path,
             user_mode,
-            reader,
+            reader: BufReader::new(reader),
             writer,
             next_id: 1,
             early: HashMap::new(),
@@ -247,6 +247,12 @@ impl Client {
             .collect::<Result<Vec<Value>, RpcError>>()
             .map_err(CtlError::Daemon)?;
         Ok(Session { hello, results })
+    }
+
+    /// True when a whole message has already been received: the next read will not wait
+    /// for the daemon. Streams flush their output when this is false.
+    pub fn has_buffered_message(&self) -> bool {
+        self.reader.buffer().contains(&b'\n')
     }
 
     /// The next notification of a stream; the daemon closing the connection is

@@ -39,7 +39,10 @@ pub fn main_entry() -> i32 {
         color: !cli.json && output::color_for_stdout(),
         out: Printer::stdout(),
     };
-    let result = run(&mut ctx, cli.command).and_then(|code| ctx.out.flush().map(|()| code));
+    let result = run(&mut ctx, cli.command);
+    // Also after an error: lines printed before it (a follow cut short, say) still count.
+    let flushed = ctx.out.flush();
+    let result = result.and_then(|code| flushed.map(|()| code));
     exit::finish(result, &mut std::io::stderr())
 }
 

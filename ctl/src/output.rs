@@ -230,9 +230,14 @@ pub struct Printer<W: Write> {
     out: W,
 }
 
-impl Printer<io::StdoutLock<'static>> {
+/// brummerctl's stdout: buffered, so that thousands of log lines go out in a few writes
+/// instead of one each (`Stdout` alone flushes at every newline). Streams flush whenever
+/// nothing more has arrived from the daemon; `main_entry` flushes at the end.
+pub type Stdout = io::BufWriter<io::StdoutLock<'static>>;
+
+impl Printer<Stdout> {
     pub fn stdout() -> Self {
-        Printer::new(io::stdout().lock())
+        Printer::new(io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()))
     }
 }
 
@@ -248,12 +253,11 @@ impl<W: Write> Printer<W> {
             .map_err(CtlError::Output)
     }
 
-    /// Writes one line and flushes it, so that streams show up as they arrive.
+    /// Writes one line (buffered: see [`Stdout`]).
     pub fn line(&mut self, line: &str) -> Result<(), CtlError> {
         self.out
             .write_all(line.as_bytes())
             .and_then(|()| self.out.write_all(b"\n"))
-            .and_then(|()| self.out.flush())
             .map_err(CtlError::Output)
     }
 

@@ -18,6 +18,9 @@ pub fn run(ctx: &mut Ctx) -> Result<i32, CtlError> {
         handle(&mut ctx.out, n.into(), json, color)
     })?;
     loop {
+        if !client.has_buffered_message() {
+            ctx.out.flush()?;
+        }
         let n = client.next_notification()?;
         handle(&mut ctx.out, n, json, color)?;
     }
@@ -34,6 +37,7 @@ fn handle<W: Write>(
         EVENT => out.line(&render(&n.decode()?, color)),
         MISSED => {
             let m: MissedParams = n.decode()?;
+            out.flush()?;
             let what = if m.count == 1 { "event" } else { "events" };
             warn(&format!(
                 "missed {} {what}: brummerctl read them too slowly",

@@ -82,6 +82,10 @@ pub fn run(ctx: &mut Ctx, args: LogsArgs) -> Result<i32, CtlError> {
         printer.widen(list.processes.iter().map(|p| p.name.as_str()));
     }
     loop {
+        // Lines show up as they arrive: what is printed goes out before waiting for more.
+        if !client.has_buffered_message() {
+            ctx.out.flush()?;
+        }
         let n = client.next_notification()?;
         printer.notification(&mut ctx.out, n)?;
     }
@@ -234,6 +238,8 @@ impl LinePrinter {
             }
             MISSED => {
                 let m: MissedParams = n.decode()?;
+                // After the lines before the gap, on a terminal showing both streams.
+                out.flush()?;
                 warn(&missed_message(&m));
                 Ok(())
             }

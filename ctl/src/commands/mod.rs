@@ -17,7 +17,6 @@ use crate::output::Printer;
 use crate::socket::SocketChoice;
 use brummer_proto::methods::Request;
 use brummer_proto::rpc::Notification;
-use std::io::StdoutLock;
 
 /// What every verb needs: where the daemon is, how to print.
 pub struct Ctx {
@@ -25,7 +24,7 @@ pub struct Ctx {
     pub json: bool,
     /// Colours on stdout (a TTY and no `NO_COLOR`).
     pub color: bool,
-    pub out: Printer<StdoutLock<'static>>,
+    pub out: Printer<crate::output::Stdout>,
 }
 
 impl Ctx {
