@@ -237,11 +237,18 @@ fn drain(p: &mut Pipe, sink: &mut Sink, cx: &mut std::task::Context<'_>) -> Drai
         buf.clear();
         buf.extend_from_slice(&p.carry);
         buf.reserve(READ_CHUNK);
-        // Into the spare capacity: the buffer's pages are touched only as data arrives.
+        // Into the spare capacity (its pages are touched only as data arrives), at most
+        // READ_CHUNK bytes: `reserve` may have doubled the capacity, and a larger read would
+        // make larger disk writes, which are never split across segments.
         let read = guard.try_io(|fd| {
-            rustix::io::read(fd.get_ref(), rustix::buffer::spare_capacity(&mut buf))
-                .map_err(Into::into)
+            let spare = &mut buf.spare_capacity_mut()[..READ_CHUNK];
+            let (init, _) = rustix::io::read(fd.get_ref(), spare)?;
+            Ok(init.len())
         });
+        if let Ok(Ok(n)) = read {
+            // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
+            unsafe { buf.set_len(buf.len() + n) };
+        }
         if let Ok(Ok(n)) = read
             && n > 0
         {
