@@ -1,24 +1,28 @@
-//! brummerd as a library: `daemon::run` takes a loaded configuration, a bound listener and
-//! a shutdown future, so tests drive the real daemon in-process and `main.rs` only wires
-//! arguments, paths, the socket and signals to it.
+//! brummerd as a library: `server::run` takes a loaded configuration, a bound listener and
+//! a shutdown future; `main.rs` wires arguments, paths, the socket and signals to it. The
+//! modules are layered (docs/architecture.md, "Layers"; checked by `cargo xtask layers`):
+//!
+//! - server: `server`, `cli`, `paths`, `nofile`
+//! - planes: `control` (Unix socket), `dbus`, `systemd`
+//! - ops: `ops` (one file per operation, typed `OpError`)
+//! - state: `state`, `access`
+//! - process: `process` (entry, command, supervisor)
+//! - logs: `logs` (capture, threads, read, follow, scanner, disk)
+//! - base: `config`, `shutdown`, `fd`, `mode`
 
-pub mod activation;
-pub mod capture;
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod daemon;
 pub mod dbus;
-pub mod disklog;
-pub mod entry;
 pub mod fd;
-pub mod logging;
-pub mod logread;
-pub mod logthread;
+pub mod logs;
+pub mod mode;
 pub mod nofile;
-pub mod notify;
 pub mod ops;
 pub mod paths;
-pub mod scanner;
-pub mod socket;
-pub mod supervisor;
+pub mod process;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod systemd;

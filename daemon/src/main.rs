@@ -1,19 +1,20 @@
 //! brummerd's entry point: arguments, logging, paths, config, socket, runtime. The daemon
-//! itself is `brummerd::daemon::run`.
+//! itself is `brummerd::server::run`.
 
 use anyhow::Context;
 use brummerd::cli::Args;
 use brummerd::config::{self, LoadOptions};
-use brummerd::daemon::{self, Mode, Options};
 use brummerd::dbus::DbusOptions;
+use brummerd::mode::Mode;
 use brummerd::paths::{Env, Paths};
+use brummerd::server::{self, Options};
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     one_malloc_arena();
     let args = Args::parse();
-    brummerd::logging::init();
+    brummerd::systemd::journal::init();
     match real_main(args) {
         Ok(code) => code,
         Err(e) => {
@@ -124,7 +125,7 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         // only once SIGTERM/SIGINT are handled, so an early stop request still ends in a
         // clean shutdown that removes the socket. A passed socket belongs to the socket
         // unit: we must not unlink it when we stop.
-        let listener = match brummerd::activation::take_listener().context("socket activation")? {
+        let listener = match brummerd::systemd::activation::take_listener().context("socket activation")? {
             Some((listener, path)) => {
                 if let Some(path) = path {
                     opts.socket = path;
@@ -133,9 +134,9 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
                 tracing::info!(socket = %opts.socket.display(), "using the socket passed by systemd");
                 listener
             }
-            None => brummerd::socket::bind(&opts.socket, mode)?,
+            None => brummerd::control::listener::bind(&opts.socket, mode)?,
         };
-        daemon::run(opts, config, listener, shutdown).await?;
+        server::run(opts, config, listener, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@
 //! /var/log/brummer/. User: the same under $XDG_CONFIG_HOME/brummer/,
 //! $XDG_RUNTIME_DIR/brummer/brummer.sock and $XDG_STATE_HOME/brummer/logs/.
 
-use crate::daemon::Mode;
+use crate::mode::Mode;
 use std::path::PathBuf;
 use thiserror::Error;
 

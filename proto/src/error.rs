@@ -31,10 +31,13 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A subscription id that this connection does not hold.
     NoSuchSubscription,
+    /// A start of one program that already runs (D-Bus only: the socket answers such a
+    /// start with success and the note "already running").
+    AlreadyRunning,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::ParseError,
         ErrorCode::InvalidRequest,
         ErrorCode::MethodNotFound,
@@ -47,6 +50,7 @@ impl ErrorCode {
         ErrorCode::ConfigInvalid,
         ErrorCode::ShuttingDown,
         ErrorCode::NoSuchSubscription,
+        ErrorCode::AlreadyRunning,
     ];
 
     /// The JSON-RPC `error.code`. Standard codes for protocol errors, -32001.. for ours.
@@ -64,6 +68,7 @@ impl ErrorCode {
             ErrorCode::ConfigInvalid => -32005,
             ErrorCode::ShuttingDown => -32006,
             ErrorCode::NoSuchSubscription => -32007,
+            ErrorCode::AlreadyRunning => -32008,
         }
     }
 
@@ -86,6 +91,7 @@ impl ErrorCode {
             ErrorCode::ConfigInvalid => "io.github.brummer.Brummer1.Error.ConfigInvalid",
             ErrorCode::ShuttingDown => "io.github.brummer.Brummer1.Error.ShuttingDown",
             ErrorCode::NoSuchSubscription => "io.github.brummer.Brummer1.Error.InvalidArgs",
+            ErrorCode::AlreadyRunning => "io.github.brummer.Brummer1.Error.AlreadyRunning",
         }
     }
 

@@ -1,52 +1,36 @@
 //! The Unix-socket control plane: JSON-RPC 2.0, one object per line.
 //!
-//! `serve` accepts connections; each gets a `conn::Connection` task that reads requests,
-//! answers reads inline from cells, registry and rings, runs mutations and streams as
-//! tasks of their own (so replies may come out of order), and writes everything through one
-//! bounded outbox per connection (straight to the socket when nothing waits). Nothing a
+//! `listener` accepts connections; each gets a `connection::Connection` task that reads
+//! requests and dispatches them through the method table (`methods`): reads are answered
+//! inline from cells, registry and rings; mutations, disk reads and streams run as tasks of
+//! their own (so replies may come out of order). Everything goes out through one bounded
+//! outbox per connection (`outbox`, straight to the socket when nothing waits). Nothing a
 //! client sends or fails to read can reach the listener or another connection.
 
-pub mod auth;
-mod conn;
+mod connection;
 mod framing;
+pub mod listener;
 mod methods;
 mod outbox;
 mod sock;
-mod streams;
 
-use crate::daemon::Daemon;
+use crate::state::State;
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::sync::Arc;
 use tokio::net::UnixListener;
 
-pub use auth::Peer;
+/// Who is on the other end of a connection (SO_PEERCRED), judged once at accept.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub uid: u32,
+    pub can_write: bool,
+}
 
-/// Starts accepting on `listener`. The returned task ends when aborted.
-pub fn serve(
-    daemon: Arc<Daemon>,
-    listener: StdUnixListener,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// Starts accepting on `listener`; the loop ends with the state's shutdown token.
+pub fn serve(state: Arc<State>, listener: StdUnixListener) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let peer = match auth::Peer::of(&stream, &daemon) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            tracing::warn!(cause = %e, "cannot read peer credentials; closing");
-                            continue;
-                        }
-                    };
-                    tokio::spawn(conn::Connection::new(daemon.clone(), stream, peer).run());
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(cause = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }))
+    let tasks = state.shutdown().clone();
+    tasks.spawn(listener::accept(state, listener));
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `BusError`: an [`ErrorCode`] plus the same human message the socket (and so the CLI)
-//! gives, sent as the named D-Bus error `ErrorCode::dbus_name()` returns.
+//! gives, sent as the named D-Bus error `ErrorCode::dbus_name()` returns. An operation's
+//! `OpError` maps through its own code, so every failure has its own name.
 
 use brummer_proto::{ErrorCode, RpcError};
 use zbus::DBusError;
@@ -25,6 +26,12 @@ impl BusError {
 impl From<RpcError> for BusError {
     fn from(e: RpcError) -> BusError {
         BusError::new(e.kind().unwrap_or(ErrorCode::Internal), e.message)
+    }
+}
+
+impl From<crate::ops::OpError> for BusError {
+    fn from(e: crate::ops::OpError) -> BusError {
+        BusError::new(e.code(), e.to_string())
     }
 }
 

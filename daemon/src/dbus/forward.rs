@@ -16,8 +16,8 @@
 
 use super::objects::{Manager, ProcessObject, Props};
 use super::{MANAGER_PATH, PROCESS_INTERFACE, process_path};
-use crate::daemon::Daemon;
-use crate::entry::ProcessEntry;
+use crate::process::ProcessEntry;
+use crate::state::State;
 use brummer_core::{Envelope, Recv, Subscription};
 use brummer_proto::events::Event;
 use std::borrow::Cow;
@@ -44,7 +44,7 @@ struct Served {
 }
 
 pub struct Forwarder {
-    daemon: Arc<Daemon>,
+    daemon: Arc<State>,
     conn: Connection,
     manager: SignalEmitter<'static>,
     served: BTreeMap<Arc<str>, Served>,
@@ -52,7 +52,7 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(daemon: Arc<Daemon>, conn: Connection) -> Forwarder {
+    pub fn new(daemon: Arc<State>, conn: Connection) -> Forwarder {
         let manager = SignalEmitter::from_parts(
             conn.clone(),
             ObjectPath::from_static_str_unchecked(MANAGER_PATH),
@@ -69,7 +69,7 @@ impl Forwarder {
     /// Exports objects for programs that lack one and removes those of programs that are
     /// gone (or were replaced), sending ProcessAdded/ProcessRemoved when `signal` is set.
     pub async fn sync_objects(&mut self, signal: bool) -> zbus::Result<()> {
-        let snap = self.daemon.registry.load_full();
+        let snap = self.daemon.registry().load_full();
         let conn = self.conn.clone();
         let server = conn.object_server();
         let gone: Vec<Arc<str>> = self
@@ -228,7 +228,7 @@ impl Forwarder {
                 Recv::Event(env) => self.event(env).await,
                 Recv::Missed(n) => {
                     tracing::debug!(missed = n, "D-Bus forwarder fell behind; re-reading state");
-                    let seq = self.daemon.shared.bus.last_seq();
+                    let seq = self.daemon.bus().last_seq();
                     let r = Manager::events_missed(&self.manager, n, seq).await;
                     self.send(r);
                     let names: Vec<Arc<str>> = self.served.keys().cloned().collect();

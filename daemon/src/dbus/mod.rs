@@ -6,7 +6,8 @@
 //! the registry is loaded: it subscribes to the event bus, exports every object and only then
 //! requests the name, then hands the subscription to the forwarder task (`forward.rs`), which
 //! turns events into signals. Reads go straight to cells and the registry; mutations go
-//! through `crate::ops` like the socket's. Nothing here can make a supervisor wait: the
+//! through `crate::ops` like the socket's, and their `OpError`s become named D-Bus errors
+//! (`error.rs`). Nothing here can make a supervisor wait: the
 //! forwarder is one more bounded subscriber of the event bus, and a slow or dead bus only
 //! makes it fall behind (it then re-reads current state).
 
@@ -15,7 +16,8 @@ pub mod escape;
 mod forward;
 mod objects;
 
-use crate::daemon::{Daemon, Mode};
+use crate::mode::Mode;
+use crate::state::State;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -118,22 +120,10 @@ pub async fn connect(opts: &DbusOptions, mode: Mode) -> Result<Option<Connection
     }
 }
 
-/// The running D-Bus side. Dropping it ends the forwarder and closes the connection.
-pub struct Service {
-    pub conn: Connection,
-    forwarder: tokio::task::JoinHandle<()>,
-}
-
-impl Service {
-    /// Stops forwarding events; the connection closes when `self` drops.
-    pub fn stop(self) {
-        self.forwarder.abort();
-    }
-}
-
 /// Exports the manager, the ObjectManager and one object per program, then requests the
-/// name and starts the forwarder.
-pub async fn serve(daemon: Arc<Daemon>, conn: Connection) -> Result<Service, DbusError> {
+/// name and starts the forwarder, which holds the connection until the shutdown token ends
+/// it.
+pub async fn serve(daemon: Arc<State>, conn: Connection) -> Result<(), DbusError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, serve_inner(daemon, conn)).await {
         Ok(r) => r,
         Err(_) => Err(DbusError::Timeout {
@@ -143,9 +133,9 @@ pub async fn serve(daemon: Arc<Daemon>, conn: Connection) -> Result<Service, Dbu
     }
 }
 
-async fn serve_inner(daemon: Arc<Daemon>, conn: Connection) -> Result<Service, DbusError> {
+async fn serve_inner(daemon: Arc<State>, conn: Connection) -> Result<(), DbusError> {
     // Subscribed before the objects are read, so nothing between the two is lost.
-    let sub = daemon.shared.bus.subscribe(forward::QUEUE);
+    let sub = daemon.bus().subscribe(forward::QUEUE);
     let server = conn.object_server();
     server
         .at(
@@ -168,6 +158,6 @@ async fn serve_inner(daemon: Arc<Daemon>, conn: Connection) -> Result<Service, D
         path = MANAGER_PATH,
         "D-Bus control plane ready"
     );
-    let forwarder = tokio::spawn(fwd.run(sub));
-    Ok(Service { conn, forwarder })
+    daemon.shutdown().spawn(fwd.run(sub));
+    Ok(())
 }

@@ -7,11 +7,10 @@
 
 use super::error::BusError;
 use super::process_path;
-use crate::control::auth;
-use crate::daemon::Daemon;
-use crate::entry::{ProcessEntry, epoch_us};
-use crate::ops;
-use crate::supervisor::Command;
+use crate::ops::{self, Caller, Selection};
+use crate::process::ProcessEntry;
+use crate::process::entry::epoch_us;
+use crate::state::State;
 use brummer_proto::{ErrorCode, ProcessState};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,7 +47,7 @@ impl Props {
             exit_code: info.exit_code.unwrap_or(-1),
             exit_signal: info.exit_signal.unwrap_or(0),
             started_at: info.started_at.map(epoch_us).unwrap_or(0),
-            urls: e.urls.load().as_ref().clone(),
+            urls: e.log.urls.load().as_ref().clone(),
         }
     }
 
@@ -95,8 +94,9 @@ pub fn all_props(e: &ProcessEntry) -> HashMap<String, OwnedVariant> {
     m
 }
 
-/// Refuses the call unless its sender may change things (same rule as the socket).
-async fn authorize(d: &Daemon, conn: &Connection, hdr: &Header<'_>) -> Result<(), BusError> {
+/// Who the call's sender is, by the bus's own account (GetConnectionCredentials), judged
+/// by the same rule as the socket's peers.
+async fn caller(d: &State, conn: &Connection, hdr: &Header<'_>) -> Result<Caller, BusError> {
     let sender = hdr.sender().ok_or_else(|| {
         BusError::new(
             ErrorCode::PermissionDenied,
@@ -114,53 +114,51 @@ async fn authorize(d: &Daemon, conn: &Connection, hdr: &Header<'_>) -> Result<()
         ));
     };
     let groups = creds.unix_group_ids().map(Vec::as_slice);
-    if auth::may_write(d, uid, groups, creds.process_id()) {
-        Ok(())
-    } else {
-        Err(ops::permission_denied(uid, d.uid).into())
-    }
+    Ok(Caller {
+        uid,
+        can_write: d.access().may_write(uid, groups, creds.process_id()),
+    })
 }
 
-/// Authorizes, then runs `make` on `entries`; any failure becomes one `Failed` error whose
-/// message is the CLI's line for each failed program (`web: failed: ...`), joined by `; `.
-async fn mutate(
-    d: &Daemon,
+/// Start, stop or restart, as a D-Bus method: any failure becomes one named error, a
+/// start of a single program that already runs is `AlreadyRunning`.
+async fn lifecycle(
+    d: &State,
     conn: &Connection,
     hdr: &Header<'_>,
-    entries: impl FnOnce() -> Result<Vec<Arc<ProcessEntry>>, BusError>,
-    make: ops::MakeCommand,
+    op: Op,
+    sel: Selection,
 ) -> Result<(), BusError> {
-    authorize(d, conn, hdr).await?;
-    ops::accepting(d)?;
-    let entries = entries()?;
-    let failed: Vec<String> = ops::run(&entries, make)
-        .await
-        .into_iter()
-        .filter(|o| !o.ok)
-        .map(|o| {
-            format!(
-                "{}: failed: {}",
-                o.name,
-                o.error.as_deref().unwrap_or("unknown error")
-            )
-        })
-        .collect();
-    if failed.is_empty() {
-        Ok(())
+    let who = caller(d, conn, hdr).await?;
+    let single = matches!(&sel, Selection::Entries(e) if e.len() == 1)
+        || matches!(&sel, Selection::Names(n) if n.len() == 1);
+    let steps = match op {
+        Op::Start => ops::start::start(d, &who, sel).await?,
+        Op::Stop => ops::stop::stop(d, &who, sel).await?,
+        Op::Restart => ops::restart::restart(d, &who, sel).await?,
+    };
+    if single && op == Op::Start {
+        ops::started(steps)?;
     } else {
-        Err(BusError::new(ErrorCode::OperationFailed, failed.join("; ")))
+        ops::all_ok(&steps)?;
     }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Start,
+    Stop,
+    Restart,
 }
 
 /// `io.github.brummer.Brummer1.Manager` at `/io/github/brummer/Brummer1`.
 pub struct Manager {
-    pub daemon: Arc<Daemon>,
+    pub daemon: Arc<State>,
 }
 
-impl Manager {
-    fn one(&self, name: &str) -> Result<Vec<Arc<ProcessEntry>>, BusError> {
-        Ok(ops::resolve_names(&self.daemon, &[name.to_owned()])?)
-    }
+fn one(name: &str) -> Selection {
+    Selection::Names(vec![name.to_owned()])
 }
 
 #[interface(
@@ -172,7 +170,7 @@ impl Manager {
     #[zbus(out_args("processes"))]
     fn list_processes(&self) -> Vec<(String, String, OwnedObjectPath, u32, u32)> {
         self.daemon
-            .registry
+            .registry()
             .load()
             .iter()
             .map(|(name, e)| {
@@ -190,7 +188,7 @@ impl Manager {
 
     #[zbus(out_args("path"))]
     fn get_process(&self, name: &str) -> Result<OwnedObjectPath, BusError> {
-        let e = self.one(name)?;
+        let e = ops::resolve::names_or_all(&self.daemon, &[name.to_owned()])?;
         Ok(process_path(e.first().map(|e| &*e.name).unwrap_or(name)))
     }
 
@@ -200,7 +198,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        mutate(&self.daemon, conn, &hdr, || self.one(name), Command::Start).await
+        lifecycle(&self.daemon, conn, &hdr, Op::Start, one(name)).await
     }
 
     async fn stop(
@@ -209,7 +207,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        mutate(&self.daemon, conn, &hdr, || self.one(name), Command::Stop).await
+        lifecycle(&self.daemon, conn, &hdr, Op::Stop, one(name)).await
     }
 
     async fn restart(
@@ -218,14 +216,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        mutate(
-            &self.daemon,
-            conn,
-            &hdr,
-            || self.one(name),
-            Command::Restart,
-        )
-        .await
+        lifecycle(&self.daemon, conn, &hdr, Op::Restart, one(name)).await
     }
 
     async fn start_all(
@@ -233,8 +224,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let d = &self.daemon;
-        mutate(d, conn, &hdr, || Ok(ops::all(d)), Command::Start).await
+        lifecycle(&self.daemon, conn, &hdr, Op::Start, Selection::All).await
     }
 
     async fn stop_all(
@@ -242,8 +232,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let d = &self.daemon;
-        mutate(d, conn, &hdr, || Ok(ops::all(d)), Command::Stop).await
+        lifecycle(&self.daemon, conn, &hdr, Op::Stop, Selection::All).await
     }
 
     /// Re-reads the configuration; returns the names added, removed and changed.
@@ -253,9 +242,8 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(Vec<String>, Vec<String>, Vec<String>), BusError> {
-        authorize(&self.daemon, conn, &hdr).await?;
-        ops::accepting(&self.daemon)?;
-        let r = ops::reload(&self.daemon).await?;
+        let who = caller(&self.daemon, conn, &hdr).await?;
+        let r = ops::reload::reload(&self.daemon, &who).await?;
         Ok((r.added, r.removed, r.changed))
     }
 
@@ -263,10 +251,10 @@ impl Manager {
     /// Events with a higher seq may already be reflected in the properties.
     #[zbus(out_args("seq", "processes"))]
     fn get_state(&self) -> (u64, HashMap<String, HashMap<String, OwnedVariant>>) {
-        let seq = self.daemon.shared.bus.last_seq();
+        let seq = self.daemon.bus().last_seq();
         let procs = self
             .daemon
-            .registry
+            .registry()
             .load()
             .iter()
             .map(|(n, e)| (n.to_string(), all_props(e)))
@@ -283,7 +271,7 @@ impl Manager {
     /// numbering. Not signalled (it changes with every event): read it, or use GetState.
     #[zbus(property(emits_changed_signal = "false"))]
     fn event_sequence(&self) -> u64 {
-        self.daemon.shared.bus.last_seq()
+        self.daemon.bus().last_seq()
     }
 
     #[zbus(signal)]
@@ -336,7 +324,7 @@ impl Manager {
 
 /// `io.github.brummer.Brummer1.Process` at `/io/github/brummer/Brummer1/process/<escaped>`.
 pub struct ProcessObject {
-    pub daemon: Arc<Daemon>,
+    pub daemon: Arc<State>,
     pub entry: Arc<ProcessEntry>,
 }
 
@@ -350,8 +338,8 @@ impl ProcessObject {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let e = self.entry.clone();
-        mutate(&self.daemon, conn, &hdr, || Ok(vec![e]), Command::Start).await
+        let sel = Selection::Entries(vec![self.entry.clone()]);
+        lifecycle(&self.daemon, conn, &hdr, Op::Start, sel).await
     }
 
     async fn stop(
@@ -359,8 +347,8 @@ impl ProcessObject {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let e = self.entry.clone();
-        mutate(&self.daemon, conn, &hdr, || Ok(vec![e]), Command::Stop).await
+        let sel = Selection::Entries(vec![self.entry.clone()]);
+        lifecycle(&self.daemon, conn, &hdr, Op::Stop, sel).await
     }
 
     async fn restart(
@@ -368,8 +356,8 @@ impl ProcessObject {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let e = self.entry.clone();
-        mutate(&self.daemon, conn, &hdr, || Ok(vec![e]), Command::Restart).await
+        let sel = Selection::Entries(vec![self.entry.clone()]);
+        lifecycle(&self.daemon, conn, &hdr, Op::Restart, sel).await
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
@@ -409,6 +397,6 @@ impl ProcessObject {
 
     #[zbus(property)]
     fn urls(&self) -> Vec<String> {
-        self.entry.urls.load().as_ref().clone()
+        self.entry.log.urls.load().as_ref().clone()
     }
 }

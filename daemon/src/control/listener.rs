@@ -1,11 +1,15 @@
-//! Creating the control socket: its directory, a stale file left by a crashed daemon
-//! (removed) versus a live daemon (refused), and its mode: 0600 in user mode, 0660 with
-//! group `brummer` (when that group exists) in system mode.
+//! The control socket's listening end: creating it (its directory, a stale file left by a
+//! crashed daemon removed versus a live daemon refused, its mode: 0600 in user mode, 0660
+//! with group `brummer` when that group exists in system mode), and the accept loop, which
+//! reads each peer's credentials and hands the connection to its own task.
 
-use crate::daemon::Mode;
+use super::connection::Connection;
+use crate::mode::Mode;
+use crate::state::State;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -82,4 +86,33 @@ pub fn bind(path: &Path, mode: Mode) -> Result<UnixListener, SocketError> {
         }
     }
     Ok(listener)
+}
+
+/// Accepts connections until the shutdown token ends the loop. A connection the daemon
+/// cannot serve (no peer credentials) is closed; a failed accept (EMFILE and friends) is
+/// retried after a short pause instead of spinning.
+pub async fn accept(state: Arc<State>, listener: tokio::net::UnixListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => match stream.peer_cred() {
+                Ok(cred) => {
+                    let can_write =
+                        state
+                            .access()
+                            .may_write_peer(cred.uid(), cred.gid(), cred.pid());
+                    let peer = super::Peer {
+                        uid: cred.uid(),
+                        can_write,
+                    };
+                    let conn = Connection::new(state.clone(), stream, peer);
+                    state.shutdown().spawn(conn.run());
+                }
+                Err(e) => tracing::warn!(cause = %e, "cannot read peer credentials; closing"),
+            },
+            Err(e) => {
+                tracing::warn!(cause = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
 }

@@ -8,10 +8,10 @@
 //! (`urls`, shown by `status`); lines matching a process's `error_patterns` are published as
 //! `error-detected`, both with the line's sequence number.
 
-use crate::config::ProcessDef;
-use crate::daemon::Daemon;
-use crate::entry::ProcessEntry;
-use brummer_core::Line;
+use super::{LogPlane, ProcessLog};
+use crate::config::LogSettings;
+use crate::shutdown::Shutdown;
+use brummer_core::{EventBus, Line};
 use brummer_proto::events::Event;
 use regex::bytes::RegexSet;
 use std::collections::HashMap;
@@ -40,17 +40,17 @@ const MAX_EVENT_TEXT: usize = 1024;
 
 struct State {
     cursor: u64,
-    def: Arc<ProcessDef>,
+    settings: Arc<LogSettings>,
     errors: Option<Arc<RegexSet>>,
 }
 
 impl State {
-    fn new(e: &ProcessEntry, sets: &mut Sets) -> State {
-        let def = e.def.load_full();
+    fn new(e: &ProcessLog, sets: &mut Sets) -> State {
+        let settings = e.settings.load_full();
         State {
             cursor: e.ring.oldest_seq(),
-            errors: compile(&def, sets),
-            def,
+            errors: compile(&e.name, &settings, sets),
+            settings,
         }
     }
 }
@@ -60,45 +60,45 @@ impl State {
 /// cost 7 MiB, and a shared set also shares its search caches.
 type Sets = HashMap<Vec<String>, Arc<RegexSet>>;
 
-fn compile(def: &ProcessDef, sets: &mut Sets) -> Option<Arc<RegexSet>> {
-    if def.logs.error_patterns.is_empty() {
+fn compile(name: &str, settings: &LogSettings, sets: &mut Sets) -> Option<Arc<RegexSet>> {
+    if settings.error_patterns.is_empty() {
         return None;
     }
-    if let Some(s) = sets.get(&def.logs.error_patterns) {
+    if let Some(s) = sets.get(&settings.error_patterns) {
         return Some(s.clone());
     }
-    match RegexSet::new(&def.logs.error_patterns) {
+    match RegexSet::new(&settings.error_patterns) {
         Ok(s) => {
             let s = Arc::new(s);
-            sets.insert(def.logs.error_patterns.clone(), s.clone());
+            sets.insert(settings.error_patterns.clone(), s.clone());
             Some(s)
         }
         Err(e) => {
             // Checked at load time; only a pattern set too large together ends here.
-            tracing::error!(process = %def.name, cause = %e, "error patterns not usable");
+            tracing::error!(process = %name, cause = %e, "error patterns not usable");
             None
         }
     }
 }
 
-/// Starts the scanner task.
-pub fn spawn(d: Arc<Daemon>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(d))
+/// Starts the scanner task; it ends with `shutdown`.
+pub fn spawn(plane: Arc<LogPlane>, bus: Arc<EventBus<Event>>, shutdown: &Shutdown) {
+    shutdown.spawn(run(plane, bus));
 }
 
-async fn run(d: Arc<Daemon>) {
+async fn run(d: Arc<LogPlane>, bus: Arc<EventBus<Event>>) {
     let mut states: HashMap<Arc<str>, State> = HashMap::new();
     let mut sets: Sets = HashMap::new();
     let mut buf: Vec<Line> = Vec::new();
     // Where the next pass starts, so a pass cut short by the budget is fair to every ring.
     let mut start = 0usize;
     loop {
-        let woken = d.log_activity.notified();
+        let woken = d.activity().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
 
         let pass = std::time::Instant::now();
-        let snap = d.registry.load_full();
+        let snap = d.logs().load_full();
         let mut more = false;
         let mut scanned_any = false;
         let n = snap.len();
@@ -109,12 +109,12 @@ async fn run(d: Arc<Daemon>) {
             let st = states
                 .entry(e.name.clone())
                 .or_insert_with(|| State::new(e, &mut sets));
-            let def = e.def.load();
-            if !Arc::ptr_eq(&def, &st.def) {
-                st.def = def.clone();
-                st.errors = compile(&def, &mut sets);
+            let settings = e.settings.load();
+            if !Arc::ptr_eq(&settings, &st.settings) {
+                st.settings = settings.clone();
+                st.errors = compile(&e.name, &settings, &mut sets);
             }
-            if !def.logs.scan {
+            if !settings.scan {
                 st.cursor = e.ring.next_seq();
                 continue;
             }
@@ -127,7 +127,7 @@ async fn run(d: Arc<Daemon>) {
             }
             st.cursor = r.next_seq;
             for l in &buf {
-                scan_line(&d, e, st.errors.as_deref(), l);
+                scan_line(&bus, e, st.errors.as_deref(), l);
             }
             e.counters
                 .scanned
@@ -155,7 +155,7 @@ async fn run(d: Arc<Daemon>) {
     }
 }
 
-fn scan_line(d: &Daemon, e: &ProcessEntry, errors: Option<&RegexSet>, l: &Line) {
+fn scan_line(bus: &EventBus<Event>, e: &ProcessLog, errors: Option<&RegexSet>, l: &Line) {
     let bytes = &l.bytes[..];
     let has_url = memchr::memmem::find(bytes, b"http").is_some();
     if !has_url && errors.is_none() {
@@ -172,7 +172,7 @@ fn scan_line(d: &Daemon, e: &ProcessEntry, errors: Option<&RegexSet>, l: &Line) 
     };
     if has_url {
         for url in find_urls(&String::from_utf8_lossy(plain)) {
-            add_url(d, e, url, l.meta.seq);
+            add_url(bus, e, url, l.meta.seq);
         }
     }
     if let Some(set) = errors
@@ -186,7 +186,7 @@ fn scan_line(d: &Daemon, e: &ProcessEntry, errors: Option<&RegexSet>, l: &Line) 
             }
             line.truncate(cut);
         }
-        d.shared.bus.publish(Event::ErrorDetected {
+        bus.publish(Event::ErrorDetected {
             process: e.name.to_string(),
             line,
             line_seq: l.meta.seq,
@@ -194,7 +194,7 @@ fn scan_line(d: &Daemon, e: &ProcessEntry, errors: Option<&RegexSet>, l: &Line) 
     }
 }
 
-fn add_url(d: &Daemon, e: &ProcessEntry, url: &str, seq: u64) {
+fn add_url(bus: &EventBus<Event>, e: &ProcessLog, url: &str, seq: u64) {
     let cur = e.urls.load();
     if cur.len() >= MAX_URLS || cur.iter().any(|u| u == url) {
         return;
@@ -204,7 +204,7 @@ fn add_url(d: &Daemon, e: &ProcessEntry, url: &str, seq: u64) {
     next.push(url.to_owned());
     // The scanner is the only writer: a plain store cannot lose an update.
     e.urls.store(Arc::new(next));
-    d.shared.bus.publish(Event::UrlDetected {
+    bus.publish(Event::UrlDetected {
         process: e.name.to_string(),
         url: url.to_owned(),
         line_seq: seq,
@@ -301,6 +301,7 @@ pub fn find_urls(s: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ProcessDef;
 
     fn urls(s: &str) -> Vec<&str> {
         find_urls(s).collect()
@@ -330,7 +331,7 @@ mod tests {
     #[test]
     fn default_error_patterns() {
         let def = ProcessDef::with_defaults("x", crate::config::CommandSpec::Shell("x".into()));
-        let set = compile(&def, &mut Sets::new()).unwrap();
+        let set = compile("x", &def.logs, &mut Sets::new()).unwrap();
         for hit in [
             "thread 'main' panicked at src/main.rs:2:5",
             "panic: runtime error: index out of range",
@@ -356,9 +357,9 @@ mod tests {
         let mut c = ProcessDef::with_defaults("c", cmd());
         c.logs.error_patterns = vec!["oops".into()];
         let (sa, sb, sc) = (
-            compile(&a, &mut sets).unwrap(),
-            compile(&b, &mut sets).unwrap(),
-            compile(&c, &mut sets).unwrap(),
+            compile("a", &a.logs, &mut sets).unwrap(),
+            compile("b", &b.logs, &mut sets).unwrap(),
+            compile("c", &c.logs, &mut sets).unwrap(),
         );
         assert!(Arc::ptr_eq(&sa, &sb));
         assert!(!Arc::ptr_eq(&sa, &sc));

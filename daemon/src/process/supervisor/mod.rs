@@ -1,7 +1,7 @@
 //! One supervisor task per program: it owns the child, runs the state machine, and is the
 //! only writer of the program's `StatusCell` and `ProcessInfo`. Commands (start, stop,
-//! restart, reconfigure, remove) arrive over a bounded channel, each with a reply sender.
-//! Reads never come here.
+//! restart, reconfigure, remove) arrive over a bounded channel, each with a reply sender
+//! (`process::command`). Reads never come here.
 
 mod children;
 mod machine;
@@ -15,9 +15,10 @@ pub use machine::ExitKind;
 pub use procscan::ProcScanner;
 pub use spawn::base_env;
 
-use crate::capture::{CaptureHandle, Source};
-use crate::config::ProcessDef;
-use crate::entry::{ProcessEntry, ProcessInfo};
+use super::command::{Command, Done, Failure, Outcome};
+use super::entry::{ProcessEntry, ProcessInfo};
+use crate::logs::capture::{CaptureHandle, Source};
+use crate::shutdown::Shutdown;
 use brummer_core::{EventBus, Hot};
 use brummer_proto::ProcessState;
 use brummer_proto::events::Event;
@@ -27,57 +28,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{mpsc, oneshot};
-
-/// Room in each program's command channel. Commands are rare; a full channel means the
-/// task is wedged, which the caller reports instead of waiting.
-pub const COMMAND_QUEUE: usize = 32;
-
-/// What a start/stop/restart did, for the caller's `OpOutcome`.
-#[derive(Debug, Clone, Default)]
-pub struct OpReply {
-    pub ok: bool,
-    pub error: Option<String>,
-    pub note: Option<String>,
-}
-
-impl OpReply {
-    fn ok() -> OpReply {
-        OpReply {
-            ok: true,
-            ..Default::default()
-        }
-    }
-    fn note(n: &str) -> OpReply {
-        OpReply {
-            ok: true,
-            note: Some(n.into()),
-            error: None,
-        }
-    }
-    fn err(e: String) -> OpReply {
-        OpReply {
-            ok: false,
-            error: Some(e),
-            note: None,
-        }
-    }
-}
-
-pub enum Command {
-    Start(oneshot::Sender<OpReply>),
-    Stop(oneshot::Sender<OpReply>),
-    Restart(oneshot::Sender<OpReply>),
-    /// New definition from a reload; a running program is restarted with it.
-    Reconfigure(Arc<ProcessDef>, oneshot::Sender<OpReply>),
-    /// Stop the program and end the task (removal on reload, daemon shutdown).
-    Remove(oneshot::Sender<OpReply>),
-}
+use tokio::sync::mpsc;
 
 /// What every supervisor task shares.
 pub struct Shared {
     pub children: Children,
-    pub bus: EventBus<Event>,
+    pub bus: Arc<EventBus<Event>>,
     pub base_env: Vec<(OsString, OsString)>,
     /// /proc scans shared by every stop (a shutdown stops all programs at once).
     pub procs: ProcScanner,
@@ -125,7 +81,8 @@ pub fn spawn_task(
     capture: CaptureHandle,
     shared: Arc<Shared>,
     autostart: bool,
-) -> tokio::task::JoinHandle<()> {
+    shutdown: &Shutdown,
+) {
     let task = Task {
         entry,
         shared,
@@ -137,7 +94,7 @@ pub fn spawn_task(
         restarts: 0,
         rng: seed(),
     };
-    tokio::spawn(task.run(rx, autostart))
+    shutdown.spawn(task.run(rx, autostart));
 }
 
 struct Task {
@@ -162,8 +119,7 @@ enum Wake {
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, autostart: bool) {
         if autostart {
-            let r = self.start(true).await;
-            if let Some(e) = r.error {
+            if let Err(e) = self.start(true).await {
                 tracing::warn!(process = %self.entry.name, cause = %e, "autostart failed");
             }
         }
@@ -180,13 +136,15 @@ impl Task {
                     }
                 }
                 Wake::Cmd(None) => {
-                    self.stop().await;
+                    // Nobody waits for an answer; a failure is in the program's status.
+                    let _ = self.stop().await;
                     return;
                 }
                 Wake::Exit(k) => self.exited(k).await,
                 Wake::Retry => {
                     self.retry_at = None;
-                    self.start(false).await;
+                    // A failed automatic start applies the restart policy itself.
+                    let _ = self.start(false).await;
                 }
             }
         }
@@ -204,11 +162,9 @@ impl Task {
                 let _ = reply.send(r);
             }
             Command::Restart(reply) => {
-                let stopped = self.stop().await;
-                let r = if stopped.ok {
-                    self.start(true).await
-                } else {
-                    stopped
+                let r = match self.stop().await {
+                    Ok(_) => self.start(true).await,
+                    Err(e) => Err(e),
                 };
                 let _ = reply.send(r);
             }
@@ -216,15 +172,14 @@ impl Task {
                 let active = self.child.is_some() || self.retry_at.is_some();
                 let r = if active {
                     let stopped = self.stop().await;
-                    self.entry.def.store(def);
-                    if stopped.ok {
-                        self.start(true).await
-                    } else {
-                        stopped
+                    self.entry.set_def(def);
+                    match stopped {
+                        Ok(_) => self.start(true).await,
+                        Err(e) => Err(e),
                     }
                 } else {
-                    self.entry.def.store(def);
-                    OpReply::ok()
+                    self.entry.set_def(def);
+                    Ok(Done::Done)
                 };
                 let _ = reply.send(r);
             }
@@ -239,9 +194,9 @@ impl Task {
 
     /// Spawns the child. `explicit`: asked for by a user (resets restart counters) rather
     /// than by the restart policy.
-    async fn start(&mut self, explicit: bool) -> OpReply {
+    async fn start(&mut self, explicit: bool) -> Outcome {
         if self.child.is_some() {
-            return OpReply::note("already running");
+            return Ok(Done::AlreadyRunning);
         }
         if explicit {
             self.restart.reset();
@@ -249,7 +204,7 @@ impl Task {
             self.retry_at = None;
         }
         self.set_state(ProcessState::Starting, None);
-        let def = self.entry.def.load_full();
+        let def = self.entry.def();
         match spawn::spawn(&def, &self.shared.base_env, &self.shared.children) {
             Ok(s) => {
                 self.generation += 1;
@@ -296,13 +251,13 @@ impl Task {
                 }));
                 self.set_state(ProcessState::Running, Some(s.pid as u32));
                 tracing::info!(process = %self.entry.name, pid = s.pid, "started");
-                OpReply::ok()
+                Ok(Done::Done)
             }
             Err(e) => self.spawn_failed(e.to_string(), explicit).await,
         }
     }
 
-    async fn spawn_failed(&mut self, err: String, explicit: bool) -> OpReply {
+    async fn spawn_failed(&mut self, err: String, explicit: bool) -> Outcome {
         tracing::warn!(process = %self.entry.name, cause = %err, "cannot start");
         let mut info = (**self.entry.info.load()).clone();
         info.last_error = Some(err.clone());
@@ -314,7 +269,7 @@ impl Task {
             // An automatic restart that cannot spawn counts as a crash at once.
             self.decide(ExitKind::Code(127), Duration::ZERO).await;
         }
-        OpReply::err(err)
+        Err(Failure::Start(err))
     }
 
     /// The child ended on its own.
@@ -335,7 +290,7 @@ impl Task {
 
     /// Applies the restart policy to an exit.
     async fn decide(&mut self, kind: ExitKind, uptime: Duration) {
-        let def = self.entry.def.load_full();
+        let def = self.entry.def();
         let jitter = self.next_jitter();
         let decision = self.restart.on_exit(
             def.restart,
@@ -351,7 +306,7 @@ impl Task {
                 self.restarts = self.restarts.saturating_add(1);
                 if delay.is_zero() {
                     // Box: start -> spawn_failed -> decide -> start recursion.
-                    Box::pin(self.start(false)).await;
+                    let _ = Box::pin(self.start(false)).await;
                 } else {
                     let mut info = (**self.entry.info.load()).clone();
                     info.next_attempt = Some(SystemTime::now() + delay);
@@ -376,20 +331,20 @@ impl Task {
     }
 
     /// Stops the child and everything it started.
-    async fn stop(&mut self) -> OpReply {
+    async fn stop(&mut self) -> Outcome {
         if self.retry_at.take().is_some() {
             self.set_state(ProcessState::Stopped, None);
-            return OpReply::ok();
+            return Ok(Done::Done);
         }
         let Some(child) = self.child.take() else {
             let state = self.entry.cell.load().state();
             if state != ProcessState::Stopped {
                 self.set_state(ProcessState::Stopped, None);
             }
-            return OpReply::note("already stopped");
+            return Ok(Done::AlreadyStopped);
         };
         self.set_state(ProcessState::Stopping, Some(child.pid as u32));
-        let def = self.entry.def.load_full();
+        let def = self.entry.def();
         let result = stop::stop_tree(
             &child,
             &self.shared.procs,
@@ -403,12 +358,12 @@ impl Task {
             Ok(kind) => {
                 info.exit_code = kind.code();
                 info.exit_signal = kind.signal();
-                OpReply::ok()
+                Ok(Done::Done)
             }
             Err(e) => {
-                let msg = format!("stop incomplete: {e}");
-                info.last_error = Some(msg.clone());
-                OpReply::err(msg)
+                let failure = Failure::Stop(e.to_string());
+                info.last_error = Some(failure.to_string());
+                Err(failure)
             }
         };
         info.next_attempt = None;

@@ -11,8 +11,8 @@
 //! the disk. Every capture task runs on the log thread (`logthread`), which is why the
 //! disk write can be a plain blocking `write` here.
 
-use crate::disklog::{ChunkMeta, DiskLog};
-use crate::entry::ProcessEntry;
+use super::disk::{ChunkMeta, DiskLog};
+use super::{LogPlane, ProcessLog};
 use brummer_core::{RingWriter, Stamp};
 use brummer_proto::Stream;
 use std::ops::Range;
@@ -22,9 +22,7 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::unix::AsyncFd;
-use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 /// Bytes read from a pipe per system call. Larger reads amortise the wake-up; 256 KiB keeps
 /// up with a producer writing 64 KiB chunks into a 1 MiB pipe.
@@ -80,18 +78,19 @@ fn wall_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts the capture task of one process on the log thread (`handle`), in `tasks`, which
-/// the daemon drains at shutdown so the last lines reach the disk.
-pub fn spawn_capture(
-    tasks: &mut JoinSet<()>,
-    handle: &Handle,
-    entry: Arc<ProcessEntry>,
+/// Starts the capture task of one program on its log thread, counted by the plane, which
+/// drains the captures at shutdown so the last lines reach the disk.
+pub(super) fn spawn(
+    plane: Arc<LogPlane>,
+    log: Arc<ProcessLog>,
     writer: RingWriter,
     disk: Option<DiskLog>,
-    origin: Instant,
 ) -> CaptureHandle {
     let (tx, rx) = mpsc::channel(4);
-    tasks.spawn_on(run(entry, writer, disk, rx, origin), handle);
+    let handle = log.thread.handle.clone();
+    plane
+        .captures
+        .spawn_on(run(plane.clone(), log, writer, disk, rx), &handle);
     CaptureHandle { tx }
 }
 
@@ -114,10 +113,10 @@ struct Disk {
 }
 
 struct Sink {
-    entry: Arc<ProcessEntry>,
+    plane: Arc<LogPlane>,
+    entry: Arc<ProcessLog>,
     writer: RingWriter,
     disk: Option<Disk>,
-    origin: Instant,
     /// The disk writes of one read, kept to reuse the allocation.
     writes: Vec<(Range<usize>, ChunkMeta)>,
     /// Followers run on this log thread: a small chunk's disk write may wait for them.
@@ -128,20 +127,20 @@ struct Sink {
 }
 
 async fn run(
-    entry: Arc<ProcessEntry>,
+    plane: Arc<LogPlane>,
+    entry: Arc<ProcessLog>,
     writer: RingWriter,
     disk: Option<DiskLog>,
     mut rx: mpsc::Receiver<Source>,
-    origin: Instant,
 ) {
     let mut sink = Sink {
+        plane,
         entry,
         writer,
         disk: disk.map(|log| Disk {
             log,
             failing: false,
         }),
-        origin,
         writes: Vec::new(),
         defer: false,
         pending: Vec::new(),
@@ -212,7 +211,7 @@ async fn run(
             tokio::task::yield_now().await;
         }
         sink.flush_pending();
-        sink.entry.log_notify.notify_waiters();
+        sink.plane.activity.notify_waiters();
     }
     tracing::debug!(process = %sink.entry.name, "log capture ended");
 }
@@ -348,7 +347,7 @@ impl Sink {
             pid: p.pid,
             generation: p.generation,
             wall_us: wall_us(),
-            mono_ns: mono_ns(self.origin),
+            mono_ns: mono_ns(self.plane.origin),
         }
     }
 
@@ -411,8 +410,8 @@ impl Sink {
             let next = meta.first_seq + meta.lines;
             counters.disk_seq.store(next, Ordering::Release);
             let (max_bytes, max_files) = {
-                let def = self.entry.def.load();
-                (def.logs.max_bytes, def.logs.max_files)
+                let settings = self.entry.settings.load();
+                (settings.max_bytes, settings.max_files)
             };
             if d.log.size() >= max_bytes {
                 match d.log.rotate(next, max_files) {
@@ -430,7 +429,7 @@ impl Sink {
 }
 
 /// Lines that will never reach the disk: readers must not wait for them there.
-fn lost_to_disk(entry: &ProcessEntry, writes: &[(std::ops::Range<usize>, ChunkMeta)]) {
+fn lost_to_disk(entry: &ProcessLog, writes: &[(std::ops::Range<usize>, ChunkMeta)]) {
     if let Some((_, last)) = writes.last() {
         entry
             .counters

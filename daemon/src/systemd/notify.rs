@@ -2,14 +2,14 @@
 //! STOPPING=1 and WATCHDOG=1.
 //!
 //! Every function here is a no-op when `NOTIFY_SOCKET` is unset (not under systemd, or a
-//! unit that is not `Type=notify`). The top-level loop in `daemon.rs` sends READY,
-//! RELOADING, STOPPING and the watchdog pings itself, so a wedged loop really misses them;
-//! the STATUS= line is kept current by [`spawn_status_task`], a task of its own that
-//! follows the event bus and never blocks a supervisor. Sends are a single non-blocking
+//! unit that is not `Type=notify`). The server's top loop sends READY, RELOADING, STOPPING
+//! and the watchdog pings itself, so a wedged loop really misses them; the STATUS= line is
+//! kept current by the task [`ready_and_follow`] starts, which follows the event bus and
+//! never blocks a supervisor. Sends are a single non-blocking
 //! datagram; a failure is logged at debug level and otherwise ignored (systemd may be
 //! gone during shutdown).
 
-use crate::daemon::Daemon;
+use crate::state::State;
 use brummer_core::Recv;
 use brummer_proto::ProcessState;
 use sd_notify::NotifyState;
@@ -101,8 +101,8 @@ pub fn summary(states: impl IntoIterator<Item = ProcessState>) -> String {
 }
 
 /// The summary of what the registry holds right now (one atomic load per program).
-pub fn current_summary(daemon: &Daemon) -> String {
-    let snapshot = daemon.registry.load();
+pub fn current_summary(daemon: &State) -> String {
+    let snapshot = daemon.registry().load();
     summary(snapshot.iter().map(|(_, e)| e.cell.load().state()))
 }
 
@@ -112,22 +112,24 @@ pub fn current_summary(daemon: &Daemon) -> String {
 /// The subscription is taken before the summary is read: programs start before READY, and
 /// a change between the read and a later subscription would leave STATUS= stale until the
 /// next event, which for a program that just runs never comes.
-pub fn ready_and_follow(daemon: Arc<Daemon>) -> tokio::task::JoinHandle<()> {
-    let sub = daemon.shared.bus.subscribe(64);
+pub fn ready_and_follow(daemon: Arc<State>) {
+    let sub = daemon.bus().subscribe(64);
     let sent = current_summary(&daemon);
     ready(&sent);
-    spawn_status_task(daemon, sub, sent)
+    let tasks = daemon.shutdown().clone();
+    tasks.spawn(follow_status(daemon, sub, sent));
 }
 
 /// Follows the event bus and sends STATUS= whenever the summary changes, at most once per
-/// [`STATUS_DEBOUNCE`]. Ends when the bus closes (shutdown). Missed events do not matter:
-/// the summary is recomputed from the status cells, not from the events.
-fn spawn_status_task(
-    daemon: Arc<Daemon>,
+/// [`STATUS_DEBOUNCE`]. Stops sending once shutdown begins (STOPPING=1 has its own
+/// status line). Missed events do not matter: the summary is recomputed from the status
+/// cells, not from the events.
+async fn follow_status(
+    daemon: Arc<State>,
     sub: brummer_core::Subscription<brummer_proto::events::Event>,
     sent: String,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) {
+    {
         let mut last = sent;
         loop {
             match sub.recv().await {
@@ -151,7 +153,7 @@ fn spawn_status_task(
                 last = line;
             }
         }
-    })
+    }
 }
 
 #[cfg(test)]
@@ -174,14 +176,42 @@ mod tests {
     }
 
     #[test]
-    fn without_systemd_every_call_is_a_no_op() {
-        // NOTIFY_SOCKET is not set under `cargo test` (and if it were, sending is harmless).
-        if std::env::var_os("NOTIFY_SOCKET").is_none() {
-            ready("x");
-            reloading();
-            status("y");
-            watchdog();
-            stopping();
-        }
+    fn every_message_reaches_the_notify_socket() {
+        // A real datagram socket standing in for systemd's: each call must arrive with its
+        // fields, which a broken send (or a wrong field) would fail.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        // SAFETY: this test is the only code in its process that reads NOTIFY_SOCKET while
+        // it runs (no other test of this binary touches it).
+        unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut recv = |sock: &std::os::unix::net::UnixDatagram| {
+            let n = sock.recv(&mut buf).expect("a datagram");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        ready("3 running");
+        got.push(recv(&sock));
+        reloading();
+        got.push(recv(&sock));
+        status("2 running");
+        got.push(recv(&sock));
+        watchdog();
+        got.push(recv(&sock));
+        stopping();
+        got.push(recv(&sock));
+        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+        assert!(
+            got[0].contains("READY=1") && got[0].contains("STATUS=3 running"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].contains("RELOADING=1") && got[1].contains("MONOTONIC_USEC="),
+            "{got:?}"
+        );
+        assert_eq!(got[2].trim(), "STATUS=2 running");
+        assert_eq!(got[3].trim(), "WATCHDOG=1");
+        assert!(got[4].contains("STOPPING=1"), "{got:?}");
     }
 }

@@ -5,8 +5,8 @@
 //! A line counts as missed only when it is neither in the ring nor on disk (rotated away,
 //! or never written because the disk failed); the count is exact.
 
-use crate::disklog::{self, Verdict};
-use crate::entry::ProcessEntry;
+use super::ProcessLog;
+use super::disk::{self as disklog, Verdict};
 use brummer_core::Line;
 use brummer_proto::{ErrorCode, RpcError, Stream};
 use regex::Regex;
@@ -103,7 +103,7 @@ pub struct Outcome {
 /// blocking thread when `from` is below the ring.
 pub fn read_forward(
     log_dir: &Path,
-    e: &ProcessEntry,
+    e: &ProcessLog,
     from: u64,
     to: u64,
     max: usize,
@@ -191,7 +191,7 @@ pub enum RingRead {
 
 /// One batch from the ring only, never from disk: safe on a runtime thread.
 pub fn read_ring(
-    e: &ProcessEntry,
+    e: &ProcessLog,
     cur: u64,
     to: u64,
     max: usize,
@@ -225,7 +225,7 @@ pub fn read_ring(
 }
 
 /// Where a time-based read of `e` starts: a lower bound of the first line at or after `us`.
-pub fn seq_at_time(log_dir: &Path, e: &ProcessEntry, us: u64) -> u64 {
+pub fn seq_at_time(log_dir: &Path, e: &ProcessLog, us: u64) -> u64 {
     match disklog::seq_at_time(log_dir, &e.name, us) {
         Some(seq) => seq.min(e.ring.next_seq()),
         None => e.ring.oldest_seq(),
@@ -233,7 +233,7 @@ pub fn seq_at_time(log_dir: &Path, e: &ProcessEntry, us: u64) -> u64 {
 }
 
 /// The first seq any reader could still get (disk or ring).
-pub fn oldest_seq(log_dir: &Path, e: &ProcessEntry) -> u64 {
+pub fn oldest_seq(log_dir: &Path, e: &ProcessLog) -> u64 {
     match disklog::bounds(log_dir, &e.name) {
         Some((lo, _)) => lo.min(e.ring.oldest_seq()),
         None => e.ring.oldest_seq(),
@@ -242,7 +242,7 @@ pub fn oldest_seq(log_dir: &Path, e: &ProcessEntry) -> u64 {
 
 /// The last `n` lines of `e` kept by `f` (and before `until`), oldest first; returns the
 /// lines missed among the last `n` when `f` keeps every line.
-pub fn tail(log_dir: &Path, e: &ProcessEntry, n: usize, f: &Filter, out: &mut Vec<Line>) -> u64 {
+pub fn tail(log_dir: &Path, e: &ProcessLog, n: usize, f: &Filter, out: &mut Vec<Line>) -> u64 {
     let mut end = e.ring.next_seq();
     if let Some(u) = f.until_us {
         // Lines from the first chunk after `until` on are all later: skip them unread.

@@ -1,0 +1,188 @@
+//! One client connection: framing, the hello rule and dispatch through the method table
+//! (`methods::call`). Every reply and notification goes out through the connection's
+//! `Outbox`; the connection's tasks (answers computed later, streams) are counted by the
+//! shutdown tracker and end with the shutdown token, a stream also with its own child
+//! token (`unsubscribe`, or the connection closing).
+
+use super::Peer;
+use super::framing::{Frame, LineReader};
+use super::methods::{self, Call, Ctx, StreamCtx};
+use super::outbox::Outbox;
+use crate::shutdown::Shutdown;
+use crate::state::State;
+use brummer_proto::methods::{Request, UnsubscribeResult};
+use brummer_proto::rpc::{RawRequest, Response};
+use brummer_proto::{ErrorCode, MAX_LINE, RpcError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::net::UnixStream;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// Requests of one connection running at once; more wait for a slot (the client is not
+/// read meanwhile, which is its backpressure).
+const IN_FLIGHT: usize = 64;
+
+pub struct Connection {
+    state: Arc<State>,
+    stream: UnixStream,
+    peer: Peer,
+}
+
+/// What the connection reads next: a request to run, or a line it answers itself.
+enum Next {
+    Request(Option<serde_json::Value>, Request),
+    Answer(Response),
+    Skip,
+}
+
+impl Connection {
+    pub fn new(state: Arc<State>, stream: UnixStream, peer: Peer) -> Connection {
+        Connection {
+            state,
+            stream,
+            peer,
+        }
+    }
+
+    pub async fn run(self) {
+        let (read, write) = match super::sock::split(self.stream) {
+            Ok(halves) => halves,
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot set up a client connection; closing it");
+                return;
+            }
+        };
+        let tasks = self.state.shutdown().clone();
+        let (out, writer) = Outbox::new(write);
+        let writer = tasks.spawn(writer);
+        let mut reader = LineReader::new(read, MAX_LINE);
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut streams: HashMap<u64, (Shutdown, JoinHandle<()>)> = HashMap::new();
+        let mut next_sub = 1u64;
+        // A failed hello (protocol mismatch) refuses everything after it on this
+        // connection until a hello succeeds: a pipelining client must not have its request
+        // run by a daemon that speaks another protocol.
+        let mut hello_failed = false;
+        let cx = Ctx {
+            state: &self.state,
+            peer: self.peer,
+        };
+        loop {
+            let frame = match reader.next().await {
+                Ok(Some(f)) => f,
+                Ok(None) | Err(_) => break,
+            };
+            let (id, req) = match parse(frame) {
+                Next::Request(id, req) => (id, req),
+                Next::Answer(r) => {
+                    if !out.send(&r).await {
+                        break;
+                    }
+                    continue;
+                }
+                Next::Skip => continue,
+            };
+            if hello_failed && !matches!(req, Request::Hello(_)) {
+                let e = RpcError::new(
+                    ErrorCode::InvalidRequest,
+                    "refused: this connection's hello named an unsupported protocol",
+                );
+                if !out.reply(id, Err(e)).await {
+                    break;
+                }
+                continue;
+            }
+            let is_hello = matches!(req, Request::Hello(_));
+            match methods::call(&cx, req) {
+                Call::Now(r) => {
+                    if is_hello {
+                        hello_failed = r.is_err();
+                    }
+                    if !out.reply(id, r).await {
+                        break;
+                    }
+                }
+                Call::Later(task) => {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let o = out.clone();
+                    tasks.spawn(async move {
+                        let r = task.await;
+                        o.reply(id, r).await;
+                        drop(permit);
+                    });
+                }
+                Call::Stream(open) => {
+                    let sub = next_sub;
+                    next_sub += 1;
+                    let stream = open(StreamCtx {
+                        sub,
+                        out: out.clone(),
+                        id,
+                    });
+                    let token = tasks.child();
+                    let h = match stream.on {
+                        Some(handle) => token.spawn_on(stream.task, &handle),
+                        None => token.spawn(stream.task),
+                    };
+                    streams.insert(sub, (token, h));
+                }
+                Call::Unsubscribe(sub) => {
+                    let r = match streams.remove(&sub) {
+                        Some((token, _)) => {
+                            token.trigger();
+                            methods::to_raw(&UnsubscribeResult { ok: true })
+                        }
+                        None => Err(RpcError::new(
+                            ErrorCode::NoSuchSubscription,
+                            format!("no subscription {sub} on this connection"),
+                        )),
+                    };
+                    if !out.reply(id, r).await {
+                        break;
+                    }
+                }
+            }
+            streams.retain(|_, (_, h)| !h.is_finished());
+        }
+        for (token, _) in streams.into_values() {
+            token.trigger();
+        }
+        drop(out);
+        // Answers still being computed hold outbox clones; the writer ends once they have
+        // answered (or the shutdown token ends them).
+        let _ = writer.await;
+    }
+}
+
+/// Frames a line into a request, or the error reply a bad line gets.
+fn parse(frame: Frame) -> Next {
+    let line = match frame {
+        Frame::Line(l) => l,
+        Frame::TooLong(n) => {
+            let e = RpcError::new(
+                ErrorCode::RequestTooLarge,
+                format!(
+                    "request line of {n} bytes is over the {MAX_LINE}-byte limit; skipped to the next newline"
+                ),
+            );
+            return Next::Answer(Response::err(None, e));
+        }
+    };
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Next::Skip;
+    }
+    let raw = match RawRequest::parse(&line) {
+        Ok(r) => r,
+        Err((id, e)) => return Next::Answer(Response::err(id, e)),
+    };
+    let id = raw.id.clone();
+    match raw.decode() {
+        Ok(r) => Next::Request(id, r),
+        // A notification (no id) gets no answer, not even an error (JSON-RPC 2.0, 4.1).
+        Err(_) if id.is_none() => Next::Skip,
+        Err(e) => Next::Answer(Response::err(id, e)),
+    }
+}

@@ -1,0 +1,183 @@
+//! The log plane: every program's output from its pipes to the ring, the disk and the
+//! readers. [`LogPlane`] owns the log threads, the log directory, the per-program
+//! [`ProcessLog`]s (a registry of their own, so that readers here never need the process
+//! layer above) and the capture tasks, which it drains at shutdown.
+//!
+//! Data flow: `capture` (pipes -> lines -> ring, and the disk through `disk`) on a log
+//! thread (`threads`); `read` finds lines by sequence number in the ring or on disk;
+//! `follow` streams them to a sink it is given (no transport here); `scanner` reads every
+//! ring for URLs and error lines and publishes them on the event bus.
+
+pub mod capture;
+pub mod disk;
+pub mod follow;
+pub mod read;
+pub mod scanner;
+pub mod threads;
+
+use crate::config::{LogSettings, ProcessDef};
+use crate::shutdown::Shutdown;
+use arc_swap::ArcSwap;
+use brummer_core::{LogRing, Registry, Snapshot};
+use brummer_proto::methods::LogCounters;
+use capture::CaptureHandle;
+use disk::DiskLog;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use threads::{LogThreads, ThreadWake};
+use tokio::sync::Notify;
+
+/// Default size of each program's in-memory log ring.
+pub const DEFAULT_RING_BYTES: usize = 1024 * 1024;
+
+/// Counters of one program's log, each written by one task and read by `status`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes the disk log could not take (plus failed rotations). Written by the capture task.
+    pub disk_errors: AtomicU64,
+    /// Every line with a smaller seq is on disk or was lost to a disk error: a reader that
+    /// misses a line in the ring may look for it on disk. Written by the capture task.
+    pub disk_seq: AtomicU64,
+    /// Segments rotated (this run of brummerd).
+    pub rotations: AtomicU64,
+    /// Lines the scanners did not see because the ring overwrote them first.
+    pub scanner_skips: AtomicU64,
+    /// Lines scanned.
+    pub scanned: AtomicU64,
+    /// Followers currently reading behind the ring (backfilled from disk).
+    pub followers_behind: AtomicU64,
+    /// Largest distance (lines) between a follower and the newest line, all time.
+    pub follower_lag_max: AtomicU64,
+    /// Lines followers could not get at all (gone from the ring and from disk).
+    pub follower_missed: AtomicU64,
+}
+
+/// One program's log as every reader and its capture task see it.
+pub struct ProcessLog {
+    pub name: Arc<str>,
+    /// In-memory log; its single writer lives in the capture task.
+    pub ring: Arc<LogRing>,
+    /// The program's `[logs]` settings in force (rotation, scanning); replaced as a whole
+    /// when a reload changes the program.
+    pub settings: ArcSwap<LogSettings>,
+    /// The log thread the capture task runs on, and its followers' wake-up.
+    pub thread: Arc<ThreadWake>,
+    pub counters: Counters,
+    /// URLs the scanner found in the output, oldest first, each once. Written by the scanner.
+    pub urls: ArcSwap<Vec<String>>,
+}
+
+impl ProcessLog {
+    /// The counters as `status` reports them.
+    pub fn counters(&self) -> LogCounters {
+        let stats = self.ring.stats();
+        let c = &self.counters;
+        LogCounters {
+            lines: stats.lines,
+            bytes: stats.bytes,
+            ring_evicted: stats.evicted,
+            disk_errors: c.disk_errors.load(Ordering::Relaxed),
+            rotations: c.rotations.load(Ordering::Relaxed),
+            scanned: c.scanned.load(Ordering::Relaxed),
+            scanner_skips: c.scanner_skips.load(Ordering::Relaxed),
+            followers_behind: c.followers_behind.load(Ordering::Relaxed),
+            follower_lag_max: c.follower_lag_max.load(Ordering::Relaxed),
+            follower_missed: c.follower_missed.load(Ordering::Relaxed),
+            disk_pending: self
+                .ring
+                .next_seq()
+                .saturating_sub(c.disk_seq.load(Ordering::Acquire)),
+        }
+    }
+}
+
+/// The log side of the daemon. Created once by the server; shared by everything that
+/// reads or writes logs.
+pub struct LogPlane {
+    dir: PathBuf,
+    /// Size of a new program's ring; a reload may change it for programs added later.
+    ring_bytes: ArcSwap<usize>,
+    /// The origin of every line's monotonic timestamp.
+    origin: Instant,
+    /// Woken by every capture task after each chunk; the scanner and followers that are
+    /// not on a log thread wait on it.
+    activity: Notify,
+    threads: LogThreads,
+    logs: Registry<ProcessLog>,
+    /// Capture tasks: they end on their own once their pipes close and their program's
+    /// supervisor is gone, and are drained at shutdown so the last lines reach the disk.
+    captures: Shutdown,
+}
+
+impl LogPlane {
+    pub fn start(dir: PathBuf, ring_bytes: usize) -> std::io::Result<LogPlane> {
+        Ok(LogPlane {
+            dir,
+            ring_bytes: ArcSwap::from_pointee(ring_bytes),
+            origin: Instant::now(),
+            activity: Notify::new(),
+            threads: LogThreads::start()?,
+            logs: Registry::new(),
+            captures: Shutdown::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn set_ring_bytes(&self, bytes: usize) {
+        self.ring_bytes.store(Arc::new(bytes));
+    }
+
+    pub fn activity(&self) -> &Notify {
+        &self.activity
+    }
+
+    /// The logs of every program, by name.
+    pub fn logs(&self) -> &Registry<ProcessLog> {
+        &self.logs
+    }
+
+    /// Opens the log of a new program: its disk log (sequence numbers continue where an
+    /// earlier run's ended), its ring and its capture task on the next log thread.
+    pub fn open(self: &Arc<Self>, def: &ProcessDef) -> (Arc<ProcessLog>, CaptureHandle) {
+        let ring_bytes = **self.ring_bytes.load();
+        // The ring's line limit decides how long lines are cut; the disk index records it.
+        let max_payload = LogRing::new(ring_bytes, 0).0.max_payload();
+        let (disk, first_seq) = match DiskLog::open(&self.dir, &def.name, max_payload) {
+            Ok((d, next)) => (Some(d), next),
+            Err(e) => {
+                tracing::error!(process = %def.name, dir = %self.dir.display(), cause = %e, "cannot open disk log; output kept in memory only");
+                (None, 0)
+            }
+        };
+        let (ring, writer) = LogRing::new(ring_bytes, first_seq);
+        let log = Arc::new(ProcessLog {
+            name: Arc::from(def.name.as_str()),
+            ring,
+            settings: ArcSwap::from_pointee(def.logs.clone()),
+            thread: self.threads.next(),
+            counters: Counters::default(),
+            urls: ArcSwap::from_pointee(Vec::new()),
+        });
+        log.counters.disk_seq.store(first_seq, Ordering::Release);
+        let capture = capture::spawn(self.clone(), log.clone(), writer, disk);
+        (log, capture)
+    }
+
+    /// Makes `logs` the set readers see, and wakes the followers that wait on a log thread:
+    /// a program they follow may now be captured on another one.
+    pub fn publish(&self, logs: impl IntoIterator<Item = (String, Arc<ProcessLog>)>) {
+        self.logs.update(|_| (Snapshot::from_entries(logs), ()));
+        self.threads.wake_all();
+    }
+
+    /// Waits, at most `limit`, for every capture task to write what it read; false when
+    /// some were still busy.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        self.captures.wait(limit).await
+    }
+}

@@ -1,0 +1,111 @@
+//! `reload`: re-read the configuration and apply the difference. Programs added are created
+//! (and started when `autostart`), removed ones stopped, changed ones given their new
+//! definition (and restarted when they were running), unchanged ones left alone. A
+//! configuration that fails to load changes nothing.
+//!
+//! A plane asks with [`reload`]; the server's top loop runs [`apply`], so reloads are
+//! serial and the registry has one writer.
+
+use super::{Caller, OpError, may_change};
+use crate::config::{self, Config, LoadOptions};
+use crate::process::command::{self, Outcome};
+use crate::process::{Command, ProcessEntry};
+use crate::state::State;
+use brummer_proto::events::Event;
+use brummer_proto::methods::ReloadResult;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Asks the top loop to reload and waits for its answer.
+pub async fn reload(state: &State, caller: &Caller) -> Result<ReloadResult, OpError> {
+    may_change(state, caller)?;
+    let rx = state.request_reload().ok_or(OpError::ReloadBusy)?;
+    match rx.await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(msg)) => Err(OpError::ConfigInvalid(msg)),
+        Err(_) => Err(OpError::ShuttingDown),
+    }
+}
+
+/// The programs of the first configuration, published at once; each starts when it says
+/// `autostart`.
+pub fn install(state: &State, config: &Config) {
+    let entries = config
+        .processes
+        .values()
+        .map(|def| {
+            (
+                def.name.clone(),
+                state.add_process(def.clone(), def.autostart),
+            )
+        })
+        .collect();
+    state.publish(entries);
+}
+
+/// Loads the configuration again and applies the difference; the error is the
+/// configuration's own report (every problem, with file, line and key).
+pub async fn apply(state: &State, load: &LoadOptions) -> Result<ReloadResult, String> {
+    let config = config::load(load).map_err(|e| e.to_string())?;
+    state.logs().set_ring_bytes(
+        config
+            .daemon
+            .ring_bytes
+            .unwrap_or(crate::logs::DEFAULT_RING_BYTES),
+    );
+    let current = state.registry().load_full();
+    let mut result = ReloadResult::default();
+    let mut next: BTreeMap<String, Arc<ProcessEntry>> = BTreeMap::new();
+    let mut reconfigure = Vec::new();
+    for (name, def) in &config.processes {
+        match current.get(name) {
+            Some(entry) => {
+                if *entry.def() == **def {
+                    result.unchanged.push(name.clone());
+                } else {
+                    result.changed.push(name.clone());
+                    reconfigure.push((entry.clone(), def.clone()));
+                }
+                next.insert(name.clone(), entry.clone());
+            }
+            None => {
+                result.added.push(name.clone());
+                next.insert(name.clone(), state.add_process(def.clone(), def.autostart));
+            }
+        }
+    }
+    let removed: Vec<Arc<ProcessEntry>> = current
+        .iter()
+        .filter(|(n, _)| !config.processes.contains_key(*n))
+        .map(|(_, e)| e.clone())
+        .collect();
+    result.removed = removed.iter().map(|e| e.name.to_string()).collect();
+    state.publish(next.into_iter().collect());
+    for name in &result.added {
+        state.bus().publish(Event::ProcessAdded {
+            process: name.clone(),
+        });
+    }
+    for name in &result.removed {
+        state.bus().publish(Event::ProcessRemoved {
+            process: name.clone(),
+        });
+    }
+    // Stops and restarts run in parallel; the answer waits for all of them.
+    let mut set = tokio::task::JoinSet::new();
+    for e in removed {
+        set.spawn(async move { (e.name.clone(), command::send(&e, Command::Remove).await) });
+    }
+    for (e, def) in reconfigure {
+        set.spawn(async move {
+            let r: Outcome = command::send(&e, |tx| Command::Reconfigure(def, tx)).await;
+            (e.name.clone(), r)
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        if let Ok((name, Err(e))) = r {
+            tracing::warn!(process = %name, cause = %e, "reload step failed");
+        }
+    }
+    Ok(result)
+}

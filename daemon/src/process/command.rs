@@ -1,0 +1,75 @@
+//! What a supervisor task can be asked to do, and what it answers. Commands arrive over a
+//! bounded channel, each with its own reply sender; [`send`] never waits for room.
+
+use super::entry::ProcessEntry;
+use crate::config::ProcessDef;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Room in each program's command channel. Commands are rare; a full channel means the
+/// task is wedged, which the caller reports instead of waiting.
+pub const COMMAND_QUEUE: usize = 32;
+
+/// The reply to one command.
+pub type Outcome = Result<Done, Failure>;
+
+pub type Reply = oneshot::Sender<Outcome>;
+
+pub enum Command {
+    Start(Reply),
+    Stop(Reply),
+    Restart(Reply),
+    /// New definition from a reload; a running program is restarted with it.
+    Reconfigure(Arc<ProcessDef>, Reply),
+    /// Stop the program and end the task (removal on reload, daemon shutdown).
+    Remove(Reply),
+}
+
+/// A command that did what was asked, or found it already done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Done,
+    AlreadyRunning,
+    AlreadyStopped,
+}
+
+impl Done {
+    /// The note the socket's `OpOutcome` carries.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            Done::Done => None,
+            Done::AlreadyRunning => Some("already running"),
+            Done::AlreadyStopped => Some("already stopped"),
+        }
+    }
+}
+
+/// Why a command failed. The text is what the user reads after `NAME: failed: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The child could not be started (spawn error, or its pidfd could not be watched).
+    #[error("{0}")]
+    Start(String),
+    /// Something of the program's process tree could not be stopped.
+    #[error("stop incomplete: {0}")]
+    Stop(String),
+    #[error("too many pending commands for this process; try again")]
+    Busy,
+    #[error("the process is being removed")]
+    Removed,
+    #[error("the process's supervisor ended before answering")]
+    NoAnswer,
+}
+
+/// Sends a command and waits for its reply. A full queue or a finished task is an error
+/// at once, never a wait on the queue.
+pub async fn send(entry: &ProcessEntry, make: impl FnOnce(Reply) -> Command) -> Outcome {
+    let (tx, rx) = oneshot::channel();
+    if let Err(e) = entry.cmd.try_send(make(tx)) {
+        return Err(match e {
+            mpsc::error::TrySendError::Full(_) => Failure::Busy,
+            mpsc::error::TrySendError::Closed(_) => Failure::Removed,
+        });
+    }
+    rx.await.unwrap_or(Err(Failure::NoAnswer))
+}

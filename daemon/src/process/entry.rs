@@ -1,0 +1,111 @@
+//! `ProcessEntry`: everything the daemon shares about one program. The registry maps names
+//! to entries; readers (status, D-Bus properties) use the fields directly, without going
+//! through the supervisor task, which is the only writer of `cell`, `info` and `def`.
+
+use super::command::Command;
+use crate::config::ProcessDef;
+use crate::logs::ProcessLog;
+use arc_swap::ArcSwap;
+use brummer_core::StatusCell;
+use brummer_proto::methods::ProcessStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Rich status fields, replaced as a whole (one `ArcSwap` store) by the supervisor task.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessInfo {
+    pub generation: u64,
+    pub started_at: Option<SystemTime>,
+    pub started_mono: Option<Instant>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    pub next_attempt: Option<SystemTime>,
+    pub last_error: Option<String>,
+}
+
+pub struct ProcessEntry {
+    pub name: Arc<str>,
+    /// The definition in force; swapped by the supervisor task on reload.
+    def: ArcSwap<ProcessDef>,
+    /// Hot status: one atomic load. Written only by the supervisor task.
+    pub cell: StatusCell,
+    /// Everything else about the last run. Written only by the supervisor task.
+    pub info: ArcSwap<ProcessInfo>,
+    /// The program's output: ring, disk counters, URLs found.
+    pub log: Arc<ProcessLog>,
+    /// Commands to the supervisor task. Bounded: a full channel is an error, not a wait.
+    pub cmd: mpsc::Sender<Command>,
+}
+
+impl ProcessEntry {
+    pub fn new(
+        def: Arc<ProcessDef>,
+        log: Arc<ProcessLog>,
+        cmd: mpsc::Sender<Command>,
+    ) -> ProcessEntry {
+        ProcessEntry {
+            name: Arc::from(def.name.as_str()),
+            def: ArcSwap::new(def),
+            cell: StatusCell::default(),
+            info: ArcSwap::from_pointee(ProcessInfo::default()),
+            log,
+            cmd,
+        }
+    }
+
+    pub fn def(&self) -> Arc<ProcessDef> {
+        self.def.load_full()
+    }
+
+    /// Puts a reloaded definition in force, its log settings included. Only the supervisor
+    /// task calls it, so the two stores cannot interleave with another writer's.
+    pub fn set_def(&self, def: Arc<ProcessDef>) {
+        self.log.settings.store(Arc::new(def.logs.clone()));
+        self.def.store(def);
+    }
+
+    /// The status as `status` reports it, from one cell load and one snapshot load.
+    pub fn status(&self) -> ProcessStatus {
+        let hot = self.cell.load().hot();
+        let info = self.info.load();
+        let def = self.def.load();
+        let running = hot.state.is_active() && hot.pid.is_some();
+        ProcessStatus {
+            name: self.name.to_string(),
+            state: hot.state,
+            pid: hot.pid,
+            restarts: hot.restarts,
+            generation: info.generation,
+            exit_code: info.exit_code,
+            exit_signal: info.exit_signal,
+            started_at: info.started_at.map(rfc3339),
+            started_at_us: info.started_at.map(epoch_us),
+            uptime_secs: if running {
+                info.started_mono.map(|t| t.elapsed().as_secs_f64())
+            } else {
+                None
+            },
+            next_attempt: info.next_attempt.map(rfc3339),
+            last_error: info.last_error.clone(),
+            autostart: def.autostart,
+            restart_policy: def.restart.as_str().to_string(),
+            logs: self.log.counters(),
+            urls: self.log.urls.load().as_ref().clone(),
+        }
+    }
+}
+
+pub fn epoch_us(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+pub fn rfc3339_us(us: u64) -> String {
+    rfc3339(UNIX_EPOCH + Duration::from_micros(us))
+}

@@ -1,0 +1,156 @@
+//! `State`: what the planes and the operations share. The registry of programs, the event
+//! bus, the log plane, the access policy, the shutdown token and the reload channel, behind
+//! private fields: readers borrow them through methods, and the only writers of the
+//! registry are [`State::publish`]'s callers (start-up and reload, both on the server's
+//! top loop, so registry writes are serial without a lock held across an `.await`).
+
+use crate::access::Access;
+use crate::config::ProcessDef;
+use crate::logs::LogPlane;
+use crate::mode::Mode;
+use crate::process::ProcessEntry;
+use crate::process::command::COMMAND_QUEUE;
+use crate::process::supervisor::{self, Children, Shared};
+use crate::shutdown::Shutdown;
+use brummer_core::{EventBus, Registry, Snapshot};
+use brummer_proto::events::Event;
+use brummer_proto::methods::ReloadResult;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// Reloads queued at once; more are refused (the caller retries).
+const RELOAD_QUEUE: usize = 8;
+
+/// A reload asked for by a control plane; the server's top loop runs it and answers with
+/// the result or the configuration's error text. SIGHUP asks without a reply.
+pub struct ReloadRequest {
+    pub reply: oneshot::Sender<Result<ReloadResult, String>>,
+}
+
+pub struct State {
+    mode: Mode,
+    registry: Registry<ProcessEntry>,
+    /// What every supervisor task shares: the bus, the spawn gate, the /proc scanner.
+    programs: Arc<Shared>,
+    logs: Arc<LogPlane>,
+    access: Access,
+    /// Every task's shutdown token; triggered by the server once programs are stopped.
+    shutdown: Shutdown,
+    /// Set when shutdown begins: no new work is accepted from then on.
+    stopping: AtomicBool,
+    reload_tx: mpsc::Sender<ReloadRequest>,
+}
+
+impl State {
+    /// A state with no programs, and the receiving end of its reload channel (the
+    /// server's top loop holds it).
+    pub fn new(
+        mode: Mode,
+        log_dir: PathBuf,
+        ring_bytes: usize,
+        shutdown: Shutdown,
+    ) -> std::io::Result<(State, mpsc::Receiver<ReloadRequest>)> {
+        let (reload_tx, reload_rx) = mpsc::channel(RELOAD_QUEUE);
+        let state = State {
+            mode,
+            registry: Registry::new(),
+            programs: Arc::new(Shared {
+                children: Children::default(),
+                bus: Arc::new(EventBus::new()),
+                base_env: supervisor::base_env(),
+                procs: supervisor::ProcScanner::default(),
+            }),
+            logs: Arc::new(LogPlane::start(log_dir, ring_bytes)?),
+            access: Access::new(mode),
+            shutdown,
+            stopping: AtomicBool::new(false),
+            reload_tx,
+        };
+        Ok((state, reload_rx))
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn registry(&self) -> &Registry<ProcessEntry> {
+        &self.registry
+    }
+
+    pub fn bus(&self) -> &Arc<EventBus<Event>> {
+        &self.programs.bus
+    }
+
+    pub fn logs(&self) -> &Arc<LogPlane> {
+        &self.logs
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// The spawn gate and orphan reaper.
+    pub fn children(&self) -> &Children {
+        &self.programs.children
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// From now on operations refuse new work.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Queues a reload for the top loop; `None` when too many are queued already.
+    pub fn request_reload(&self) -> Option<oneshot::Receiver<Result<ReloadResult, String>>> {
+        let (tx, rx) = oneshot::channel();
+        self.reload_tx
+            .try_send(ReloadRequest { reply: tx })
+            .ok()
+            .map(|_| rx)
+    }
+
+    /// Creates a program: its log (ring, disk log, capture task) and its supervisor task,
+    /// which starts it at once when `autostart`. Not visible to readers until
+    /// [`publish`](Self::publish).
+    pub fn add_process(&self, def: Arc<ProcessDef>, autostart: bool) -> Arc<ProcessEntry> {
+        let (log, capture) = self.logs.open(&def);
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let entry = Arc::new(ProcessEntry::new(def, log, tx));
+        supervisor::spawn_task(
+            entry.clone(),
+            rx,
+            capture,
+            self.programs.clone(),
+            autostart,
+            &self.shutdown,
+        );
+        entry
+    }
+
+    /// Makes `entries` the programs everyone sees. The log plane's set goes first, so a
+    /// reader that finds a program in the registry finds its log too.
+    pub fn publish(&self, entries: Vec<(String, Arc<ProcessEntry>)>) {
+        self.logs
+            .publish(entries.iter().map(|(n, e)| (n.clone(), e.log.clone())));
+        self.registry
+            .update(|_| (Snapshot::from_entries(entries), ()));
+    }
+
+    /// Every program, in name order.
+    pub fn entries(&self) -> Vec<Arc<ProcessEntry>> {
+        self.registry
+            .load()
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+}
