@@ -5,9 +5,10 @@
 //! - server: `server`, `cli`, `paths`, `nofile`
 //! - planes: `control` (Unix socket), `dbus`, `systemd`
 //! - ops: `ops` (one file per operation, typed `OpError`)
-//! - state: `state`, `access`
+//! - state: `state`
 //! - process: `process` (entry, command, supervisor)
 //! - logs: `logs` (capture, threads, read, follow, scanner, disk)
+//! - access: `access` (who may change what)
 //! - base: `config`, `shutdown`, `fd`, `mode`
 
 pub mod access;
