@@ -1,8 +1,8 @@
 //! Log capture: one task per process drains its children's stdout and stderr pipes, cuts
-//! each read at its last newline, pushes the complete lines into the process's `LogRing`
-//! in one push (the task owns the ring's only `RingWriter`) and appends the same bytes to
-//! the active disk segment `NAME.log` plus one index record per write (`disklog`),
-//! rotating between two writes.
+//! each read at its last newline and pushes the complete lines into the process's
+//! `LogRing` in one push (the task owns the ring's only `RingWriter`); the same bytes go to
+//! the disk log through `persist` (which rotates), right away or, with followers on the
+//! thread, just after they sent them (`defer`).
 //!
 //! The task outlives any one child: a restarted child's pipes are handed over on a channel
 //! while a previous child's pipes (held open by a lingering grandchild) may still be
@@ -11,14 +11,14 @@
 //! the disk. Every capture task runs on the log thread (`logthread`), which is why the
 //! disk write can be a plain blocking `write` here.
 
+use super::defer::Deferred;
 use super::disk::{ChunkMeta, DiskLog};
+use super::persist::{Persist, Write};
 use super::{LogPlane, ProcessLog};
 use brummer_core::{RingWriter, Stamp};
 use brummer_proto::Stream;
-use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::unix::AsyncFd;
@@ -38,9 +38,6 @@ thread_local! {
 /// Reads done for one pipe before the others get their turn, so one flooding child cannot
 /// starve the other stream.
 const READS_PER_TURN: usize = 8;
-
-/// Largest chunk whose disk write waits until the followers on this log thread have sent it.
-const DEFER_MAX: usize = 64 * 1024;
 
 /// The output pipes of one child run.
 pub struct Source {
@@ -105,25 +102,17 @@ struct Pipe {
     carry: Vec<u8>,
 }
 
-/// A process's disk log as the capture task holds it.
-struct Disk {
-    log: DiskLog,
-    /// The last write failed; cleared (and logged) when writes succeed again.
-    failing: bool,
-}
-
 struct Sink {
     plane: Arc<LogPlane>,
     entry: Arc<ProcessLog>,
     writer: RingWriter,
-    disk: Option<Disk>,
+    persist: Persist,
     /// The disk writes of one read, kept to reuse the allocation.
-    writes: Vec<(Range<usize>, ChunkMeta)>,
+    writes: Vec<Write>,
     /// Followers run on this log thread: a small chunk's disk write may wait for them.
-    defer: bool,
-    /// A chunk already in the ring whose disk write waits (`flush_pending`), and its writes.
-    pending: Vec<u8>,
-    pending_writes: Vec<(Range<usize>, ChunkMeta)>,
+    followers: bool,
+    /// A chunk already in the ring whose disk write waits for the followers.
+    deferred: Deferred,
 }
 
 async fn run(
@@ -135,16 +124,12 @@ async fn run(
 ) {
     let mut sink = Sink {
         plane,
+        persist: Persist::new(entry.clone(), disk),
         entry,
         writer,
-        disk: disk.map(|log| Disk {
-            log,
-            failing: false,
-        }),
         writes: Vec::new(),
-        defer: false,
-        pending: Vec::new(),
-        pending_writes: Vec::new(),
+        followers: false,
+        deferred: Deferred::default(),
     };
     let mut pipes: Vec<Pipe> = Vec::new();
     let mut rx_open = true;
@@ -152,7 +137,7 @@ async fn run(
         if !rx_open && pipes.is_empty() {
             break;
         }
-        sink.defer = sink.entry.thread.has_followers();
+        sink.followers = sink.entry.thread.has_followers();
         std::future::poll_fn(|cx| {
             let mut progressed = false;
             while rx_open {
@@ -303,18 +288,15 @@ impl Sink {
             start += max;
         }
         // With followers on this thread, a small chunk goes to them first and to the disk
-        // right after (W6: the two writes took 22 of the 96 µs between the wake-up and the
-        // send). Safe only while the ring still holds the whole chunk: everything before
-        // it is on disk, so a reader finds every line in one of the two.
-        let defer = self.defer
-            && self.pending.is_empty()
-            && start <= DEFER_MAX
-            && self.writer.ring().oldest_seq() <= first_seq;
-        if defer {
-            self.pending.extend_from_slice(&buf[..start]);
-            self.pending_writes.append(&mut writes);
+        // right after (`defer`).
+        let ring_oldest = self.writer.ring().oldest_seq();
+        if self
+            .deferred
+            .may_hold(self.followers, start, ring_oldest, first_seq)
+        {
+            self.deferred.hold(buf, start, &mut writes);
         } else {
-            self.write(buf, &writes);
+            self.persist.write(buf, &writes);
             writes.clear();
         }
         self.writes = writes;
@@ -323,21 +305,12 @@ impl Sink {
     }
 
     fn has_pending(&self) -> bool {
-        !self.pending_writes.is_empty()
+        !self.deferred.is_empty()
     }
 
     /// Writes the deferred chunk, if any.
     fn flush_pending(&mut self) {
-        if self.pending_writes.is_empty() {
-            return;
-        }
-        let buf = std::mem::take(&mut self.pending);
-        let writes = std::mem::take(&mut self.pending_writes);
-        self.write(&buf, &writes);
-        self.pending = buf;
-        self.pending.clear();
-        self.pending_writes = writes;
-        self.pending_writes.clear();
+        self.deferred.flush(&mut self.persist);
     }
 
     /// What the lines of this read share: its pipe and the time it was read.
@@ -377,63 +350,6 @@ impl Sink {
         let mut buf = std::mem::take(&mut p.carry);
         buf.push(b'\n');
         let len = buf.len();
-        self.write(&buf, &[(0..len, meta)]);
-    }
-
-    /// Appends the finished lines of one read to the disk log, in order, rotating when
-    /// the active segment is full.
-    fn write(&mut self, buf: &[u8], writes: &[(Range<usize>, ChunkMeta)]) {
-        let Some(d) = &mut self.disk else {
-            lost_to_disk(&self.entry, writes);
-            return;
-        };
-        let counters = &self.entry.counters;
-        for (range, meta) in writes {
-            match d.log.append(&[&buf[range.clone()]], meta) {
-                Ok(()) => {
-                    if d.failing {
-                        d.failing = false;
-                        tracing::info!(process = %self.entry.name, "disk log writable again");
-                    }
-                }
-                Err(e) => {
-                    counters
-                        .disk_errors
-                        .fetch_add(range.len() as u64, Ordering::Relaxed);
-                    if !d.failing {
-                        d.failing = true;
-                        tracing::error!(process = %self.entry.name, cause = %e, "cannot write disk log; lines stay in memory only");
-                    }
-                }
-            }
-            // Every line before this one is now on disk or lost to it: readers may look there.
-            let next = meta.first_seq + meta.lines;
-            counters.disk_seq.store(next, Ordering::Release);
-            let (max_bytes, max_files) = {
-                let settings = self.entry.settings.load();
-                (settings.max_bytes, settings.max_files)
-            };
-            if d.log.size() >= max_bytes {
-                match d.log.rotate(next, max_files) {
-                    Ok(()) => {
-                        counters.rotations.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        counters.disk_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(process = %self.entry.name, cause = %e, "cannot rotate disk log");
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Lines that will never reach the disk: readers must not wait for them there.
-fn lost_to_disk(entry: &ProcessLog, writes: &[(std::ops::Range<usize>, ChunkMeta)]) {
-    if let Some((_, last)) = writes.last() {
-        entry
-            .counters
-            .disk_seq
-            .store(last.first_seq + last.lines, Ordering::Release);
+        self.persist.write(&buf, &[(0..len, meta)]);
     }
 }

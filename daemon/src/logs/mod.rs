@@ -9,8 +9,10 @@
 //! ring for URLs and error lines and publishes them on the event bus.
 
 pub mod capture;
+mod defer;
 pub mod disk;
 pub mod follow;
+mod persist;
 pub mod read;
 pub mod scanner;
 pub mod threads;
