@@ -124,23 +124,28 @@ pub fn read_range(
     filter: &mut dyn FnMut(&Line) -> Verdict,
     out: &mut Vec<Line>,
 ) -> DiskRead {
-    let mut res = DiskRead {
-        missed: 0,
-        next_seq: from,
-        stopped: false,
+    let mut rd = RangeRead {
+        to,
+        max,
+        filter,
+        out,
+        kept: 0,
+        res: DiskRead {
+            missed: 0,
+            next_seq: from,
+            stopped: false,
+        },
+        recs: Vec::new(),
+        data: Vec::new(),
     };
     if from >= to || max == 0 {
-        return res;
+        return rd.res;
     }
     let segs = segments(dir, name);
     // The newest segment starting at or before `from`; earlier ones are not needed.
     let start = segs.iter().rposition(|s| s.first_seq <= from).unwrap_or(0);
-    let mut kept = 0usize;
-    let mut recs = Vec::new();
-    let mut data = Vec::new();
     for s in &segs[start.min(segs.len())..] {
-        let cursor = res.next_seq;
-        if cursor >= to {
+        if rd.res.next_seq >= to {
             break;
         }
         let Some(seg) = OpenSeg::open(s) else {
@@ -148,91 +153,150 @@ pub fn read_range(
             // the next segment starts later), or torn: skip it.
             continue;
         };
-        let seg_end = seg.end_seq();
-        if seg_end <= cursor {
-            continue;
+        if rd.segment(&seg) == Flow::Done {
+            break;
+        }
+    }
+    rd.res
+}
+
+/// Where a range read goes on after a segment or a chunk.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    /// To the next chunk (or segment).
+    Next,
+    /// To the next segment: this one has nothing more in the range, or is truncated.
+    NextSegment,
+    /// The read is over: `max` lines kept, or the filter said stop.
+    Done,
+}
+
+/// One `read_range` call in progress.
+struct RangeRead<'a> {
+    to: u64,
+    max: usize,
+    filter: &'a mut dyn FnMut(&Line) -> Verdict,
+    out: &'a mut Vec<Line>,
+    kept: usize,
+    res: DiskRead,
+    /// Buffers reused from chunk to chunk.
+    recs: Vec<Rec>,
+    data: Vec<u8>,
+}
+
+impl RangeRead<'_> {
+    /// The lines of one segment from the cursor on; lines missing before its first one
+    /// count as missed.
+    fn segment(&mut self, seg: &OpenSeg) -> Flow {
+        let cursor = self.res.next_seq;
+        if seg.end_seq() <= cursor {
+            return Flow::Next;
         }
         if seg.header.first_seq > cursor {
-            let gap = seg.header.first_seq.min(to) - cursor;
-            res.missed += gap;
-            res.next_seq += gap;
-            if res.next_seq >= to {
-                break;
+            let gap = seg.header.first_seq.min(self.to) - cursor;
+            self.res.missed += gap;
+            self.res.next_seq += gap;
+            if self.res.next_seq >= self.to {
+                return Flow::Done;
             }
         }
         let max_payload = seg.header.max_payload as usize;
-        let mut i = seg.find_seq(res.next_seq);
-        'recs: while i < seg.n {
+        let mut i = seg.find_seq(self.res.next_seq);
+        let mut recs = std::mem::take(&mut self.recs);
+        let mut flow = Flow::Next;
+        while i < seg.n && flow == Flow::Next {
             seg.recs(i, 256, &mut recs);
             if recs.is_empty() {
                 break;
             }
             i += recs.len() as u64;
             for r in &recs {
-                if r.end_seq() <= res.next_seq {
-                    continue;
-                }
-                if r.first_seq >= to {
-                    break 'recs;
-                }
-                if r.first_seq > res.next_seq {
-                    res.missed += r.first_seq - res.next_seq;
-                    res.next_seq = r.first_seq;
-                }
-                data.resize(r.len as usize, 0);
-                if seg.data.read_exact_at(&mut data, r.offset).is_err() {
-                    // Truncated under us: the rest of this segment is gone.
-                    break 'recs;
-                }
-                let mut stop = false;
-                split_chunk(r, &data, max_payload, |seq, partial, bytes| {
-                    if stop || seq < res.next_seq || seq >= to {
-                        return;
-                    }
-                    let line = Line {
-                        meta: LineMeta {
-                            seq,
-                            wall_us: r.wall_us,
-                            mono_ns: r.mono_ns,
-                            stream: r.stream,
-                            pid: r.pid,
-                            generation: r.generation,
-                            partial,
-                        },
-                        bytes: bytes.to_vec(),
-                    };
-                    match filter(&line) {
-                        Verdict::Keep => {
-                            out.push(line);
-                            kept += 1;
-                        }
-                        Verdict::Skip => {}
-                        Verdict::Stop => {
-                            res.stopped = true;
-                            stop = true;
-                            return;
-                        }
-                    }
-                    res.next_seq = seq + 1;
-                    if kept >= max {
-                        stop = true;
-                    }
-                });
-                if stop {
-                    return res;
-                }
-                // A chunk shorter than its record says (torn write): skip its seqs.
-                if res.next_seq < r.end_seq().min(to) {
-                    res.missed += r.end_seq().min(to) - res.next_seq;
-                    res.next_seq = r.end_seq().min(to);
-                }
-                if res.next_seq >= to {
-                    break 'recs;
+                flow = self.chunk(seg, r, max_payload);
+                if flow != Flow::Next {
+                    break;
                 }
             }
         }
+        self.recs = recs;
+        match flow {
+            Flow::Done => Flow::Done,
+            Flow::Next | Flow::NextSegment => Flow::Next,
+        }
     }
-    res
+
+    /// The lines of one chunk that are in the range and pass the filter.
+    fn chunk(&mut self, seg: &OpenSeg, r: &Rec, max_payload: usize) -> Flow {
+        let to = self.to;
+        if r.end_seq() <= self.res.next_seq {
+            return Flow::Next;
+        }
+        if r.first_seq >= to {
+            return Flow::NextSegment;
+        }
+        if r.first_seq > self.res.next_seq {
+            self.res.missed += r.first_seq - self.res.next_seq;
+            self.res.next_seq = r.first_seq;
+        }
+        self.data.resize(r.len as usize, 0);
+        if seg.data.read_exact_at(&mut self.data, r.offset).is_err() {
+            // Truncated under us: the rest of this segment is gone.
+            return Flow::NextSegment;
+        }
+        let mut stop = false;
+        let (res, filter, out, kept, max) = (
+            &mut self.res,
+            &mut *self.filter,
+            &mut *self.out,
+            &mut self.kept,
+            self.max,
+        );
+        split_chunk(r, &self.data, max_payload, |seq, partial, bytes| {
+            if stop || seq < res.next_seq || seq >= to {
+                return;
+            }
+            let line = Line {
+                meta: LineMeta {
+                    seq,
+                    wall_us: r.wall_us,
+                    mono_ns: r.mono_ns,
+                    stream: r.stream,
+                    pid: r.pid,
+                    generation: r.generation,
+                    partial,
+                },
+                bytes: bytes.to_vec(),
+            };
+            match filter(&line) {
+                Verdict::Keep => {
+                    out.push(line);
+                    *kept += 1;
+                }
+                Verdict::Skip => {}
+                Verdict::Stop => {
+                    res.stopped = true;
+                    stop = true;
+                    return;
+                }
+            }
+            res.next_seq = seq + 1;
+            if *kept >= max {
+                stop = true;
+            }
+        });
+        if stop {
+            return Flow::Done;
+        }
+        // A chunk shorter than its record says (torn write): skip its seqs.
+        let end = r.end_seq().min(to);
+        if self.res.next_seq < end {
+            self.res.missed += end - self.res.next_seq;
+            self.res.next_seq = end;
+        }
+        if self.res.next_seq >= to {
+            return Flow::NextSegment;
+        }
+        Flow::Next
+    }
 }
 
 /// A lower bound for the first line captured at or after `us`: every line before the

@@ -259,16 +259,7 @@ fn spawn_direct(
         .iter()
         .map(|a| cstring(a.as_bytes()))
         .collect::<io::Result<Vec<_>>>()?;
-    let envp = env
-        .iter()
-        .map(|(k, v)| {
-            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
-            kv.extend_from_slice(k.as_bytes());
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstring(&kv)
-        })
-        .collect::<io::Result<Vec<_>>>()?;
+    let envp = env_block(env)?;
     let cwd = cwd.map(|c| cstring(c.as_os_str().as_bytes())).transpose()?;
 
     let mut fa_mem = MaybeUninit::uninit();
@@ -279,59 +270,8 @@ fn spawn_direct(
     // SAFETY: as above.
     check(unsafe { libc::posix_spawnattr_init(attr_mem.as_mut_ptr()) })?;
     let mut attr = SpawnAttr(&mut attr_mem);
-    // SAFETY: every pointer is to a live, initialised object or NUL-terminated string that
-    // outlives the calls; the fds stay open until the spawn returned (glibc copies the
-    // strings it keeps).
-    unsafe {
-        check(libc::posix_spawn_file_actions_addopen(
-            fa.ptr(),
-            0,
-            c"/dev/null".as_ptr(),
-            libc::O_RDONLY,
-            0,
-        ))?;
-        // dup2 clears close-on-exec on the copy; brummerd's own fds 0-2 are always open
-        // (Rust's runtime opens /dev/null on closed ones), so a pipe is never one of them.
-        check(libc::posix_spawn_file_actions_adddup2(
-            fa.ptr(),
-            out_w.as_raw_fd(),
-            1,
-        ))?;
-        check(libc::posix_spawn_file_actions_adddup2(
-            fa.ptr(),
-            err_w.as_raw_fd(),
-            2,
-        ))?;
-        if let Some(cwd) = &cwd {
-            check(libc::posix_spawn_file_actions_addchdir_np(
-                fa.ptr(),
-                cwd.as_ptr(),
-            ))?;
-        }
-        let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigemptyset(empty.as_mut_ptr());
-        check(libc::posix_spawnattr_setsigmask(attr.ptr(), empty.as_ptr()))?;
-        // Every signal to its default action, as systemd does for a service: an ignored
-        // SIGPIPE (Rust's runtime ignores it) or a disposition inherited by brummerd
-        // would otherwise survive the exec.
-        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigfillset(all.as_mut_ptr());
-        // glibc's sigfillset (and sigaddset) leave out its two internal signals, 32 and
-        // 33, and its posix_spawn sets those to SIG_IGN in the child unless they are in
-        // this set; an ignored signal survives the exec (seen with glibc 2.36:
-        // SigIgn 0x180000000). Their bits are set directly: a sigset_t is the kernel's
-        // bitmap, signal n at bit n-1 of an array of u64 words.
-        let words = all.as_mut_ptr().cast::<u64>();
-        *words |= (1 << 31) | (1 << 32);
-        check(libc::posix_spawnattr_setsigdefault(
-            attr.ptr(),
-            all.as_ptr(),
-        ))?;
-        let flags = libc::POSIX_SPAWN_SETSID
-            | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short
-            | libc::POSIX_SPAWN_SETSIGDEF as libc::c_short;
-        check(libc::posix_spawnattr_setflags(attr.ptr(), flags))?;
-    }
+    child_files(&mut fa, &out_w, &err_w, cwd.as_deref())?;
+    child_signals_and_session(&mut attr)?;
     let mut envp_ptrs: Vec<*mut libc::c_char> =
         envp.iter().map(|s| s.as_ptr().cast_mut()).collect();
     envp_ptrs.push(std::ptr::null_mut());
@@ -365,6 +305,92 @@ fn spawn_direct(
         r => r?,
     };
     Ok(pid)
+}
+
+/// `KEY=VALUE` strings for the child's environment.
+fn env_block(env: &[(OsString, OsString)]) -> io::Result<Vec<CString>> {
+    env.iter()
+        .map(|(k, v)| {
+            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+            kv.extend_from_slice(k.as_bytes());
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(&kv)
+        })
+        .collect()
+}
+
+/// The child's descriptors and directory: stdin from /dev/null, stdout and stderr to the
+/// capture pipes, `cwd` when given.
+fn child_files(
+    fa: &mut FileActions,
+    out_w: &OwnedFd,
+    err_w: &OwnedFd,
+    cwd: Option<&CStr>,
+) -> io::Result<()> {
+    // SAFETY: every pointer is to a live, initialised object or NUL-terminated string that
+    // outlives the calls; the fds stay open until the spawn returned (glibc copies the
+    // strings it keeps).
+    unsafe {
+        check(libc::posix_spawn_file_actions_addopen(
+            fa.ptr(),
+            0,
+            c"/dev/null".as_ptr(),
+            libc::O_RDONLY,
+            0,
+        ))?;
+        // dup2 clears close-on-exec on the copy; brummerd's own fds 0-2 are always open
+        // (Rust's runtime opens /dev/null on closed ones), so a pipe is never one of them.
+        check(libc::posix_spawn_file_actions_adddup2(
+            fa.ptr(),
+            out_w.as_raw_fd(),
+            1,
+        ))?;
+        check(libc::posix_spawn_file_actions_adddup2(
+            fa.ptr(),
+            err_w.as_raw_fd(),
+            2,
+        ))?;
+        if let Some(cwd) = cwd {
+            check(libc::posix_spawn_file_actions_addchdir_np(
+                fa.ptr(),
+                cwd.as_ptr(),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// A new session, no signal blocked, every signal at its default action.
+fn child_signals_and_session(attr: &mut SpawnAttr) -> io::Result<()> {
+    // SAFETY: the sets are initialised by sigemptyset/sigfillset before use, and the
+    // attributes object is initialised.
+    unsafe {
+        let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(empty.as_mut_ptr());
+        check(libc::posix_spawnattr_setsigmask(attr.ptr(), empty.as_ptr()))?;
+        // Every signal to its default action, as systemd does for a service: an ignored
+        // SIGPIPE (Rust's runtime ignores it) or a disposition inherited by brummerd
+        // would otherwise survive the exec.
+        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigfillset(all.as_mut_ptr());
+        // glibc's sigfillset (and sigaddset) leave out its two internal signals, 32 and
+        // 33, and its posix_spawn sets those to SIG_IGN in the child unless they are in
+        // this set; an ignored signal survives the exec (seen with glibc 2.36:
+        // SigIgn 0x180000000). Their bits are set directly: a sigset_t is the kernel's
+        // bitmap, signal n at bit n-1 of an array of u64 words.
+        let words = all.as_mut_ptr().cast::<u64>();
+        *words |= (1 << 31) | (1 << 32);
+        check(libc::posix_spawnattr_setsigdefault(
+            attr.ptr(),
+            all.as_ptr(),
+        ))?;
+        let flags = libc::POSIX_SPAWN_SETSID
+            | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short
+            | libc::POSIX_SPAWN_SETSIGDEF as libc::c_short;
+        check(libc::posix_spawnattr_setflags(attr.ptr(), flags))?;
+    }
+    Ok(())
 }
 
 /// execvp's PATH search, done before the spawn: `posix_spawnp` would search brummerd's own
