@@ -37,11 +37,10 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
             exists: &exists,
         },
     )?;
-    let explicit_config = args.config.is_some();
     let load = LoadOptions {
         main: args.config.clone().unwrap_or(paths.config.clone()),
         dropin_dir: None,
-        main_required: explicit_config,
+        main_required: args.config.is_some(),
         as_root: nix::unistd::geteuid().is_root(),
     };
     let config = match config::load(&load) {
@@ -52,20 +51,7 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     if args.check_config {
-        println!(
-            "brummerd: configuration OK: {} process(es) from {}",
-            config.processes.len(),
-            if config.files.is_empty() {
-                "no file (none exists)".to_string()
-            } else {
-                config
-                    .files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        );
+        println!("{}", config_ok(&config));
         return Ok(ExitCode::SUCCESS);
     }
     if mode == Mode::System && !nix::unistd::geteuid().is_root() {
@@ -90,12 +76,7 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
     // Orphaned descendants of programs are re-parented to us, so stop can find and reap them.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("brummerd")
-        .build()
-        .context("cannot start the async runtime")?;
-    let mut opts = Options {
+    let opts = Options {
         mode,
         load,
         socket,
@@ -106,6 +87,36 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
             address: args.dbus_address,
         },
     };
+    serve(opts, config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--check-config`'s report.
+fn config_ok(config: &config::Config) -> String {
+    let files = if config.files.is_empty() {
+        "no file (none exists)".to_string()
+    } else {
+        config
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "brummerd: configuration OK: {} process(es) from {files}",
+        config.processes.len()
+    )
+}
+
+/// Starts the runtime, the signal handlers and the listener, and runs the server until
+/// SIGTERM or SIGINT.
+fn serve(mut opts: Options, config: config::Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("brummerd")
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = async {
             let mut term =
@@ -125,7 +136,9 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         // only once SIGTERM/SIGINT are handled, so an early stop request still ends in a
         // clean shutdown that removes the socket. A passed socket belongs to the socket
         // unit: we must not unlink it when we stop.
-        let listener = match brummerd::systemd::activation::take_listener().context("socket activation")? {
+        let listener = match brummerd::systemd::activation::take_listener()
+            .context("socket activation")?
+        {
             Some((listener, path)) => {
                 if let Some(path) = path {
                     opts.socket = path;
@@ -134,12 +147,11 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
                 tracing::info!(socket = %opts.socket.display(), "using the socket passed by systemd");
                 listener
             }
-            None => brummerd::control::listener::bind(&opts.socket, mode)?,
+            None => brummerd::control::listener::bind(&opts.socket, opts.mode)?,
         };
         server::run(opts, config, listener, shutdown).await?;
         anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// glibc gives every thread that allocates its own arena (the runtime's workers, the log

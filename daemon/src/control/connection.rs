@@ -13,6 +13,7 @@ use crate::state::State;
 use brummer_proto::methods::{Request, UnsubscribeResult};
 use brummer_proto::rpc::{RawRequest, Response};
 use brummer_proto::{ErrorCode, MAX_LINE, RpcError};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::net::UnixStream;
@@ -31,7 +32,7 @@ pub struct Connection {
 
 /// What the connection reads next: a request to run, or a line it answers itself.
 enum Next {
-    Request(Option<serde_json::Value>, Request),
+    Request(Option<Value>, Request),
     Answer(Response),
     Skip,
 }
@@ -57,13 +58,14 @@ impl Connection {
         let (out, writer) = Outbox::new(write);
         let writer = tasks.spawn(writer);
         let mut reader = LineReader::new(read, MAX_LINE);
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        let mut streams: HashMap<u64, (Shutdown, JoinHandle<()>)> = HashMap::new();
-        let mut next_sub = 1u64;
-        // A failed hello (protocol mismatch) refuses everything after it on this
-        // connection until a hello succeeds: a pipelining client must not have its request
-        // run by a daemon that speaks another protocol.
-        let mut hello_failed = false;
+        let mut session = Session {
+            out,
+            tasks,
+            slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+            streams: HashMap::new(),
+            next_sub: 1,
+            hello_failed: false,
+        };
         let cx = Ctx {
             state: &self.state,
             peer: self.peer,
@@ -73,87 +75,102 @@ impl Connection {
                 Ok(Some(f)) => f,
                 Ok(None) | Err(_) => break,
             };
-            let (id, req) = match parse(frame) {
-                Next::Request(id, req) => (id, req),
-                Next::Answer(r) => {
-                    if !out.send(&r).await {
-                        break;
-                    }
-                    continue;
-                }
-                Next::Skip => continue,
+            let open = match parse(frame) {
+                Next::Request(id, req) => session.handle(&cx, id, req).await,
+                Next::Answer(r) => session.out.send(&r).await,
+                Next::Skip => true,
             };
-            if hello_failed && !matches!(req, Request::Hello(_)) {
-                let e = RpcError::new(
-                    ErrorCode::InvalidRequest,
-                    "refused: this connection's hello named an unsupported protocol",
-                );
-                if !out.reply(id, Err(e)).await {
-                    break;
-                }
-                continue;
+            if !open {
+                break;
             }
-            let is_hello = matches!(req, Request::Hello(_));
-            match methods::call(&cx, req) {
-                Call::Now(r) => {
-                    if is_hello {
-                        hello_failed = r.is_err();
-                    }
-                    if !out.reply(id, r).await {
-                        break;
-                    }
-                }
-                Call::Later(task) => {
-                    let Ok(permit) = slots.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let o = out.clone();
-                    tasks.spawn(async move {
-                        let r = task.await;
-                        o.reply(id, r).await;
-                        drop(permit);
-                    });
-                }
-                Call::Stream(open) => {
-                    let sub = next_sub;
-                    next_sub += 1;
-                    let stream = open(StreamCtx {
-                        sub,
-                        out: out.clone(),
-                        id,
-                    });
-                    let token = tasks.child();
-                    let h = match stream.on {
-                        Some(handle) => token.spawn_on(stream.task, &handle),
-                        None => token.spawn(stream.task),
-                    };
-                    streams.insert(sub, (token, h));
-                }
-                Call::Unsubscribe(sub) => {
-                    let r = match streams.remove(&sub) {
-                        Some((token, _)) => {
-                            token.trigger();
-                            methods::to_raw(&UnsubscribeResult { ok: true })
-                        }
-                        None => Err(RpcError::new(
-                            ErrorCode::NoSuchSubscription,
-                            format!("no subscription {sub} on this connection"),
-                        )),
-                    };
-                    if !out.reply(id, r).await {
-                        break;
-                    }
-                }
-            }
-            streams.retain(|_, (_, h)| !h.is_finished());
         }
-        for (token, _) in streams.into_values() {
+        for (token, _) in session.streams.into_values() {
             token.trigger();
         }
-        drop(out);
+        drop(session.out);
         // Answers still being computed hold outbox clones; the writer ends once they have
         // answered (or the shutdown token ends them).
         let _ = writer.await;
+    }
+}
+
+/// What one connection keeps between requests.
+struct Session {
+    out: Outbox,
+    tasks: Shutdown,
+    /// Answers being computed (`Call::Later`); at most `IN_FLIGHT`.
+    slots: Arc<Semaphore>,
+    /// Streams by subscription id, each with its own token.
+    streams: HashMap<u64, (Shutdown, JoinHandle<()>)>,
+    next_sub: u64,
+    /// A failed hello (protocol mismatch) refuses everything after it on this connection
+    /// until a hello succeeds: a pipelining client must not have its request run by a
+    /// daemon that speaks another protocol.
+    hello_failed: bool,
+}
+
+impl Session {
+    /// Runs one request; false when the client is gone.
+    async fn handle(&mut self, cx: &Ctx<'_>, id: Option<Value>, req: Request) -> bool {
+        if self.hello_failed && !matches!(req, Request::Hello(_)) {
+            let e = RpcError::new(
+                ErrorCode::InvalidRequest,
+                "refused: this connection's hello named an unsupported protocol",
+            );
+            return self.out.reply(id, Err(e)).await;
+        }
+        let is_hello = matches!(req, Request::Hello(_));
+        let open = match methods::call(cx, req) {
+            Call::Now(r) => {
+                if is_hello {
+                    self.hello_failed = r.is_err();
+                }
+                self.out.reply(id, r).await
+            }
+            Call::Later(task) => {
+                let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                    return false;
+                };
+                let out = self.out.clone();
+                self.tasks.spawn(async move {
+                    let r = task.await;
+                    out.reply(id, r).await;
+                    drop(permit);
+                });
+                true
+            }
+            Call::Stream(open) => {
+                let sub = self.next_sub;
+                self.next_sub += 1;
+                let stream = open(StreamCtx {
+                    sub,
+                    out: self.out.clone(),
+                    id,
+                });
+                let token = self.tasks.child();
+                let h = match stream.on {
+                    Some(handle) => token.spawn_on(stream.task, &handle),
+                    None => token.spawn(stream.task),
+                };
+                self.streams.insert(sub, (token, h));
+                true
+            }
+            Call::Unsubscribe(sub) => {
+                let r = match self.streams.remove(&sub) {
+                    Some((token, _)) => {
+                        token.trigger();
+                        methods::to_raw(&UnsubscribeResult { ok: true })
+                    }
+                    None => Err(RpcError::new(
+                        ErrorCode::NoSuchSubscription,
+                        format!("no subscription {sub} on this connection"),
+                    )),
+                };
+                self.out.reply(id, r).await
+            }
+        };
+        self.streams.retain(|_, (_, h)| !h.is_finished());
+        open
     }
 }
 
