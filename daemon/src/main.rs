@@ -155,10 +155,10 @@ fn serve(mut opts: Options, config: config::Config) -> anyhow::Result<()> {
 }
 
 /// glibc gives every thread that allocates its own arena (the runtime's workers, the log
-/// threads, blocking threads); each keeps its freed memory and its own top chunk, which with
-/// 100 idle programs cost ~0.5 MiB more than one shared arena (docs/performance.md,
-/// "Memory"). Threads still allocate from their own tcache without the arena lock, and W3
-/// throughput did not change. Must run before the first thread is spawned.
+/// threads, blocking threads); each keeps its freed memory and its own top chunk, resident
+/// for nothing in a daemon that mostly idles (docs/performance.md, "Memory"). Threads still
+/// allocate from their own tcache without the arena lock. Must run before the first thread
+/// is spawned.
 fn one_malloc_arena() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets a malloc parameter; no other thread exists yet.

@@ -146,8 +146,8 @@ struct RawHeader {
 /// The ring's word array: an anonymous private mapping, so its pages are zero and cost no
 /// RSS until the writer first touches them. (Through the global allocator a 1 MiB
 /// `alloc_zeroed` may come from the brk heap once glibc's dynamic mmap threshold has risen,
-/// and then every byte is memset: 100 idle programs cost 100 MiB and every fork copies
-/// those page tables.)
+/// and then every byte is memset: every idle program's ring becomes resident and every
+/// fork copies those page tables.)
 #[cfg(not(any(brummer_loom, brummer_shuttle)))]
 struct Words {
     ptr: std::ptr::NonNull<AtomicU64>,
@@ -432,8 +432,7 @@ impl LogRing {
     fn payload_into(&self, pos: u64, len: usize, v: &mut Vec<u8>) {
         // Filled in place from the two contiguous word ranges, so the copy loops carry no
         // mask, no bounds check and no capacity check, and the bytes are not zeroed first.
-        // Not `vec![0; len]`: that is calloc, which skips glibc's per-thread cache (calloc
-        // showed in a perf profile of `ring/tail_100`).
+        // Not `vec![0; len]`: that is calloc, which skips glibc's per-thread cache.
         v.clear();
         v.reserve(len);
         let (a, b) = self.span(pos, len.div_ceil(8));

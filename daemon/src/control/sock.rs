@@ -3,11 +3,10 @@
 //! Why not tokio's `UnixStream`: it registers the socket for writability as well, so every
 //! time the client reads (and frees room in the socket buffer) the kernel wakes the runtime
 //! worker that waits in `epoll_wait`. For a follower that is one wake-up of a daemon thread
-//! per line, in the client's own read, usually on the other core: measured on W6, the
-//! client's `recv` woke a brummerd thread on 77 of 90 lines. Here the read side is
-//! registered for readability only, and the write side (a duplicate descriptor) is
-//! registered only while a write waits for room, which only a client that reads slowly
-//! ever causes.
+//! per line, in the client's own read, usually on the core the client needs
+//! (docs/architecture.md, "W6, follow latency"). Here the read side is registered for
+//! readability only, and the write side (a duplicate descriptor) is registered only while
+//! a write waits for room, which only a client that reads slowly ever causes.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};

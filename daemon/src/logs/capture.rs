@@ -24,8 +24,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
-/// Bytes read from a pipe per system call. Larger reads amortise the wake-up; 256 KiB keeps
-/// up with a producer writing 64 KiB chunks into a 1 MiB pipe.
+/// Bytes read from a pipe per system call. Larger reads amortise the wake-up, and one read
+/// must keep up with a producer that fills the large pipe buffer brummerd asks for
+/// (`PIPE_SIZE`, where the pipes are made) in big writes.
 const READ_CHUNK: usize = 256 * 1024;
 
 thread_local! {
@@ -189,7 +190,7 @@ async fn run(
         .await;
         // Followers on this thread first: they run as soon as this task yields, without a
         // system call, and send before the scanner and other followers wake on another
-        // thread (W6: the scanner used to run ahead of the follower on the same core).
+        // thread (which could otherwise run ahead of them on the same core).
         let wake = &sink.entry.thread;
         wake.notify.notify_waiters();
         if wake.has_followers() {

@@ -21,17 +21,17 @@ use std::sync::atomic::Ordering;
 /// Records read from one ring at a time.
 const BATCH: usize = 256;
 /// A pass ends after this long even if rings still have lines; the next pass goes on with
-/// the ring after the last one scanned. Without it one pass over 100 flooding rings
-/// (4096 lines each) ran for ~200 ms at a stretch: 5% over the long run, but a fifth of
-/// the daemon's CPU during a one-second flood.
+/// the ring after the last one scanned. Without a bound, one pass over many flooding rings
+/// runs at a stretch, which is cheap over the long run but takes the daemon's CPU in bursts
+/// (docs/architecture.md, "the scanner's pass is bounded by time").
 const PASS_BUDGET: std::time::Duration = std::time::Duration::from_millis(1);
 /// Shortest pause after a pass that found lines. Sporadic output is scanned at once (the
 /// pass runs on the wake-up); a flood is sampled and the rest skipped (counted).
 const PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
 /// The pause after a pass is at least this many times the pass's own duration, so the
-/// scanner takes at most 1/(1 + IDLE_FACTOR) = 5% of one core whatever the lines cost to
-/// match. A fixed line budget (4096 lines per 20 ms) took 15-20% of a core during a flood on
-/// this 2-core machine: that CPU came out of the program and the capture task.
+/// scanner takes at most 1/(1 + IDLE_FACTOR) of one core whatever the lines cost to match.
+/// A budget in lines instead would let costly lines take a core away from the program and
+/// its capture during a flood.
 const IDLE_FACTOR: u32 = 19;
 /// URLs kept per process (the first ones found).
 pub const MAX_URLS: usize = 32;
@@ -56,8 +56,8 @@ impl State {
 }
 
 /// Compiled pattern sets by pattern list. Programs with the same patterns (the defaults,
-/// usually) share one set: a compiled set costs ~70 KiB, which made 100 idle programs
-/// cost 7 MiB, and a shared set also shares its search caches.
+/// usually) share one set: a compiled set and its search caches are large, and one copy
+/// per program made idle programs expensive (docs/architecture.md, W1 memory).
 type Sets = HashMap<Vec<String>, Arc<RegexSet>>;
 
 fn compile(name: &str, settings: &LogSettings, sets: &mut Sets) -> Option<Arc<RegexSet>> {

@@ -2,17 +2,13 @@
 //! OS thread of its own, and writes its disk log there too. There is one such thread per
 //! CPU (at most `MAX_THREADS`); processes are dealt to them in turn.
 //!
-//! Why a capture stays on one thread, measured on W3 (one program flooding 1,000,000 lines of 100 bytes, on
-//! this 2-core machine where the producer itself needs a core): with the capture tasks on
-//! the multi-thread runtime and the disk writes on a separate writer thread, every chunk
-//! crossed cores twice (read on one worker, the task migrated, written on the writer
-//! thread), and each cost two cross-thread wake-ups. Reading, cutting, storing and writing
-//! a chunk on one thread keeps it in that core's cache and took less CPU *and* less time.
+//! Why a capture stays on one thread: reading, cutting, storing and writing a chunk there
+//! keeps it in one core's cache, with no cross-thread wake-up between the pipe read and
+//! the disk write (on the multi-thread runtime a capture task migrates between workers).
 //! The blocking page-cache write stalls only its log thread: never the control socket,
-//! D-Bus or the supervisors, which stay on the main runtime. Why several threads: with
-//! ten programs flooding at once, one thread capped the daemon at one core while `cat`s
-//! used both (10 writers: 0.50x of `cat` with one thread, 0.78x with one per CPU;
-//! docs/architecture.md).
+//! D-Bus or the supervisors, which stay on the main runtime. Why one per CPU: a single
+//! thread caps capture at one core however many programs flood at once. The measurements
+//! behind both are in docs/architecture.md ("2026-11-23, later").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,11 +54,12 @@ impl LogThreads {
 /// One log thread as its tasks see it: its runtime, and how the capture tasks there wake
 /// the followers that run on the same thread.
 ///
-/// Why followers run there (W6 in `docs/bench-peers.md`): a followed line used to go from
-/// the log thread to a runtime worker (an eventfd write and a second thread's wake-up),
-/// and the scanner, woken by the same chunk, often ran first. A follower of processes that
-/// share one log thread runs on that thread instead: the capture wakes it without a system
-/// call and lets it send before the scanner and remote followers are woken.
+/// Why followers run there: a follower on a runtime worker is woken across threads (an
+/// eventfd write and a second thread's wake-up), and the scanner, woken by the same chunk,
+/// may run first. A follower of processes that share one log thread runs on that thread
+/// instead: the capture wakes it without a system call and lets it send before the scanner
+/// and remote followers are woken (docs/architecture.md, "W6, follow latency, second
+/// pass").
 pub struct ThreadWake {
     /// Which log thread.
     pub index: usize,

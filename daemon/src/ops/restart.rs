@@ -1,4 +1,5 @@
-//! `restart`: Restarts the selected programs: a stop, then a start, resetting the restart counters.
+//! `restart`: a stop, then a start, of each selected program; the start resets its restart
+//! counters, as an explicit start does.
 
 use super::{Caller, OpError, Selection, Step};
 use crate::process::Command;

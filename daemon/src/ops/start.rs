@@ -1,4 +1,5 @@
-//! `start`: Starts the selected programs (each: a no-op with the note "already running" when it runs).
+//! `start`: starts the selected programs; one that already runs is left alone and noted
+//! ("already running").
 
 use super::{Caller, OpError, Selection, Step};
 use crate::process::Command;

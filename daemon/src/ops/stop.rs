@@ -1,4 +1,5 @@
-//! `stop`: Stops the selected programs and everything they started (each: a no-op with the note "already stopped" when none runs).
+//! `stop`: stops the selected programs and everything they started; one that does not run
+//! is noted ("already stopped").
 
 use super::{Caller, OpError, Selection, Step};
 use crate::process::Command;

@@ -6,7 +6,7 @@
 //! So the reaper reaps pid by pid, skipping tracked ones, and a spawn (fork/exec + pidfd +
 //! register) never overlaps the reaper's scan: spawns hold `gate` shared, the scan holds it
 //! exclusively. Spawns do not exclude each other, so two supervisor tasks on two worker
-//! threads start their children at the same time (W1: 100 programs at once). Neither lock is
+//! threads start their children at the same time (`start --all`). Neither lock is
 //! held across `.await`, only across a spawn or a few non-blocking `waitpid`s.
 
 use std::collections::HashSet;

@@ -5,9 +5,9 @@
 //!
 //! Two ways to get there. A program without `user`/`group` is started with glibc's
 //! `posix_spawn`, which uses `clone(CLONE_VM|CLONE_VFORK)`: no copy of brummerd's page
-//! tables in the parent and no teardown of that copy at exec in the child (together more
-//! than half the CPU of starting 100 programs with `fork`), and the exec error comes back
-//! without a pipe round trip. `posix_spawn` cannot call `setgroups`/`setgid`/`setuid`, so
+//! tables in the parent and no teardown of that copy at exec in the child (the bulk of the
+//! cost of starting many programs with `fork`; docs/architecture.md), and the exec error
+//! comes back without a pipe round trip. `posix_spawn` cannot call `setgroups`/`setgid`/`setuid`, so
 //! a program with credentials is forked (`std::process::Command` with a `pre_exec` hook).
 //! Both set up the same child.
 
