@@ -32,6 +32,9 @@ pub struct ReloadRequest {
 pub struct State {
     mode: Mode,
     registry: Registry<ProcessEntry>,
+    /// Events of every program: supervisors, the scanner and reloads publish; streams, the
+    /// D-Bus forwarder and the STATUS= task subscribe.
+    bus: Arc<EventBus<Event>>,
     /// What every supervisor task shares: the bus, the spawn gate, the /proc scanner.
     programs: Arc<Shared>,
     logs: Arc<LogPlane>,
@@ -53,12 +56,14 @@ impl State {
         shutdown: Shutdown,
     ) -> std::io::Result<(State, mpsc::Receiver<ReloadRequest>)> {
         let (reload_tx, reload_rx) = mpsc::channel(RELOAD_QUEUE);
+        let bus = Arc::new(EventBus::new());
         let state = State {
             mode,
             registry: Registry::new(),
+            bus: bus.clone(),
             programs: Arc::new(Shared {
                 children: Children::default(),
-                bus: Arc::new(EventBus::new()),
+                bus,
                 base_env: supervisor::base_env(),
                 procs: supervisor::ProcScanner::default(),
             }),
@@ -80,7 +85,7 @@ impl State {
     }
 
     pub fn bus(&self) -> &Arc<EventBus<Event>> {
-        &self.programs.bus
+        &self.bus
     }
 
     pub fn logs(&self) -> &Arc<LogPlane> {
