@@ -17,7 +17,6 @@ use crate::logs::{self, scanner};
 use crate::mode::Mode;
 use crate::ops;
 use crate::process::Command;
-use crate::process::command;
 use crate::shutdown::Shutdown;
 use crate::state::{ReloadRequest, State};
 use crate::systemd::notify;
@@ -163,7 +162,7 @@ pub async fn run(
 async fn stop_all(state: &State, sigchld: &mut Signal, watchdog: &mut Watchdog) {
     let mut set = tokio::task::JoinSet::new();
     for e in state.entries() {
-        set.spawn(async move { (e.name.clone(), command::send(&e, Command::Remove).await) });
+        set.spawn(async move { (e.name.clone(), e.send(Command::Remove).await) });
     }
     loop {
         tokio::select! {

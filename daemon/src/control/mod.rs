@@ -19,6 +19,9 @@ use std::os::unix::net::UnixListener as StdUnixListener;
 use std::sync::Arc;
 use tokio::net::UnixListener;
 
+/// A method's answer, serialised once, straight from its typed result.
+pub type Reply = Result<Box<serde_json::value::RawValue>, brummer_proto::RpcError>;
+
 /// Who is on the other end of a connection (SO_PEERCRED), judged once at accept.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {

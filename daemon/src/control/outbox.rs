@@ -212,7 +212,7 @@ impl Outbox {
         self.0.0.push(line).await
     }
 
-    pub async fn reply(&self, id: Option<Value>, result: super::methods::Reply) -> bool {
+    pub async fn reply(&self, id: Option<Value>, result: super::Reply) -> bool {
         let Some(id) = id else {
             // A JSON-RPC notification from the client: no reply (spec 4.1).
             return true;

@@ -16,7 +16,7 @@ pub mod stop;
 pub use error::OpError;
 pub use resolve::Selection;
 
-use crate::process::command::{self, Command, Reply};
+use crate::process::command::{Command, Reply};
 use crate::process::{Done, Outcome, ProcessEntry};
 use crate::state::State;
 use brummer_proto::methods::OpOutcome;
@@ -99,7 +99,7 @@ async fn run(entries: Vec<Arc<ProcessEntry>>, make: fn(Reply) -> Command) -> Vec
     let mut set = tokio::task::JoinSet::new();
     for (i, e) in entries.iter().enumerate() {
         let e = e.clone();
-        set.spawn(async move { (i, command::send(&e, make).await) });
+        set.spawn(async move { (i, e.send(make).await) });
     }
     let mut outcomes: Vec<Option<Outcome>> = vec![None; entries.len()];
     while let Some(r) = set.join_next().await {

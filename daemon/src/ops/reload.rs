@@ -8,7 +8,7 @@
 
 use super::{Caller, OpError, may_change};
 use crate::config::{self, Config, LoadOptions};
-use crate::process::command::{self, Outcome};
+use crate::process::command::Outcome;
 use crate::process::{Command, ProcessEntry};
 use crate::state::State;
 use brummer_proto::events::Event;
@@ -94,11 +94,11 @@ pub async fn apply(state: &State, load: &LoadOptions) -> Result<ReloadResult, St
     // Stops and restarts run in parallel; the answer waits for all of them.
     let mut set = tokio::task::JoinSet::new();
     for e in removed {
-        set.spawn(async move { (e.name.clone(), command::send(&e, Command::Remove).await) });
+        set.spawn(async move { (e.name.clone(), e.send(Command::Remove).await) });
     }
     for (e, def) in reconfigure {
         set.spawn(async move {
-            let r: Outcome = command::send(&e, |tx| Command::Reconfigure(def, tx)).await;
+            let r: Outcome = e.send(|tx| Command::Reconfigure(def, tx)).await;
             (e.name.clone(), r)
         });
     }

@@ -1,10 +1,10 @@
 //! What a supervisor task can be asked to do, and what it answers. Commands arrive over a
-//! bounded channel, each with its own reply sender; [`send`] never waits for room.
+//! bounded channel, each with its own reply sender (`ProcessEntry::send` never waits for
+//! room).
 
-use super::entry::ProcessEntry;
 use crate::config::ProcessDef;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Room in each program's command channel. Commands are rare; a full channel means the
 /// task is wedged, which the caller reports instead of waiting.
@@ -59,17 +59,4 @@ pub enum Failure {
     Removed,
     #[error("the process's supervisor ended before answering")]
     NoAnswer,
-}
-
-/// Sends a command and waits for its reply. A full queue or a finished task is an error
-/// at once, never a wait on the queue.
-pub async fn send(entry: &ProcessEntry, make: impl FnOnce(Reply) -> Command) -> Outcome {
-    let (tx, rx) = oneshot::channel();
-    if let Err(e) = entry.cmd.try_send(make(tx)) {
-        return Err(match e {
-            mpsc::error::TrySendError::Full(_) => Failure::Busy,
-            mpsc::error::TrySendError::Closed(_) => Failure::Removed,
-        });
-    }
-    rx.await.unwrap_or(Err(Failure::NoAnswer))
 }

@@ -2,7 +2,7 @@
 //! to entries; readers (status, D-Bus properties) use the fields directly, without going
 //! through the supervisor task, which is the only writer of `cell`, `info` and `def`.
 
-use super::command::Command;
+use super::command::{Command, Failure, Outcome, Reply};
 use crate::config::ProcessDef;
 use crate::logs::ProcessLog;
 use arc_swap::ArcSwap;
@@ -10,7 +10,7 @@ use brummer_core::StatusCell;
 use brummer_proto::methods::ProcessStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Rich status fields, replaced as a whole (one `ArcSwap` store) by the supervisor task.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +63,19 @@ impl ProcessEntry {
     pub fn set_def(&self, def: Arc<ProcessDef>) {
         self.log.settings.store(Arc::new(def.logs.clone()));
         self.def.store(def);
+    }
+
+    /// Sends a command to the supervisor task and waits for its reply. A full queue or a
+    /// finished task is an error at once, never a wait on the queue.
+    pub async fn send(&self, make: impl FnOnce(Reply) -> Command) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.cmd.try_send(make(tx)) {
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => Failure::Busy,
+                mpsc::error::TrySendError::Closed(_) => Failure::Removed,
+            });
+        }
+        rx.await.unwrap_or(Err(Failure::NoAnswer))
     }
 
     /// The status as `status` reports it, from one cell load and one snapshot load.

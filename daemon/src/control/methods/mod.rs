@@ -30,14 +30,12 @@ use brummer_proto::rpc::JSONRPC;
 use brummer_proto::{ErrorCode, RpcError};
 use serde::Serialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::runtime::Handle;
 
-/// A method's answer, serialised once, straight from its typed result.
-pub type Reply = Result<Box<RawValue>, RpcError>;
+pub use super::Reply;
 
 pub type Task<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 

@@ -118,10 +118,8 @@ enum Wake {
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, autostart: bool) {
-        if autostart {
-            if let Err(e) = self.start(true).await {
-                tracing::warn!(process = %self.entry.name, cause = %e, "autostart failed");
-            }
+        if autostart && let Err(e) = self.start(true).await {
+            tracing::warn!(process = %self.entry.name, cause = %e, "autostart failed");
         }
         loop {
             let wake = tokio::select! {
