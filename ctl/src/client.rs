@@ -8,13 +8,14 @@
 
 use crate::exit::CtlError;
 use crate::socket::SocketChoice;
+use brummer_proto::codec::{Frame, LineDecoder};
 use brummer_proto::methods::{HelloParams, HelloResult, Request};
 use brummer_proto::rpc::{Incoming, JSONRPC, Notification, Response};
 use brummer_proto::{PROTOCOL_VERSION, RpcError};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -28,10 +29,15 @@ pub struct Session {
     pub results: Vec<Value>,
 }
 
+/// Bytes asked of each read from the daemon.
+const READ_CHUNK: usize = 64 * 1024;
+
 pub struct Client {
     path: PathBuf,
     user_mode: bool,
-    reader: BufReader<Box<dyn Read + Send>>,
+    reader: Box<dyn Read + Send>,
+    /// Lines received and not yet read; replies have no length limit.
+    decoder: LineDecoder,
     writer: Box<dyn Write + Send>,
     next_id: u64,
     /// Replies that arrived while we waited for another id.
@@ -78,7 +84,8 @@ impl Client {
         Client {
             path,
             user_mode,
-            reader: BufReader::new(reader),
+            reader,
+            decoder: LineDecoder::new(usize::MAX),
             writer,
             next_id: 1,
             early: HashMap::new(),
@@ -132,27 +139,32 @@ impl Client {
     /// `None` at end of stream.
     fn read_line(&mut self) -> Result<Option<&str>, CtlError> {
         loop {
-            self.line.clear();
-            let n = self.reader.read_until(b'\n', &mut self.line).map_err(|e| {
-                if e.kind() == io::ErrorKind::ConnectionReset {
-                    return CtlError::Closed {
-                        path: self.path.clone(),
-                        user_mode: self.user_mode,
-                    };
+            while !self.decoder.has_line() {
+                let buf = self.decoder.read_buf(READ_CHUNK);
+                match self.reader.read(buf) {
+                    // A line cut off by EOF is as good as none.
+                    Ok(0) => return Ok(None),
+                    Ok(n) => self.decoder.filled(n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        return Err(CtlError::Closed {
+                            path: self.path.clone(),
+                            user_mode: self.user_mode,
+                        });
+                    }
+                    Err(e) => return Err(self.lost(e)),
                 }
-                CtlError::Lost {
-                    path: self.path.clone(),
-                    source: e,
-                }
-            })?;
-            // A line cut off by EOF is as good as none.
-            if n == 0 || self.line.last() != Some(&b'\n') {
-                return Ok(None);
             }
-            if self.line.trim_ascii().is_empty() {
+            self.line.clear();
+            match self.decoder.decode() {
+                Some(Frame::Line(l)) => self.line.extend_from_slice(l.trim_ascii()),
+                // Unreachable without a limit; a line that is not there is no message.
+                Some(Frame::TooLong(_)) | None => continue,
+            }
+            if self.line.is_empty() {
                 continue;
             }
-            let text = std::str::from_utf8(self.line.trim_ascii())
+            let text = std::str::from_utf8(&self.line)
                 .map_err(|e| CtlError::BadReply(format!("reply is not UTF-8: {e}")))?;
             return Ok(Some(text));
         }
@@ -252,7 +264,7 @@ impl Client {
     /// True when a whole message has already been received: the next read will not wait
     /// for the daemon. Streams flush their output when this is false.
     pub fn has_buffered_message(&self) -> bool {
-        self.reader.buffer().contains(&b'\n')
+        self.decoder.has_line()
     }
 
     /// The next notification of a stream; the daemon closing the connection is
@@ -331,6 +343,7 @@ mod tests {
     use crate::socket::Source;
     use brummer_proto::methods::{Selector, StatusResult};
     use brummer_proto::{ErrorCode, RpcError};
+    use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixListener;
     use std::sync::{Arc, Mutex};
     use std::thread;

@@ -4,10 +4,12 @@
 //! This crate owns the wire types (`rpc`: envelopes; `methods`: params and results of every
 //! method; `events`: streamed notifications), the one [`ErrorCode`] enum that yields the
 //! JSON-RPC code, the D-Bus error name and the brummerctl exit code, and the process-name
-//! rules. It has no I/O and no async runtime: both ends frame lines themselves.
+//! rules, and the line framing both ends use (`codec`: bytes in, lines out). It has no I/O
+//! and no async runtime: each end reads bytes its own way and hands them to the codec.
 //!
 //! `docs/protocol.md` shows every method as a request/response exchange.
 
+pub mod codec;
 pub mod error;
 pub mod events;
 pub mod methods;
@@ -23,7 +25,8 @@ pub use state::{ProcessState, Stream};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Longest request line the daemon reads; a longer one is answered with
-/// [`ErrorCode::RequestTooLarge`] and skipped up to the next newline.
+/// [`ErrorCode::RequestTooLarge`] and skipped up to the next newline
+/// ([`codec::LineDecoder`]). Replies have no limit: a `logs` reply may be far longer.
 pub const MAX_LINE: usize = 1024 * 1024;
 
 /// Name of the per-user and system socket file inside its directory.

@@ -1,7 +1,7 @@
 //! Shuttle models: bigger schedules than loom can exhaust (dozens of pushes, several
 //! readers), explored by random and PCT schedulers. Shuttle treats every atomic as SeqCst,
 //! so memory-ordering bugs are loom's job (tests/loom.rs); these catch logic bugs in the
-//! wrap-around, overtake and accounting paths. Run with
+//! wrap-around, overtake and accounting paths, and in the outbox's token hand-overs. Run with
 //! `RUSTFLAGS="--cfg brummer_shuttle" cargo test -p brummer-core --test shuttle --release`.
 #![cfg(brummer_shuttle)]
 
@@ -177,4 +177,333 @@ fn bus_model() {
 #[test]
 fn bus_two_publishers_two_lossy_subscribers() {
     shuttle::check_random(bus_model, 3_000);
+}
+
+/// The outbox's owner-token protocol (`brummer_core::outbox`) as control/outbox.rs drives
+/// it, with its waits modelled by condvars: a permit the writer waits on (tokio's
+/// `Notify::notify_one`), a generation senders wait on for room (`notify_waiters` after
+/// registering), and a socket of a few bytes drained by a slow client, so direct writes
+/// are cut short and would block, and queue and socket fill.
+mod outbox {
+    use brummer_core::outbox::{Next, OutboxState, Sent};
+    use shuttle::sync::{Condvar, Mutex};
+    use shuttle::thread;
+    use std::collections::VecDeque;
+    use std::io;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const SENDERS: u8 = 3;
+    const EACH: u8 = 3;
+    const QUEUE: usize = 2;
+    const SOCKET: usize = 4;
+
+    /// How often the paths that matter were taken, over all schedules of a test (plain
+    /// atomics: counters, not part of the model).
+    static FULL: AtomicUsize = AtomicUsize::new(0);
+    static HANDED_OVER: AtomicUsize = AtomicUsize::new(0);
+    static FREED_ROOM: AtomicUsize = AtomicUsize::new(0);
+
+    #[derive(Default)]
+    struct Sock {
+        buf: VecDeque<u8>,
+        /// The client closed its end: writes fail.
+        vanished: bool,
+        /// Our write side is shut down: the client reads to the end, then EOF.
+        shut: bool,
+    }
+
+    #[derive(Default)]
+    struct Socket {
+        st: Mutex<Sock>,
+        changed: Condvar,
+    }
+
+    impl Socket {
+        fn try_write(&self, b: &[u8]) -> io::Result<usize> {
+            let mut s = self.st.lock().unwrap();
+            if s.vanished {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            let n = (SOCKET - s.buf.len()).min(b.len());
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            s.buf.extend(&b[..n]);
+            self.changed.notify_all();
+            Ok(n)
+        }
+
+        /// The writer task's `write_all`: waits for room instead of `writable().await`.
+        fn write_all(&self, mut b: &[u8]) -> io::Result<()> {
+            while !b.is_empty() {
+                match self.try_write(b) {
+                    Ok(n) => b = &b[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let mut s = self.st.lock().unwrap();
+                        while s.buf.len() == SOCKET && !s.vanished {
+                            s = self.changed.wait(s).unwrap();
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+
+        fn shut_down(&self) {
+            self.st.lock().unwrap().shut = true;
+            self.changed.notify_all();
+        }
+
+        /// The client: reads a few bytes at a time until EOF, or vanishes after `vanish_at`
+        /// bytes. Returns what it read.
+        fn client(&self, vanish_at: Option<usize>) -> Vec<u8> {
+            let mut got = Vec::new();
+            loop {
+                let mut s = self.st.lock().unwrap();
+                while s.buf.is_empty() && !s.shut {
+                    s = self.changed.wait(s).unwrap();
+                }
+                if s.buf.is_empty() {
+                    return got;
+                }
+                let n = s.buf.len().min(1 + got.len() % 3);
+                got.extend(s.buf.drain(..n));
+                if vanish_at.is_some_and(|v| got.len() >= v) {
+                    s.vanished = true;
+                    self.changed.notify_all();
+                    return got;
+                }
+                self.changed.notify_all();
+            }
+        }
+    }
+
+    /// tokio's `Notify` used with `notify_one`: a stored permit, so a wake before the wait
+    /// is not lost.
+    #[derive(Default)]
+    struct Permit {
+        set: Mutex<bool>,
+        cv: Condvar,
+    }
+
+    impl Permit {
+        fn notify(&self) {
+            *self.set.lock().unwrap() = true;
+            self.cv.notify_one();
+        }
+        fn wait(&self) {
+            let mut set = self.set.lock().unwrap();
+            while !*set {
+                set = self.cv.wait(set).unwrap();
+            }
+            *set = false;
+        }
+    }
+
+    /// tokio's `Notify` used with `notify_waiters`: wakes those registered before it.
+    #[derive(Default)]
+    struct Room {
+        generation: Mutex<u64>,
+        cv: Condvar,
+    }
+
+    impl Room {
+        fn register(&self) -> u64 {
+            *self.generation.lock().unwrap()
+        }
+        fn notify_waiters(&self) {
+            *self.generation.lock().unwrap() += 1;
+            self.cv.notify_all();
+        }
+        fn wait(&self, registered: u64) {
+            let mut g = self.generation.lock().unwrap();
+            while *g == registered {
+                g = self.cv.wait(g).unwrap();
+            }
+        }
+    }
+
+    struct Shared {
+        state: OutboxState,
+        socket: Socket,
+        work: Permit,
+        room: Room,
+    }
+
+    impl Shared {
+        fn wake_all(&self) {
+            self.room.notify_waiters();
+            self.work.notify();
+        }
+
+        fn try_push(&self, line: Vec<u8>) -> Result<bool, Vec<u8>> {
+            match self.state.send(line, |b| self.socket.try_write(b)) {
+                Sent::Done => Ok(true),
+                Sent::WakeWriter => {
+                    HANDED_OVER.fetch_add(1, Ordering::Relaxed);
+                    self.work.notify();
+                    Ok(true)
+                }
+                Sent::Full(line) => {
+                    FULL.fetch_add(1, Ordering::Relaxed);
+                    Err(line)
+                }
+                Sent::Broke => {
+                    self.wake_all();
+                    Ok(false)
+                }
+                Sent::Failed => Ok(false),
+            }
+        }
+
+        fn push(&self, mut line: Vec<u8>) -> bool {
+            loop {
+                match self.try_push(line) {
+                    Ok(sent) => return sent,
+                    Err(back) => line = back,
+                }
+                let registered = self.room.register();
+                match self.try_push(line) {
+                    Ok(sent) => return sent,
+                    Err(back) => line = back,
+                }
+                self.room.wait(registered);
+            }
+        }
+
+        fn writer(&self) {
+            loop {
+                match self.state.next() {
+                    Next::Write { line, freed_room } => {
+                        if freed_room {
+                            FREED_ROOM.fetch_add(1, Ordering::Relaxed);
+                            self.room.notify_waiters();
+                        }
+                        if self.socket.write_all(&line).is_err() {
+                            self.state.fail();
+                            self.wake_all();
+                            break;
+                        }
+                    }
+                    Next::Wait => self.work.wait(),
+                    Next::Done | Next::Failed => break,
+                }
+            }
+            self.socket.shut_down();
+        }
+    }
+
+    /// The last sender handle gone tells the writer (the daemon's `Senders`).
+    struct Senders(Arc<Shared>);
+
+    impl Drop for Senders {
+        fn drop(&mut self) {
+            self.0.state.senders_gone();
+            self.0.work.notify();
+        }
+    }
+
+    /// Sender `s`'s message `i`: `s`, `i`, 0 to 2 bytes of padding, newline.
+    fn message(s: u8, i: u8) -> Vec<u8> {
+        let mut m = vec![b'a' + s, b'0' + i];
+        m.extend(std::iter::repeat_n(b'.', usize::from((s + i) % 3)));
+        m.push(b'\n');
+        m
+    }
+
+    /// Per sender, the messages the client read whole; each sender's must be 0, 1, 2, ...
+    /// (in order, none lost before a later one, none twice).
+    fn received(bytes: &[u8]) -> Vec<u8> {
+        let mut next = vec![0u8; usize::from(SENDERS)];
+        // A client that vanished may have read part of a message last.
+        let Some(last) = bytes.iter().rposition(|&b| b == b'\n') else {
+            return next;
+        };
+        let whole = &bytes[..last];
+        for line in whole.split(|&b| b == b'\n') {
+            let (s, i) = (line[0] - b'a', line[1] - b'0');
+            let mut expect = message(s, i);
+            expect.pop();
+            assert_eq!(line, expect, "torn or mixed message");
+            assert_eq!(
+                i,
+                next[usize::from(s)],
+                "sender {s}: out of order, lost or twice"
+            );
+            next[usize::from(s)] += 1;
+        }
+        next
+    }
+
+    fn model(vanish_at: Option<usize>) {
+        let shared = Arc::new(Shared {
+            state: OutboxState::new(QUEUE),
+            socket: Socket::default(),
+            work: Permit::default(),
+            room: Room::default(),
+        });
+        let senders = Arc::new(Senders(Arc::clone(&shared)));
+        let tasks: Vec<_> = (0..SENDERS)
+            .map(|s| {
+                let out = Arc::clone(&senders);
+                thread::spawn(move || {
+                    let mut accepted = 0;
+                    for i in 0..EACH {
+                        if out.0.push(message(s, i)) {
+                            assert_eq!(accepted, i, "sent after a failure");
+                            accepted += 1;
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        drop(senders);
+        let writer = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || shared.writer())
+        };
+        let client = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || shared.socket.client(vanish_at))
+        };
+        let accepted: Vec<u8> = tasks.into_iter().map(|t| t.join().unwrap()).collect();
+        writer.join().unwrap();
+        let bytes = client.join().unwrap();
+        let got = received(&bytes);
+        if vanish_at.is_none() {
+            assert_eq!(accepted, vec![EACH; usize::from(SENDERS)], "a send failed");
+            assert_eq!(got, accepted, "messages lost");
+            assert_eq!(shared.state.queued(), 0);
+        } else {
+            for (g, a) in got.iter().zip(&accepted) {
+                assert!(g <= a, "read a message its sender was refused");
+            }
+        }
+    }
+
+    #[test]
+    fn outbox_three_senders_random() {
+        shuttle::check_random(|| model(None), 3_000);
+        // The schedules reached the hand-over, a full queue and a writer freeing room.
+        for (what, n) in [
+            ("hand-overs", &HANDED_OVER),
+            ("full queues", &FULL),
+            ("freed rooms", &FREED_ROOM),
+        ] {
+            assert!(n.load(Ordering::Relaxed) > 0, "no {what}");
+        }
+    }
+
+    #[test]
+    fn outbox_three_senders_pct() {
+        shuttle::check_pct(|| model(None), 3_000, 3);
+    }
+
+    #[test]
+    fn outbox_client_vanishing_ends_everyone() {
+        shuttle::check_random(|| model(Some(7)), 3_000);
+    }
 }

@@ -1,22 +1,31 @@
-//! Newline framing with a length limit: a line longer than `MAX_LINE` is reported once and
-//! skipped up to the next newline, so the connection resynchronises instead of buffering
-//! without bound or dying.
+//! The control socket's read loop: bytes from the client into brummer-proto's
+//! [`LineDecoder`], which owns the framing rules (newline-terminated lines, a line over the
+//! limit reported once and skipped up to the next newline, so the connection resynchronises
+//! instead of buffering without bound or dying).
 
+use brummer_proto::codec::{self, LineDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Bytes asked of each read from the client.
+const READ_CHUNK: usize = 64 * 1024;
 
 pub enum Frame {
     Line(Vec<u8>),
     TooLong(usize),
 }
 
+impl From<codec::Frame<'_>> for Frame {
+    fn from(f: codec::Frame<'_>) -> Frame {
+        match f {
+            codec::Frame::Line(l) => Frame::Line(l.to_vec()),
+            codec::Frame::TooLong(n) => Frame::TooLong(n),
+        }
+    }
+}
+
 pub struct LineReader<R> {
     inner: R,
-    buf: Vec<u8>,
-    /// Start of the unconsumed bytes in `buf`.
-    pos: usize,
-    /// Discarding an oversized line until its newline; counts the bytes dropped.
-    skipping: Option<usize>,
-    limit: usize,
+    decoder: LineDecoder,
     eof: bool,
 }
 
@@ -24,57 +33,27 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(inner: R, limit: usize) -> Self {
         LineReader {
             inner,
-            buf: Vec::with_capacity(4096),
-            pos: 0,
-            skipping: None,
-            limit,
+            decoder: LineDecoder::new(limit),
             eof: false,
         }
     }
 
     /// Next complete line (without `\n`, trailing `\r` kept), a too-long marker, or `None`
-    /// at end of stream. A final line without newline is still returned.
+    /// at end of stream. A final line without newline is still returned. Cancel-safe: the
+    /// decoder counts bytes as received only once a read has returned them.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
         loop {
-            let pending = &self.buf[self.pos..];
-            if let Some(i) = memchr::memchr(b'\n', pending) {
-                let start = self.pos;
-                self.pos += i + 1;
-                if let Some(dropped) = self.skipping.take() {
-                    return Ok(Some(Frame::TooLong(dropped + i)));
-                }
-                if i > self.limit {
-                    return Ok(Some(Frame::TooLong(i)));
-                }
-                return Ok(Some(Frame::Line(self.buf[start..start + i].to_vec())));
-            }
-            // No newline in what we have.
-            if pending.len() > self.limit || self.skipping.is_some() {
-                let n = pending.len();
-                self.skipping = Some(self.skipping.unwrap_or(0) + n);
-                self.pos += n;
+            if let Some(f) = self.decoder.decode() {
+                return Ok(Some(f.into()));
             }
             if self.eof {
-                if let Some(dropped) = self.skipping.take() {
-                    return Ok(Some(Frame::TooLong(dropped)));
-                }
-                let rest = &self.buf[self.pos..];
-                if rest.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(None);
-                }
-                let line = rest.to_vec();
-                self.pos = self.buf.len();
-                return Ok(Some(Frame::Line(line)));
+                return Ok(self.decoder.finish().map(Frame::from));
             }
-            // Compact, then read more.
-            if self.pos > 0 {
-                self.buf.drain(..self.pos);
-                self.pos = 0;
-            }
-            // read_buf only appends what was read: cancel-safe, unlike a pre-sized buffer.
-            self.buf.reserve(64 * 1024);
-            if self.inner.read_buf(&mut self.buf).await? == 0 {
+            let n = self.inner.read(self.decoder.read_buf(READ_CHUNK)).await?;
+            if n == 0 {
                 self.eof = true;
+            } else {
+                self.decoder.filled(n);
             }
         }
     }

@@ -8,20 +8,20 @@
 //! channel and wake a second task, often on the other runtime worker, before it reached the
 //! socket (W6 in `docs/bench-peers.md`).
 //!
-//! Who writes: whoever holds the `Owner` token, claimed under the state mutex and held while
-//! writing; the mutex itself is never held across a write or an `.await`. A sender that
-//! finds the token taken queues instead of waiting for it, so order holds without anyone
-//! waiting on a lock. A client that stops reading fills the queue; then only the tasks
-//! writing to this connection wait (a stream task stops consuming its ring cursor or bus
-//! queue, and the daemon counts what it misses), never the supervisor or capture tasks.
+//! Who writes, and in what order, is brummer-core's [`OutboxState`] (the owner-token
+//! protocol, model-checked there); this file adds the socket and the waiting: the writer
+//! task waits for work and for the socket, and senders wait for room in a full queue. A
+//! client that stops reading fills the queue; then only the tasks writing to this connection
+//! wait (a stream task stops consuming its ring cursor or bus queue, and the daemon counts
+//! what it misses), never the supervisor or capture tasks.
 
 use super::sock::WriteSide;
+use brummer_core::outbox::{Next, OutboxState, Sent};
 use brummer_proto::rpc::Response;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// Messages waiting for one client. A sender finding it full waits for room. A direct write
@@ -38,14 +38,14 @@ struct Senders(Arc<Shared>);
 
 impl Drop for Senders {
     fn drop(&mut self) {
-        self.0.lock().senders_gone = true;
+        self.0.state.senders_gone();
         self.0.work.notify_one();
     }
 }
 
 struct Shared {
     socket: WriteSide,
-    state: Mutex<State>,
+    state: OutboxState,
     /// Wakes the writer task when it is handed the token or the last sender is gone
     /// (`notify_one` keeps a permit, so a hand-over before it waits is not lost).
     work: Notify,
@@ -53,31 +53,7 @@ struct Shared {
     room: Notify,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Owner {
-    /// Nobody writes, and the queue is empty.
-    Idle,
-    /// A sender is writing its message straight to the socket; others queue behind it.
-    Sender,
-    /// The writer task drains the queue.
-    Writer,
-}
-
-struct State {
-    queue: VecDeque<Vec<u8>>,
-    owner: Owner,
-    /// The socket failed (client gone): senders get `false`, the queue is dropped.
-    failed: bool,
-    senders_gone: bool,
-}
-
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding it (queue pushes and flag updates only); if a
-        // panic ever did, the state is still consistent enough to wind the connection down.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     async fn push(&self, mut line: Vec<u8>) -> bool {
         loop {
             match self.try_push(line) {
@@ -96,65 +72,28 @@ impl Shared {
         }
     }
 
-    /// Writes or queues `line`; gives it back when the queue is full.
+    /// Writes or queues `line` (false: the client is gone); gives it back when the queue
+    /// is full.
     fn try_push(&self, line: Vec<u8>) -> Result<bool, Vec<u8>> {
-        let mut st = self.lock();
-        if st.failed {
-            return Ok(false);
-        }
-        if st.owner == Owner::Idle {
-            st.owner = Owner::Sender;
-            drop(st);
-            return Ok(self.write_now(line));
-        }
-        if st.queue.len() < OUTBOX {
-            st.queue.push_back(line);
-            return Ok(true);
-        }
-        Err(line)
-    }
-
-    /// Writes `line` without waiting, holding the token; whatever the socket does not take
-    /// now, and everything queued meanwhile, goes to the writer task.
-    fn write_now(&self, mut line: Vec<u8>) -> bool {
-        let mut done = 0;
-        while done < line.len() {
-            match self.socket.try_write(&line[done..]) {
-                Ok(0) => return self.fail(),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.fail(),
+        match self.state.send(line, |b| self.socket.try_write(b)) {
+            Sent::Done => Ok(true),
+            Sent::WakeWriter => {
+                self.work.notify_one();
+                Ok(true)
             }
+            Sent::Full(line) => Err(line),
+            Sent::Broke => {
+                self.wake_all();
+                Ok(false)
+            }
+            Sent::Failed => Ok(false),
         }
-        let mut st = self.lock();
-        if st.failed {
-            return false;
-        }
-        if done < line.len() {
-            // The rest of this message comes before anything queued while we wrote.
-            line.drain(..done);
-            st.queue.push_front(line);
-        }
-        if st.queue.is_empty() {
-            st.owner = Owner::Idle;
-        } else {
-            st.owner = Owner::Writer;
-            drop(st);
-            self.work.notify_one();
-        }
-        true
     }
 
-    fn fail(&self) -> bool {
-        {
-            let mut st = self.lock();
-            st.failed = true;
-            st.queue.clear();
-        }
+    /// After the socket failed: the writer and every sender waiting for room learn it.
+    fn wake_all(&self) {
         self.room.notify_waiters();
         self.work.notify_one();
-        false
     }
 
     /// Like `AsyncWriteExt::write_all`, through `&self`, so that senders can `try_write`
@@ -184,12 +123,7 @@ impl Outbox {
     pub fn new(socket: WriteSide) -> (Outbox, impl Future<Output = ()> + Send + 'static) {
         let shared = Arc::new(Shared {
             socket,
-            state: Mutex::new(State {
-                queue: VecDeque::new(),
-                owner: Owner::Idle,
-                failed: false,
-                senders_gone: false,
-            }),
+            state: OutboxState::new(OUTBOX),
             work: Notify::new(),
             room: Notify::new(),
         });
@@ -227,40 +161,20 @@ impl Outbox {
 /// The writer task: writes what the queue holds whenever it is handed the token.
 async fn write_queued(shared: Arc<Shared>) {
     loop {
-        let next = {
-            let mut st = shared.lock();
-            if st.failed {
-                return;
-            }
-            if st.owner == Owner::Writer {
-                let was_full = st.queue.len() >= OUTBOX;
-                let line = st.queue.pop_front();
-                if line.is_none() {
-                    st.owner = Owner::Idle;
-                }
-                line.map(|l| (l, was_full))
-            } else {
-                None
-            }
-        };
-        match next {
-            Some((line, was_full)) => {
-                if was_full {
+        match shared.state.next() {
+            Next::Write { line, freed_room } => {
+                if freed_room {
                     // Senders wait only on a full queue, so only this pop can free them.
                     shared.room.notify_waiters();
                 }
                 if shared.write_all(&line).await.is_err() {
-                    shared.fail();
+                    shared.state.fail();
+                    shared.wake_all();
                     return;
                 }
             }
-            None => {
-                if shared.lock().senders_gone {
-                    // No sender left can hold the token, and the queue is written.
-                    return;
-                }
-                shared.work.notified().await;
-            }
+            Next::Wait => shared.work.notified().await,
+            Next::Done | Next::Failed => return,
         }
     }
 }
