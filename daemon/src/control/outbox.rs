@@ -4,9 +4,9 @@
 //! A message goes straight to the socket (one non-blocking write from the sending task)
 //! when nothing is queued and no one else is writing; otherwise, or when the socket would
 //! block, it waits in a bounded queue drained by the connection's writer task
-//! ([`write_queued`]). The direct path is for latency: a followed line used to cross a
-//! channel and wake a second task, often on the other runtime worker, before it reached the
-//! socket (W6 in `docs/bench-peers.md`).
+//! ([`write_queued`]). The direct path is for latency: a followed line then reaches the
+//! socket without waking a second task, which may run on the other runtime worker
+//! (docs/architecture.md, "W6, follow latency").
 //!
 //! Who writes, and in what order, is brummer-core's [`OutboxState`] (the owner-token
 //! protocol, model-checked there); this file adds the socket and the waiting: the writer
