@@ -375,6 +375,22 @@ impl Daemon {
         }
     }
 
+    /// Asserts that none of `pids` is alive and that no process of any program is left, e.g.
+    /// right after a stop returned (it returns only once nothing of its program is left).
+    pub fn assert_no_program_process(&self, pids: &[u32], after: &str) {
+        let alive: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| crate::pid_alive(p))
+            .collect();
+        let tagged = self.tagged_processes();
+        assert!(
+            alive.is_empty() && tagged.is_empty(),
+            "alive right after {after}: {alive:?}, all of the programs': {tagged:?}\n{}",
+            self.daemon_log()
+        );
+    }
+
     /// Pids of live processes carrying this daemon's tag, other than the daemon itself.
     pub fn tagged_processes(&self) -> Vec<u32> {
         tagged(&self.tag, self.pid())

@@ -25,6 +25,15 @@ pub use procfs::{bytes_read, comm, pgrp_and_session, pid_alive, ppid, stat_field
 pub use rpc::Rpc;
 pub use wait::{T, wait_for};
 
+/// Parses newline-delimited JSON (`--json logs`, `--json events`): one value per line.
+pub fn ndjson(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON value ({e}): {l:?}"))
+        })
+        .collect()
+}
+
 /// Fails the test unless it runs as root. Root-only tests are `#[ignore = "needs root"]`, so
 /// they run only when asked for (`-- --ignored`), and then a missing root is a failure, not a
 /// silent pass.

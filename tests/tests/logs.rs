@@ -2,7 +2,7 @@
 //! ring without loss, duplication or reordering; followers see new lines; `logs` prints
 //! raw or prefixed text and filters by stream; invalid UTF-8 and over-long lines survive.
 
-use brummer_tests::{Config, Daemon, LineChild, Proc, T, brtest, wait_for};
+use brummer_tests::{Config, Daemon, LineChild, Proc, T, brtest, ndjson, wait_for};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -122,10 +122,7 @@ fn flood_of_200k_lines_reaches_disk_and_ring_complete_and_in_order() {
 fn cli_logs_json_returns_all_200k_lines() {
     let d = flood_daemon();
     let out = d.ctl_ok(&["--json", "logs", "-n", "200000", "flood"]);
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("NDJSON"))
-        .collect();
+    let lines = ndjson(&out);
     assert_eq!(lines.len() as u64, N, "lines printed by logs -n 200000");
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["seq"], i as u64, "{l}");
@@ -142,10 +139,7 @@ fn cli_logs_json_returns_a_complete_tail() {
     let d = flood_daemon();
     let out = d.ctl_ok(&["--json", "logs", "-n", "20000", "flood"]);
     let disk = std::fs::read_to_string(d.log_dir.join("flood.log")).expect("disk log");
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("NDJSON"))
-        .collect();
+    let lines = ndjson(&out);
     assert_eq!(lines.len(), 20000);
     // The tail is the last 20000 lines by seq; their texts are exactly the disk lines that
     // the two streams wrote last (as a multiset, and in order per stream).
@@ -428,10 +422,7 @@ fn check_odd_output(ring_bytes: usize, long_len: usize) {
     );
 
     let out = d.ctl_ok(&["--json", "logs", "-n", "1000", "odd"]);
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("NDJSON"))
-        .collect();
+    let lines = ndjson(&out);
     assert!(lines.len() >= 4, "{} lines", lines.len());
     let first = &lines[0];
     assert_eq!(first["text"], "ok\u{FFFD}\u{FFFD}bad", "{first}");

@@ -4,7 +4,7 @@
 //! history through the index, byte-exact odd output shown safely, and the URL/error
 //! scanners.
 
-use brummer_tests::{Config, Daemon, Proc, bin, brtest, bytes_read, wait_for};
+use brummer_tests::{Config, Daemon, Proc, bin, brtest, bytes_read, ndjson, wait_for};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -406,10 +406,7 @@ fn since_on_a_1gib_history_answers_from_the_index() {
     let before = bytes_read(d.pid());
     let out = d.ctl_ok(&["--json", "logs", "--since", &since_s, "-n", "100", "hist"]);
     let read = bytes_read(d.pid()) - before;
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = ndjson(&out);
     assert_eq!(lines.len(), 100);
     assert_eq!(lines[0]["seq"], chunk * LPC);
     assert_eq!(lines[0]["time_us"], since);
@@ -440,10 +437,7 @@ fn since_on_a_1gib_history_answers_from_the_index() {
         "hist",
     ]);
     let read = bytes_read(d.pid()) - before;
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = ndjson(&out);
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[4]["seq"], 1001 * LPC - 1);
     assert!(
@@ -507,10 +501,7 @@ fn odd_bytes_and_a_1mib_line_survive_byte_exact_and_print_safely() {
     );
 
     let out = d.ctl_ok(&["--json", "logs", "odd"]);
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = ndjson(&out);
     assert_eq!(lines.len(), 18);
     assert_eq!(lines[0]["lossy"], true);
     let joined: String = lines[1..17]

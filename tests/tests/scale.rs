@@ -56,13 +56,8 @@ fn hundred_programs_start_and_stop_with_one_command_each() {
         N,
         "{out}"
     );
-    let alive: Vec<u32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
-    assert!(alive.is_empty(), "alive after stop --all: {alive:?}");
-    assert!(
-        d.tagged_processes().is_empty(),
-        "{:?}",
-        d.tagged_processes()
-    );
+    let pids: Vec<u32> = pids.into_iter().collect();
+    d.assert_no_program_process(&pids, "stop --all");
     let st = d.status();
     assert!(
         st.values()

@@ -33,17 +33,7 @@ brtest!(
 
         let out = d.ctl_ok(&["stop", "tree"]);
         // Checked at once: stop returns only when the whole tree is gone.
-        let alive: Vec<u32> = procs.iter().copied().filter(|&p| pid_alive(p)).collect();
-        assert!(
-            alive.is_empty(),
-            "still alive right after `stop` returned ({out}): {alive:?}\n{}",
-            d.daemon_log()
-        );
-        assert!(
-            d.tagged_processes().is_empty(),
-            "{:?}",
-            d.tagged_processes()
-        );
+        d.assert_no_program_process(&procs, &format!("`stop` returned ({out})"));
         let s = d.state_of("tree");
         assert_eq!(s["state"], "stopped", "{s:#}");
         assert!(s["pid"].is_null(), "{s:#}");
@@ -64,13 +54,7 @@ brtest!(
 
         let mut events = d.events();
         d.ctl_ok(&["stop", "stubborn"]);
-        let alive: Vec<u32> = procs.iter().copied().filter(|&p| pid_alive(p)).collect();
-        assert!(alive.is_empty(), "survivors: {alive:?}\n{}", d.daemon_log());
-        assert!(
-            d.tagged_processes().is_empty(),
-            "{:?}",
-            d.tagged_processes()
-        );
+        d.assert_no_program_process(&procs, "`stop` returned");
         let s = d.state_of("stubborn");
         assert_eq!(s["state"], "stopped", "{s:#}");
         assert_eq!(s["exit_signal"], 9, "killed by SIGKILL: {s:#}");
@@ -217,7 +201,7 @@ while True:
 #[test]
 fn many_programs_stopped_at_once_leave_no_descendant_not_even_late_forks_issue_7() {
     const N: usize = 40;
-    let stubborn = |i: usize| i % 2 == 0;
+    let stubborn = |i: usize| i.is_multiple_of(2);
     let config = Config::new().processes((0..N).map(|i| {
         let (trap, timeout) = if stubborn(i) {
             ("setsid sleep 1000 & echo late=$!", "2s")
