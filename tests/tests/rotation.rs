@@ -562,7 +562,13 @@ brtest!(
         ),
     |d| {
     let mut events = d.events();
-    d.ctl_ok(&["start", "dev", "quiet"]);
+    // quiet's line is in its ring before dev writes: the scanner pass that finds dev's lines
+    // would find quiet's too, were quiet scanned.
+    d.ctl_ok(&["start", "quiet"]);
+    wait_for("quiet's line", T, || {
+        (d.state_of("quiet")["logs"]["lines"] == 1).then_some(())
+    });
+    d.ctl_ok(&["start", "dev"]);
     let evs = events.until(T, |e| e["type"] == "error-detected");
     let of_type = |t: &str| -> Vec<Value> {
         evs.iter().filter(|e| e["type"] == t).cloned().collect()
