@@ -29,8 +29,8 @@ fn counter(n: u64) -> Proc {
     Proc::python(COUNTER_PROG).arg(n.to_string())
 }
 
-/// Every segment's bytes, oldest first (rotated by name, then the active one).
-fn disk_bytes(dir: &Path, name: &str) -> Vec<u8> {
+/// The rotated segments of `name`, oldest first (their names end in the first seq, padded).
+fn rotated_segments(dir: &Path, name: &str) -> Vec<String> {
     let prefix = format!("{name}.log.");
     let mut rotated: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -42,12 +42,22 @@ fn disk_bytes(dir: &Path, name: &str) -> Vec<u8> {
         })
         .collect();
     rotated.sort();
-    let mut out = Vec::new();
-    for f in rotated {
-        out.extend(std::fs::read(dir.join(f)).unwrap());
-    }
-    out.extend(std::fs::read(dir.join(format!("{name}.log"))).unwrap_or_default());
-    out
+    rotated
+}
+
+/// Every segment's bytes, oldest first (rotated by name, then the active one). brummerd
+/// counts a chunk as on disk before it rotates the segment that chunk filled, so a rotation
+/// may rename the active segment while this reads: read again until no segment came or went.
+fn disk_bytes(dir: &Path, name: &str) -> Vec<u8> {
+    wait_for(&format!("a stable set of {name}'s segments"), T, || {
+        let before = rotated_segments(dir, name);
+        let mut out = Vec::new();
+        for f in &before {
+            out.extend(std::fs::read(dir.join(f)).ok()?);
+        }
+        out.extend(std::fs::read(dir.join(format!("{name}.log"))).unwrap_or_default());
+        (rotated_segments(dir, name) == before).then_some(out)
+    })
 }
 
 fn check_counter_text(what: &str, text: &[u8], from: u64, n: u64) {
