@@ -144,7 +144,14 @@ impl LineChild {
     pub fn until(&self, mut stop: impl FnMut(&str) -> bool) -> Vec<String> {
         let mut out = vec![];
         loop {
-            let l = self.next_line();
+            let l = self.next_within(crate::T).unwrap_or_else(|| {
+                panic!(
+                    "{:?} printed no awaited line within {:?}; so far:\n{}",
+                    self.child,
+                    crate::T,
+                    out.join("\n")
+                )
+            });
             let done = stop(&l);
             out.push(l);
             if done {

@@ -47,7 +47,9 @@ pub fn require_root() {
 
 /// A test on a started daemon, in the style of ripgrep's `rgtest!`:
 ///
-/// ```ignore
+/// ```no_run
+/// use brummer_tests::{Config, Proc, brtest};
+///
 /// brtest!(start_keeps_a_running_program, Config::new().process("web", Proc::sleep()), |d| {
 ///     d.wait_state("web", "running");
 /// });
