@@ -1,44 +1,29 @@
 //! What a child sees and what happens to what it leaves behind: its environment, orphans
 //! re-parented to brummerd, and the system-mode socket's permissions.
 
-use brummer_tests::{Daemon, bin, pid_alive, wait_for};
+use brummer_tests::{
+    Config, Daemon, Proc, T, bin, brtest, pgrp_and_session, pid_alive, ppid, require_root, wait_for,
+};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
-
-const T: Duration = Duration::from_secs(10);
-
-/// The lines `brummerctl logs NAME` prints.
-fn log_lines(d: &Daemon, name: &str) -> Vec<String> {
-    d.ctl_ok(&["logs", "-n", "1000", name])
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 #[test]
 fn child_environment_has_no_systemd_service_variables_and_stdin_is_null() {
-    let d = Daemon::start_full(
-        r#"
-[process.envdump]
-command = ["sh", "-c", "env; echo stdin=$(readlink /proc/self/fd/0); echo END; exec sleep 1000"]
-env = { FROM_CONFIG = "yes" }
-"#,
-        &[],
-        &[
-            ("NOTIFY_SOCKET", "/nonexistent/notify"),
-            ("LISTEN_PID", "1"),
-            ("LISTEN_FDS", "3"),
-            ("LISTEN_FDNAMES", "control"),
-            ("WATCHDOG_PID", "1"),
-            ("WATCHDOG_USEC", "1000000"),
-            ("KEPT_FROM_DAEMON", "kept"),
-        ],
+    let config = Config::new().process(
+        "envdump",
+        Proc::sh("env; echo stdin=$(readlink /proc/self/fd/0); echo END; exec sleep 1000")
+            .env("FROM_CONFIG", "yes"),
     );
-    let lines = wait_for("the env dump", T, || {
-        let l = log_lines(&d, "envdump");
-        l.iter().any(|x| x == "END").then_some(l)
-    });
+    let d = Daemon::builder(&config)
+        .env("NOTIFY_SOCKET", "/nonexistent/notify")
+        .env("LISTEN_PID", "1")
+        .env("LISTEN_FDS", "3")
+        .env("LISTEN_FDNAMES", "control")
+        .env("WATCHDOG_PID", "1")
+        .env("WATCHDOG_USEC", "1000000")
+        .env("KEPT_FROM_DAEMON", "kept")
+        .start();
+    let lines = d.wait_logged("envdump", "END");
     for gone in [
         "NOTIFY_SOCKET",
         "LISTEN_PID",
@@ -60,32 +45,23 @@ env = { FROM_CONFIG = "yes" }
     assert!(lines.contains(&"stdin=/dev/null".to_string()), "{lines:?}");
 }
 
-#[test]
-fn orphans_reparented_to_brummerd_are_reaped() {
-    // The subshell prints the pid of a grandchild, then exits: the grandchild is
-    // re-parented to brummerd (a child subreaper) and must be reaped when it ends.
-    let d = Daemon::start(
-        r#"
-[process.orphaner]
-command = ["sh", "-c", "sh -c 'sleep 0.3 & echo orphan=$!' ; exec sleep 1000"]
-"#,
-    );
+brtest!(
+    /// The subshell prints the pid of a grandchild, then exits: the grandchild is
+    /// re-parented to brummerd (a child subreaper) and must be reaped when it ends.
+    orphans_reparented_to_brummerd_are_reaped,
+    Config::new().process(
+        "orphaner",
+        Proc::sh("sh -c 'sleep 0.3 & echo orphan=$!' ; exec sleep 1000"),
+    ),
+    |d| {
     let orphan: u32 = wait_for("the orphan's pid", T, || {
-        log_lines(&d, "orphaner")
+        d.log_lines("orphaner")
             .iter()
             .find_map(|l| l.strip_prefix("orphan=").and_then(|p| p.parse().ok()))
     });
     // While it runs, its parent is brummerd, once the subshell that printed the line has
     // exited (it may still be running right after the echo).
-    let ppid_of = |pid: u32| -> u32 {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
-    };
+    let ppid_of = |pid: u32| ppid(pid).unwrap_or(0);
     let first_parent = ppid_of(orphan);
     wait_for("the orphan to be re-parented to brummerd", T, || {
         let ppid = ppid_of(orphan);
@@ -100,22 +76,16 @@ command = ["sh", "-c", "sh -c 'sleep 0.3 & echo orphan=$!' ; exec sleep 1000"]
     wait_for("the orphan to be reaped", T, || {
         (!std::path::Path::new(&format!("/proc/{orphan}")).exists()).then_some(())
     });
-}
+});
 
 #[test]
+#[ignore = "needs root"]
 fn system_mode_socket_is_0660() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: system mode needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("brummer.toml");
     let logs = dir.path().join("logs");
-    std::fs::write(
-        &config,
-        format!("[daemon]\nlog_dir = \"{}\"\n", logs.display()),
-    )
-    .expect("config");
+    std::fs::write(&config, Config::new().log_dir(&logs).render()).expect("config");
     let socket = dir.path().join("run/brummer.sock");
     let mut child = Command::new(bin("brummerd"))
         .arg("--config")
@@ -146,74 +116,58 @@ fn system_mode_socket_is_0660() {
     assert!(logs.is_dir(), "log dir not created");
 }
 
-/// (process group, session) of `pid`, from /proc/PID/stat.
-fn pgrp_and_session(pid: u64) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<u64> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| {
-            r.split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    // After "(comm)": state (not a number, skipped by the parse), ppid, pgrp, session.
-    (
-        f.get(1).copied().unwrap_or(0),
-        f.get(2).copied().unwrap_or(0),
+/// A program that prints its signal masks, uid and $USER, then `END`.
+fn probe() -> Proc {
+    Proc::sh(
+        "grep -E '^(Sig(Ign|Blk)|Uid)' /proc/self/status; echo USER=$USER; echo END; exec sleep 1000",
     )
 }
 
-/// The child setup is the same whichever way brummerd starts a program: `posix_spawn` for
-/// plain programs, fork + exec for those with `user` (root only).
-#[test]
-fn child_leads_its_own_session_with_no_ignored_or_blocked_signal() {
-    let root = nix::unistd::geteuid().is_root();
-    let probe = r#"command = ["sh", "-c", "grep -E '^(Sig(Ign|Blk)|Uid)' /proc/self/status; echo USER=$USER; echo END; exec sleep 1000"]"#;
-    let mut config = format!("[process.plain]\n{probe}\n");
-    if root {
-        config.push_str(&format!(
-            "\n[process.dropped]\n{probe}\nuser = \"nobody\"\n"
-        ));
-    } else {
-        eprintln!("the fork path (user = ...) is skipped: it needs root");
-    }
-    let d = Daemon::start(&config);
-    let names: &[&str] = if root {
-        &["plain", "dropped"]
-    } else {
-        &["plain"]
-    };
-    for name in names {
-        let lines = wait_for(&format!("{name}'s signal masks"), T, || {
-            let l = log_lines(&d, name);
-            l.iter().any(|x| x == "END").then_some(l)
-        });
-        for mask in ["SigIgn:", "SigBlk:"] {
-            let line = lines.iter().find(|l| l.starts_with(mask));
-            assert_eq!(
-                line.map(|l| l.split_whitespace().nth(1).unwrap_or_default()),
-                Some("0000000000000000"),
-                "{name}: {mask} must be empty: {lines:?}"
-            );
-        }
-        let pid = d.state_of(name)["pid"].as_u64().unwrap_or(0);
-        assert!(pid > 0, "{name} has no pid");
+/// `name` has empty signal masks and leads its own process group and session; returns the
+/// lines it printed.
+fn check_child_setup(d: &Daemon, name: &str) -> Vec<String> {
+    let lines = d.wait_logged(name, "END");
+    for mask in ["SigIgn:", "SigBlk:"] {
+        let line = lines.iter().find(|l| l.starts_with(mask));
         assert_eq!(
-            pgrp_and_session(pid),
-            (pid, pid),
-            "{name} must lead its own process group and session"
+            line.map(|l| l.split_whitespace().nth(1).unwrap_or_default()),
+            Some("0000000000000000"),
+            "{name}: {mask} must be empty: {lines:?}"
         );
-        if *name == "dropped" {
-            assert!(
-                lines
-                    .iter()
-                    .any(|l| l.starts_with("Uid:") && l.contains("65534")),
-                "{lines:?}"
-            );
-            assert!(lines.contains(&"USER=nobody".to_string()), "{lines:?}");
-        }
     }
+    let pid = d.pid_of(name);
+    assert_eq!(
+        pgrp_and_session(pid),
+        Some((pid, pid)),
+        "{name} must lead its own process group and session"
+    );
+    lines
+}
+
+brtest!(
+    /// A plain program is started by `posix_spawn`.
+    spawned_child_leads_its_own_session_with_no_ignored_or_blocked_signal,
+    Config::new().process("plain", probe()),
+    |d| {
+        check_child_setup(&d, "plain");
+    }
+);
+
+/// A program with `user` is started by fork + exec (dropping privileges needs root): the
+/// same setup as the spawn path, under the other uid.
+#[test]
+#[ignore = "needs root"]
+fn forked_child_with_user_leads_its_own_session_with_no_ignored_or_blocked_signal() {
+    require_root();
+    let d = Daemon::start(&Config::new().process("dropped", probe().user("nobody")));
+    let lines = check_child_setup(&d, "dropped");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Uid:") && l.contains("65534")),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"USER=nobody".to_string()), "{lines:?}");
 }
 
 /// The program is looked up on the PATH the child gets (the program's `env`), relative
@@ -240,26 +194,26 @@ fn program_lookup_follows_the_child_path_and_cwd() {
     mode(&dir.join("work/rel-tool"), 0o755);
     write(dir.join("work/not-executable"), "echo no\n").expect("write");
     mode(&dir.join("work/not-executable"), 0o644);
-    let d = Daemon::start(&format!(
-        r#"
-[process.onpath]
-command = ["brummer-tool", "one"]
-cwd = "{work}"
-env = {{ PATH = "/nonexistent:{dir}/noexec:{dir}/bin" }}
-restart = "never"
-
-[process.relative]
-command = ["./rel-tool", "two"]
-cwd = "{work}"
-restart = "never"
-
-[process.denied]
-command = ["{work}/not-executable"]
-autostart = false
-"#,
-        dir = dir.display(),
-        work = dir.join("work").display(),
-    ));
+    let work = dir.join("work");
+    let path = format!("/nonexistent:{d}/noexec:{d}/bin", d = dir.display());
+    let d = Daemon::start(
+        &Config::new()
+            .process(
+                "onpath",
+                Proc::new(["brummer-tool", "one"])
+                    .cwd(&work)
+                    .env("PATH", &path)
+                    .restart("never"),
+            )
+            .process(
+                "relative",
+                Proc::new(["./rel-tool", "two"]).cwd(&work).restart("never"),
+            )
+            .process(
+                "denied",
+                Proc::new([work.join("not-executable").display().to_string()]).autostart(false),
+            ),
+    );
     let want = [
         (
             "onpath",
@@ -269,7 +223,7 @@ autostart = false
     ];
     for (name, line) in want {
         wait_for(&format!("{name}'s output"), T, || {
-            log_lines(&d, name).contains(&line).then_some(())
+            d.log_lines(name).contains(&line).then_some(())
         });
     }
     let out = d.ctl(&["start", "denied"]);

@@ -2,19 +2,20 @@
 //! start, stop, properties, signals, ObjectManager across a reload), through the stock tools
 //! a desktop user has (busctl, gdbus, dbus-monitor), the shipped bus policy on a system-type
 //! bus, the daemon's own uid check, the shipped interface XML, and a subscriber that never
-//! reads not slowing a crash loop down.
+//! reads not holding a crash loop up. The tests that call as another uid need root: they are
+//! ignored unless asked for (`.ci/run` runs them as root).
 
-use brummer_tests::{Daemon, DbusDaemon, wait_for};
+use brummer_tests::{
+    Config, Daemon, DbusDaemon, LineChild, Proc, T, as_nobody, brummerd_in, require_root, run,
+    run_ok, wait_for,
+};
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use zbus::{Connection, OwnedObjectPath, OwnedVariant};
 
-const T: Duration = Duration::from_secs(15);
 const NAME: &str = "io.github.brummer.Brummer1";
 const MANAGER: &str = "/io/github/brummer/Brummer1";
 const MANAGER_IFACE: &str = "io.github.brummer.Brummer1.Manager";
@@ -75,10 +76,8 @@ trait Process {
 
 /// A daemon on `bus`, returned once it owns the name: brummerd accepts on its socket only
 /// after the D-Bus side is up, so one answered `hello` proves it.
-fn start(bus: &DbusDaemon, config: &str) -> Daemon {
-    let args = bus.daemon_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = Daemon::start_with(config, &args);
+fn start(bus: &DbusDaemon, config: &Config) -> Daemon {
+    let d = Daemon::builder(config).args(bus.daemon_args()).start();
     let reply = d.rpc().call("hello", serde_json::json!({}));
     assert!(reply.get("result").is_some(), "hello failed: {reply}");
     d
@@ -97,23 +96,6 @@ async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("timed out after {T:?} waiting for {what}"))
 }
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn busctl(bus: &DbusDaemon) -> Command {
     let mut c = Command::new("busctl");
     c.arg(format!("--address={}", bus.address));
@@ -126,33 +108,25 @@ fn gdbus(bus: &DbusDaemon, sub: &str) -> Command {
     c
 }
 
-/// `setpriv` to uid/gid 65534 with no groups, running `argv`.
-fn as_nobody(argv: &[&str]) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args(argv)
-        .env("HOME", "/");
+/// `argv` run as uid/gid 65534 (needs root).
+fn nobody(argv: &[&str]) -> Command {
+    let mut c = as_nobody(argv[0]);
+    c.args(&argv[1..]);
     c
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// `web` waits to be started, `my-app` runs.
+fn two() -> Config {
+    Config::new()
+        .process("web", Proc::sleep().autostart(false))
+        .process("my-app", Proc::sleep())
 }
-
-const TWO: &str = r#"
-[process.web]
-command = ["sleep", "1000"]
-autostart = false
-
-[process.my-app]
-command = ["sleep", "1000"]
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_lists_starts_stops_and_reads_properties() {
     let bus = DbusDaemon::session();
-    let d = start(&bus, TWO);
-    d.wait_state("my-app", "running", T);
+    let d = start(&bus, &two());
+    d.wait_state("my-app", "running");
     let conn = connect(&bus).await;
     let m = ManagerProxy::new(&conn).await.expect("manager proxy");
 
@@ -247,7 +221,7 @@ async fn proxy_lists_starts_stops_and_reads_properties() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_changed_signals_arrive_in_order_with_increasing_seq() {
     let bus = DbusDaemon::session();
-    let d = start(&bus, TWO);
+    let d = start(&bus, &two());
     let conn = connect(&bus).await;
     let m = ManagerProxy::new(&conn).await.expect("manager proxy");
     let mut signals = m.receive_state_changed().await.expect("subscribe");
@@ -295,16 +269,8 @@ async fn state_changed_signals_arrive_in_order_with_increasing_seq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_manager_follows_a_reload_that_adds_and_removes() {
     let bus = DbusDaemon::session();
-    let d = start(
-        &bus,
-        r#"
-[process.old]
-command = ["sleep", "1000"]
-[process.kept]
-command = ["sleep", "1000"]
-autostart = false
-"#,
-    );
+    let kept = || Config::new().process("kept", Proc::sleep().autostart(false));
+    let d = start(&bus, &kept().process("old", Proc::sleep()));
     let conn = connect(&bus).await;
     let om = zbus::fdo::ObjectManagerProxy::builder(&conn)
         .destination(NAME)
@@ -350,15 +316,7 @@ autostart = false
     let mut p_added = m.receive_process_added().await.expect("ProcessAdded");
     let mut p_removed = m.receive_process_removed().await.expect("ProcessRemoved");
 
-    d.write_config(
-        r#"
-[process.kept]
-command = ["sleep", "1000"]
-autostart = false
-[process.new-one]
-command = ["sleep", "1000"]
-"#,
-    );
+    d.write_config(&kept().process("new-one", Proc::sleep()));
     let (a, r, c) = m.reload().await.expect("Reload");
     assert_eq!(
         (a, r, c),
@@ -404,8 +362,8 @@ command = ["sleep", "1000"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_tools_busctl_and_gdbus() {
     let bus = DbusDaemon::session();
-    let d = start(&bus, TWO);
-    d.wait_state("my-app", "running", T);
+    let d = start(&bus, &two());
+    d.wait_state("my-app", "running");
 
     let out = run_ok(busctl(&bus).args(["call", NAME, MANAGER, MANAGER_IFACE, "ListProcesses"]));
     assert!(
@@ -476,23 +434,9 @@ async fn stock_tools_busctl_and_gdbus() {
     );
 }
 
-/// Signal blocks from dbus-monitor's output: `(name, old, new, seq)` per StateChanged.
-fn monitor_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().expect("piped stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
+/// StateChanged signals from dbus-monitor's output.
 struct Monitor {
-    rx: mpsc::Receiver<String>,
+    lines: LineChild,
     block: Vec<String>,
 }
 
@@ -501,7 +445,7 @@ impl Monitor {
     fn next(&mut self, deadline: Instant) -> Option<(String, String, String, u64)> {
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            let line = self.rx.recv_timeout(left).ok()?;
+            let line = self.lines.next_within(left)?;
             let t = line.trim();
             if t.starts_with("signal ") {
                 self.block = vec![t.to_owned()];
@@ -524,27 +468,24 @@ fn dbus_monitor_sees_state_changed_when_a_program_is_killed_and_restarted() {
     let bus = DbusDaemon::session();
     let d = start(
         &bus,
-        r#"
-[process.web]
-command = ["sleep", "1000"]
-restart = "always"
-autostart = false
-[process.web.backoff]
-initial = "1ms"
-"#,
+        &Config::new().process(
+            "web",
+            Proc::sleep()
+                .restart("always")
+                .autostart(false)
+                .backoff("1ms", "1ms"),
+        ),
     );
-    let mut child = Command::new("dbus-monitor")
-        .args([
-            "--address",
-            &bus.address,
-            "type='signal',interface='io.github.brummer.Brummer1.Manager',member='StateChanged'",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn dbus-monitor");
     let mut mon = Monitor {
-        rx: monitor_lines(&mut child),
+        lines: LineChild::spawn(
+            Command::new("dbus-monitor")
+                .args([
+                    "--address",
+                    &bus.address,
+                    "type='signal',interface='io.github.brummer.Brummer1.Manager',member='StateChanged'",
+                ])
+                .stderr(Stdio::null()),
+        ),
         block: vec![],
     };
     // The monitor is listening once it reports a start we make (retried until it does).
@@ -578,8 +519,7 @@ initial = "1ms"
             break;
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(mon);
     let chain: Vec<(&str, &str)> = after.iter().map(|s| (s.1.as_str(), s.2.as_str())).collect();
     assert_eq!(
         chain,
@@ -603,21 +543,18 @@ fn repo_file(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// Needs root to own the name under the shipped policy and to call as another uid.
 #[test]
+#[ignore = "needs root"]
 fn system_bus_policy_denies_stop_to_others_and_allows_reads() {
-    if !is_root() {
-        eprintln!(
-            "skipped: the policy test needs root (to own the name under the shipped policy and to setpriv)"
-        );
-        return;
-    }
+    require_root();
     let bus = DbusDaemon::system_with_policy(&repo_file("systemd/io.github.brummer.Brummer1.conf"));
-    let d = start(&bus, TWO);
-    d.wait_state("my-app", "running", T);
+    let d = start(&bus, &two());
+    d.wait_state("my-app", "running");
     let addr = format!("--address={}", bus.address);
     let web_path = "/io/github/brummer/Brummer1/process/my_2dapp";
 
-    let out = run(&mut as_nobody(&[
+    let out = run(&mut nobody(&[
         "busctl",
         &addr,
         "call",
@@ -636,7 +573,7 @@ fn system_bus_policy_denies_stop_to_others_and_allows_reads() {
     );
     assert_eq!(d.state_of("my-app")["state"], "running");
 
-    let out = run(&mut as_nobody(&[
+    let out = run(&mut nobody(&[
         "busctl",
         &addr,
         "call",
@@ -646,7 +583,7 @@ fn system_bus_policy_denies_stop_to_others_and_allows_reads() {
     ]));
     assert!(!out.status.success(), "Process.Stop as uid 65534 succeeded");
 
-    let out = run_ok(&mut as_nobody(&[
+    let out = run_ok(&mut nobody(&[
         "busctl",
         &addr,
         "get-property",
@@ -656,7 +593,7 @@ fn system_bus_policy_denies_stop_to_others_and_allows_reads() {
         "State",
     ]));
     assert_eq!(out.trim(), "s \"running\"");
-    let out = run_ok(&mut as_nobody(&[
+    let out = run_ok(&mut nobody(&[
         "busctl",
         &addr,
         "call",
@@ -666,7 +603,7 @@ fn system_bus_policy_denies_stop_to_others_and_allows_reads() {
         "ListProcesses",
     ]));
     assert!(out.contains("\"my-app\""), "{out}");
-    let out = run_ok(&mut as_nobody(&[
+    let out = run_ok(&mut nobody(&[
         "gdbus",
         "introspect",
         "--address",
@@ -684,16 +621,14 @@ fn system_bus_policy_denies_stop_to_others_and_allows_reads() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn daemon_checks_the_callers_uid_itself() {
-    if !is_root() {
-        eprintln!("skipped: needs root to call as another uid with setpriv");
-        return;
-    }
+    require_root();
     // A permissive bus: only brummerd's own check stands between uid 65534 and Stop.
     let bus = DbusDaemon::session();
-    let d = start(&bus, TWO);
-    d.wait_state("my-app", "running", T);
-    let out = run(&mut as_nobody(&[
+    let d = start(&bus, &two());
+    d.wait_state("my-app", "running");
+    let out = run(&mut nobody(&[
         "gdbus",
         "call",
         "--address",
@@ -715,7 +650,7 @@ fn daemon_checks_the_callers_uid_itself() {
         "{err}"
     );
     assert_eq!(d.state_of("my-app")["state"], "running");
-    let out = run_ok(&mut as_nobody(&[
+    let out = run_ok(&mut nobody(&[
         "busctl",
         &format!("--address={}", bus.address),
         "get-property",
@@ -756,7 +691,7 @@ fn our_interfaces(xml: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_interface_xml_matches_introspection() {
     let bus = DbusDaemon::session();
-    let _d = start(&bus, TWO);
+    let _d = start(&bus, &two());
     let conn = connect(&bus).await;
     let mut live = Vec::new();
     for path in [MANAGER, "/io/github/brummer/Brummer1/process/web"] {
@@ -790,82 +725,49 @@ async fn shipped_interface_xml_matches_introspection() {
     );
 }
 
-const CRASH_LOOP: &str = r#"
-[process.crash]
-command = ["false"]
-restart = "always"
-autostart = false
-[process.crash.backoff]
-initial = "1ms"
-max = "1ms"
-[process.crash.start_limit]
-burst = 100000
-interval = "1m"
-"#;
+/// A subscriber to every signal of ours that stops reading (SIGSTOP) holds nothing up: a
+/// crash loop still makes its ~1,000 state changes, each a signal, and both control planes
+/// answer meanwhile. (Were brummerd waiting on the bus for that reader, the loop would stall
+/// and the deadline fail.)
+#[test]
+fn a_subscriber_that_never_reads_does_not_hold_up_the_daemon() {
+    let bus = DbusDaemon::session();
+    let d = start(
+        &bus,
+        &Config::new().process(
+            "crash",
+            Proc::new(["false"])
+                .restart("always")
+                .autostart(false)
+                .backoff("1ms", "1ms")
+                .start_limit(100_000, "1m"),
+        ),
+    );
+    // gdbus monitor subscribes (AddMatch) to every signal of the name and says so.
+    let sub = LineChild::spawn(
+        Command::new("gdbus")
+            .args(["monitor", "--address", &bus.address, "--dest", NAME])
+            .stderr(Stdio::null()),
+    );
+    sub.until(|l| l.contains("is owned by"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sub.pid() as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("SIGSTOP the subscriber");
 
-/// Starts the crash loop and waits until it has made about 1,000 state changes.
-fn crash_loop_time(bus: &DbusDaemon, subscriber: Option<&mut Child>) -> (Duration, u64) {
-    let d = start(bus, CRASH_LOOP);
-    if let Some(c) = subscriber {
-        // Stopped: subscribed to every signal of ours, never reading its socket again.
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGSTOP,
-        )
-        .expect("SIGSTOP the subscriber");
-    }
-    let t0 = Instant::now();
     d.ctl_ok(&["start", "crash"]);
     // Each crash is running -> backoff -> starting -> running: 3 state changes.
-    let restarts = wait_for("334 restarts of crash", Duration::from_secs(120), || {
+    wait_for("334 restarts of crash", Duration::from_secs(120), || {
         let r = d.state_of("crash")["restarts"].as_u64().unwrap_or(0);
         (r >= 334).then_some(r)
     });
-    let elapsed = t0.elapsed();
+    let out = run_ok(busctl(&bus).args(["call", NAME, MANAGER, MANAGER_IFACE, "ListProcesses"]));
+    assert!(out.contains("\"crash\""), "{out}");
     d.ctl_ok(&["stop", "crash"]);
-    (elapsed, restarts)
-}
-
-#[test]
-fn a_subscriber_that_never_reads_does_not_slow_the_daemon() {
-    let bus = DbusDaemon::session();
-    let (alone, r1) = crash_loop_time(&bus, None);
-
-    // gdbus monitor subscribes (AddMatch) to every signal of the name, says so, and is then
-    // stopped for good.
-    let mut sub = Command::new("gdbus")
-        .args(["monitor", "--address", &bus.address, "--dest", NAME])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gdbus monitor");
-    let rx = monitor_lines(&mut sub);
-    let d_probe = start(&bus, "");
-    let deadline = Instant::now() + T;
-    loop {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .expect("gdbus monitor never saw the name owned");
-        match rx.recv_timeout(left) {
-            Ok(l) if l.contains("is owned by") => break,
-            Ok(_) => {}
-            Err(e) => panic!("gdbus monitor: {e}"),
-        }
-    }
-    drop(d_probe);
-    let (with_sub, r2) = crash_loop_time(&bus, Some(&mut sub));
     let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(sub.id() as i32),
+        nix::unistd::Pid::from_raw(sub.pid() as i32),
         nix::sys::signal::Signal::SIGCONT,
-    );
-    let _ = sub.kill();
-    let _ = sub.wait();
-    eprintln!(
-        "crash loop to ~1,000 state changes: {alone:?} without a subscriber ({r1} restarts), {with_sub:?} with a stopped subscriber ({r2} restarts)"
-    );
-    assert!(
-        with_sub < alone * 3 + Duration::from_secs(2),
-        "the stuck subscriber slowed the daemon: {alone:?} -> {with_sub:?}"
     );
 }
 
@@ -876,21 +778,15 @@ fn dbus_on_without_a_bus_refuses_to_start_and_auto_runs_without() {
     std::fs::create_dir_all(root.join("cfg/brummer")).expect("mkdir");
     std::fs::write(
         root.join("cfg/brummer/brummer.toml"),
-        "[process.web]\ncommand = [\"sleep\", \"1000\"]\n",
+        Config::new().process("web", Proc::sleep()).render(),
     )
     .expect("config");
     let brummerd = |mode: &str| {
-        let mut c = Command::new(brummer_tests::bin("brummerd"));
-        c.args(["--user", mode])
-            .arg(format!(
-                "--dbus-address=unix:path={}",
-                root.join("no-bus").display()
-            ))
-            .env("XDG_RUNTIME_DIR", root.join("run"))
-            .env("XDG_STATE_HOME", root.join("state"))
-            .env("XDG_CONFIG_HOME", root.join("cfg"))
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .stdin(Stdio::null());
+        let mut c = brummerd_in(root);
+        c.arg(mode).arg(format!(
+            "--dbus-address=unix:path={}",
+            root.join("no-bus").display()
+        ));
         c
     };
     let out = run(&mut brummerd("--dbus=on"));
@@ -936,12 +832,12 @@ async fn url_detected_signal_and_urls_property() {
     let flag = dir.path().join("go");
     let d = start(
         &bus,
-        &format!(
-            r#"
-[process.dev]
-command = ["sh", "-c", "while [ ! -e {} ]; do sleep 0.01; done; echo 'ready at http://localhost:5173/ now'; exec sleep 1000"]
-"#,
-            flag.display()
+        &Config::new().process(
+            "dev",
+            Proc::sh(&format!(
+                "while [ ! -e {} ]; do sleep 0.01; done; echo 'ready at http://localhost:5173/ now'; exec sleep 1000",
+                flag.display()
+            )),
         ),
     );
     let conn = connect(&bus).await;

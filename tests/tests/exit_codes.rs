@@ -1,18 +1,9 @@
 //! brummerctl's exit codes end to end: 0 ok, 1 failed, 2 usage, 3 unreachable, 4 no such
 //! process, and a reader that goes away (`| head`) is a quiet 0.
 
-use brummer_tests::{Daemon, bin, wait_for};
+use brummer_tests::{Config, Proc, T, bin, brtest, run, wait_for};
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::Duration;
-
-const T: Duration = Duration::from_secs(15);
-
-const CONFIG: &str = r#"
-[process.web]
-command = ["sleep", "1000"]
-autostart = false
-"#;
 
 fn code_and_stderr(out: &std::process::Output) -> (Option<i32>, String) {
     (
@@ -21,120 +12,114 @@ fn code_and_stderr(out: &std::process::Output) -> (Option<i32>, String) {
     )
 }
 
-#[test]
-fn exit_codes() {
-    let d = Daemon::start(CONFIG);
-
-    // 0
-    for args in [&["status"][..], &["version"], &["logs", "web"]] {
-        let out = d.ctl(args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
-    }
-
-    // 2: usage errors, before any connection.
-    for args in [
-        &["stauts"][..],
-        &["start"],
-        &["stop", "web", "--all"],
-        &["start", "my app"],
-        &["logs", "-n", "many", "web"],
-        &[],
-    ] {
-        let out = d.ctl(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
-    }
-
-    // 3: nothing listens there.
-    let missing = d.dir.path().join("no-such-dir/brummer.sock");
-    for args in [&["status"][..], &["start", "web"], &["logs", "-f", "web"]] {
-        let out = Command::new(bin("brummerctl"))
-            .arg("--socket")
-            .arg(&missing)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("brummerctl");
-        let (code, stderr) = code_and_stderr(&out);
-        assert_eq!(code, Some(3), "{args:?}: {out:?}");
-        assert!(
-            stderr.starts_with("brummerctl: cannot reach brummerd at ")
-                && stderr.contains(&missing.display().to_string()),
-            "{stderr}"
-        );
-    }
-
-    // 4: names the daemon does not know, with a suggestion.
-    for args in [
-        &["start", "wbe"][..],
-        &["stop", "wbe"],
-        &["status", "wbe"],
-        &["logs", "wbe"],
-        &["logs", "-f", "wbe"],
-        &["start", "web", "wbe"],
-    ] {
-        let out = d.ctl(args);
-        let (code, stderr) = code_and_stderr(&out);
-        assert_eq!(code, Some(4), "{args:?}: {out:?}");
-        assert_eq!(
-            stderr, "brummerctl: no process named \"wbe\" (did you mean \"web\"?)\n",
-            "{args:?}"
-        );
-    }
-    // `start web wbe` changed nothing.
-    assert_eq!(d.state_of("web")["state"], "stopped");
-
-    // 1: the daemon tried and failed (a config that does not load).
-    d.write_config("[process.web]\ncommand = 5\n");
-    let out = d.ctl(&["reload"]);
-    let (code, stderr) = code_and_stderr(&out);
-    assert_eq!(code, Some(1), "{out:?}");
-    assert!(stderr.contains("reload failed"), "{stderr}");
-    assert!(d.status().contains_key("web"));
-}
-
-#[test]
-fn a_closed_stdout_is_a_quiet_success() {
-    let d = Daemon::start(
-        r#"
-[daemon]
-ring_bytes = 16777216
-
-[process.many]
-command = ["seq", "1", "20000"]
-restart = "never"
-"#,
-    );
-    wait_for("all 20000 lines in the ring", T, || {
-        let s = d.state_of("many");
-        (s["state"] == "exited" && s["logs"]["lines"] == 20_000).then_some(())
-    });
-    for json in [false, true] {
-        let mut args = vec!["logs", "-n", "20000", "many"];
-        if json {
-            args.insert(0, "--json");
+brtest!(
+    exit_codes,
+    Config::new().process("web", Proc::sleep().autostart(false)),
+    |d| {
+        // 0
+        for args in [&["status"][..], &["version"], &["logs", "web"]] {
+            let out = d.ctl(args);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
         }
-        let mut child = d
-            .ctl_cmd(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn brummerctl");
-        // Close the read end before brummerctl writes its ~130 KB (twice a pipe buffer): every write gets EPIPE.
-        drop(child.stdout.take());
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut stderr)
-            .expect("read stderr");
-        let status = child.wait().expect("wait");
-        assert_eq!(status.code(), Some(0), "json={json}: {status} {stderr}");
-        assert!(stderr.is_empty(), "json={json}: {stderr}");
+
+        // 2: usage errors, before any connection.
+        for args in [
+            &["stauts"][..],
+            &["start"],
+            &["stop", "web", "--all"],
+            &["start", "my app"],
+            &["logs", "-n", "many", "web"],
+            &[],
+        ] {
+            let out = d.ctl(args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        }
+
+        // 3: nothing listens there.
+        let missing = d.dir.path().join("no-such-dir/brummer.sock");
+        for args in [&["status"][..], &["start", "web"], &["logs", "-f", "web"]] {
+            let out = run(Command::new(bin("brummerctl"))
+                .arg("--socket")
+                .arg(&missing)
+                .args(args)
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null()));
+            let (code, stderr) = code_and_stderr(&out);
+            assert_eq!(code, Some(3), "{args:?}: {out:?}");
+            assert!(
+                stderr.starts_with("brummerctl: cannot reach brummerd at ")
+                    && stderr.contains(&missing.display().to_string()),
+                "{stderr}"
+            );
+        }
+
+        // 4: names the daemon does not know, with a suggestion.
+        for args in [
+            &["start", "wbe"][..],
+            &["stop", "wbe"],
+            &["status", "wbe"],
+            &["logs", "wbe"],
+            &["logs", "-f", "wbe"],
+            &["start", "web", "wbe"],
+        ] {
+            let out = d.ctl(args);
+            let (code, stderr) = code_and_stderr(&out);
+            assert_eq!(code, Some(4), "{args:?}: {out:?}");
+            assert_eq!(
+                stderr, "brummerctl: no process named \"wbe\" (did you mean \"web\"?)\n",
+                "{args:?}"
+            );
+        }
+        // `start web wbe` changed nothing.
+        assert_eq!(d.state_of("web")["state"], "stopped");
+
+        // 1: the daemon tried and failed (a config that does not load).
+        d.write_config_text("[process.web]\ncommand = 5\n");
+        let out = d.ctl(&["reload"]);
+        let (code, stderr) = code_and_stderr(&out);
+        assert_eq!(code, Some(1), "{out:?}");
+        assert!(stderr.contains("reload failed"), "{stderr}");
+        assert!(d.status().contains_key("web"));
     }
-    // The same command with a reader gets every line.
-    let out = d.ctl_ok(&["logs", "-n", "20000", "many"]);
-    assert_eq!(out.lines().count(), 20_000);
-    assert_eq!(out.lines().last(), Some("20000"));
-}
+);
+
+brtest!(
+    a_closed_stdout_is_a_quiet_success,
+    Config::new()
+        .ring_bytes(16 << 20)
+        .process("many", Proc::new(["seq", "1", "20000"]).restart("never")),
+    |d| {
+        wait_for("all 20000 lines in the ring", T, || {
+            let s = d.state_of("many");
+            (s["state"] == "exited" && s["logs"]["lines"] == 20_000).then_some(())
+        });
+        for json in [false, true] {
+            let mut args = vec!["logs", "-n", "20000", "many"];
+            if json {
+                args.insert(0, "--json");
+            }
+            let mut child = d
+                .ctl_cmd(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn brummerctl");
+            // Close the read end before brummerctl writes its ~130 KB (twice a pipe buffer): every write gets EPIPE.
+            drop(child.stdout.take());
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut stderr)
+                .expect("read stderr");
+            let status = child.wait().expect("wait");
+            assert_eq!(status.code(), Some(0), "json={json}: {status} {stderr}");
+            assert!(stderr.is_empty(), "json={json}: {stderr}");
+        }
+        // The same command with a reader gets every line.
+        let out = d.ctl_ok(&["logs", "-n", "20000", "many"]);
+        assert_eq!(out.lines().count(), 20_000);
+        assert_eq!(out.lines().last(), Some("20000"));
+    }
+);

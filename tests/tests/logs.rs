@@ -2,15 +2,10 @@
 //! ring without loss, duplication or reordering; followers see new lines; `logs` prints
 //! raw or prefixed text and filters by stream; invalid UTF-8 and over-long lines survive.
 
-use brummer_tests::{Daemon, wait_for};
+use brummer_tests::{Config, Daemon, LineChild, Proc, T, brtest, ndjson, wait_for};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-const T: Duration = Duration::from_secs(15);
+use std::path::Path;
 const N: u64 = 200_000;
 
 /// Even numbers to stdout, odd ones to stderr, `L%06d` lines, written in big chunks.
@@ -26,16 +21,11 @@ for c in range(0, 200000, 2000):
 "#;
 
 fn flood_daemon() -> Daemon {
-    let d = Daemon::start(&format!(
-        r#"
-[daemon]
-ring_bytes = 67108864
-
-[process.flood]
-command = ["/usr/bin/python3", "-c", '''{FLOOD}''']
-restart = "never"
-"#
-    ));
+    let d = Daemon::start(
+        &Config::new()
+            .ring_bytes(64 << 20)
+            .process("flood", Proc::python(FLOOD).restart("never")),
+    );
     // The child exited and every line is in the ring and in the disk log.
     wait_for("flood to exit with all lines captured", T, || {
         let s = d.state_of("flood");
@@ -132,10 +122,7 @@ fn flood_of_200k_lines_reaches_disk_and_ring_complete_and_in_order() {
 fn cli_logs_json_returns_all_200k_lines() {
     let d = flood_daemon();
     let out = d.ctl_ok(&["--json", "logs", "-n", "200000", "flood"]);
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("NDJSON"))
-        .collect();
+    let lines = ndjson(&out);
     assert_eq!(lines.len() as u64, N, "lines printed by logs -n 200000");
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["seq"], i as u64, "{l}");
@@ -152,10 +139,7 @@ fn cli_logs_json_returns_a_complete_tail() {
     let d = flood_daemon();
     let out = d.ctl_ok(&["--json", "logs", "-n", "20000", "flood"]);
     let disk = std::fs::read_to_string(d.log_dir.join("flood.log")).expect("disk log");
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("NDJSON"))
-        .collect();
+    let lines = ndjson(&out);
     assert_eq!(lines.len(), 20000);
     // The tail is the last 20000 lines by seq; their texts are exactly the disk lines that
     // the two streams wrote last (as a multiset, and in order per stream).
@@ -191,28 +175,19 @@ fn cli_logs_json_returns_a_complete_tail() {
     assert_eq!(a, b, "ring tail and disk tail hold different lines");
 }
 
-/// A program that prints `before`, then one line per flag file as each appears.
-fn flags_program(dir: &std::path::Path) -> String {
-    let f1 = dir.join("flag1");
-    let f2 = dir.join("flag2");
-    format!(
-        r#"
-[process.talker]
-command = ["sh", "-c", "echo before; while [ ! -e {f1} ]; do sleep 0.01; done; echo after-attach; while [ ! -e {f2} ]; do sleep 0.01; done; echo after-cli; exec sleep 1000"]
-"#,
-        f1 = f1.display(),
-        f2 = f2.display()
-    )
+/// A shell loop that waits for `flag` to exist.
+fn wait_for_file(flag: &Path) -> String {
+    format!("while [ ! -e {} ]; do sleep 0.01; done", flag.display())
 }
 
-fn next_log(rpc: &mut brummer_tests::Rpc, deadline: Instant) -> Value {
-    loop {
-        assert!(Instant::now() < deadline, "no log notification in time");
-        let v = rpc.read();
-        if v["method"] == "log" {
-            return v["params"].clone();
-        }
-    }
+/// A program that prints `before`, then one line per flag file as each appears.
+fn flags_program(dir: &Path) -> Config {
+    let script = format!(
+        "echo before; {}; echo after-attach; {}; echo after-cli; exec sleep 1000",
+        wait_for_file(&dir.join("flag1")),
+        wait_for_file(&dir.join("flag2")),
+    );
+    Config::new().process("talker", Proc::sh(&script))
 }
 
 #[test]
@@ -228,7 +203,7 @@ fn follow_sees_lines_written_after_it_attached() {
     let r = rpc.call("follow", json!({"names": ["talker"]}));
     let sub = r["result"]["subscription"].as_u64().expect("subscription");
     std::fs::write(flags.path().join("flag1"), b"").expect("flag1");
-    let l = next_log(&mut rpc, Instant::now() + T);
+    let l = rpc.next_log(T);
     assert_eq!(l["subscription"], sub);
     assert_eq!(l["text"], "after-attach", "{l}");
     assert_eq!(l["seq"], 1);
@@ -236,39 +211,20 @@ fn follow_sees_lines_written_after_it_attached() {
     assert_eq!(l["stream"], "stdout");
 
     // The CLI: `logs -f -n 1` prints the last line once attached, then new ones.
-    let mut child = d
-        .ctl_cmd(&["logs", "-f", "--json", "-n", "1", "talker"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn logs -f");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first: Value =
-        serde_json::from_str(&rx.recv_timeout(T).expect("backlog line")).expect("json");
+    let mut cli = LineChild::spawn(&mut d.ctl_cmd(&["logs", "-f", "--json", "-n", "1", "talker"]));
+    let first: Value = serde_json::from_str(&cli.next_line()).expect("json");
     assert_eq!(first["text"], "after-attach", "{first}");
     std::fs::write(flags.path().join("flag2"), b"").expect("flag2");
-    let second: Value = serde_json::from_str(&rx.recv_timeout(T).expect("new line")).expect("json");
+    let second: Value = serde_json::from_str(&cli.next_line()).expect("json");
     assert_eq!(second["text"], "after-cli", "{second}");
     assert_eq!(second["seq"], 2);
     // The raw follower got it too.
-    let l = next_log(&mut rpc, Instant::now() + T);
+    let l = rpc.next_log(T);
     assert_eq!(l["text"], "after-cli");
     assert!(
-        child.try_wait().expect("try_wait").is_none(),
+        cli.child.try_wait().expect("try_wait").is_none(),
         "logs -f exited"
     );
-    child.kill().expect("kill logs -f");
-    child.wait().expect("wait logs -f");
-    reader.join().expect("reader thread");
 }
 
 /// A follower of named processes runs on their log thread and waits on that thread's
@@ -285,21 +241,18 @@ fn named_follower_keeps_following_a_process_that_reload_moves() {
     let flags = tempfile::tempdir().expect("tempdir");
     let flag = flags.path().join("speak");
     let config = |with_a: bool| {
-        let mut c = String::new();
-        if with_a {
-            c.push_str(
-                "[process.a]\ncommand = [\"sh\", \"-c\", \"echo a-run; exec sleep 1000\"]\n",
+        let mut c = Config::new()
+            .processes((1..threads).map(|i| (format!("b{i}"), Proc::sleep())))
+            .process(
+                "c",
+                Proc::sh(&format!(
+                    "{}; echo c-spoke; exec sleep 1000",
+                    wait_for_file(&flag)
+                )),
             );
+        if with_a {
+            c = c.process("a", Proc::sh("echo a-run; exec sleep 1000"));
         }
-        for i in 1..threads {
-            c.push_str(&format!(
-                "[process.b{i}]\ncommand = [\"sleep\", \"1000\"]\n"
-            ));
-        }
-        c.push_str(&format!(
-            "[process.c]\ncommand = [\"sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.01; done; echo c-spoke; exec sleep 1000\"]\n",
-            flag.display()
-        ));
         c
     };
     let d = Daemon::start(&config(true));
@@ -314,12 +267,12 @@ fn named_follower_keeps_following_a_process_that_reload_moves() {
     d.ctl_ok(&["reload"]);
     // A line after the removal: the follower has looked at the registry without `a`.
     std::fs::write(&flag, b"").expect("flag");
-    let l = next_log(&mut rpc, Instant::now() + T);
+    let l = rpc.next_log(T);
     assert_eq!(l["text"], "c-spoke", "{l}");
 
     d.write_config(&config(true));
     d.ctl_ok(&["reload"]);
-    let l = next_log(&mut rpc, Instant::now() + T);
+    let l = rpc.next_log(T);
     assert_eq!(l["text"], "a-run", "{l}");
     assert_eq!(
         l["seq"], 1,
@@ -334,21 +287,24 @@ fn lines_written_one_by_one_reach_a_follower_and_the_disk_in_order() {
     const N: u64 = 3000;
     let flags = tempfile::tempdir().expect("tempdir");
     let go = flags.path().join("go");
-    let d = Daemon::start(&format!(
-        r#"
-[process.drip]
-command = ["python3", "-c", "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)\nfor i in range({N}):\n    print(f'drip-{{i}}', flush=True)\n    if i % 50 == 0: time.sleep(0.002)\ntime.sleep(1000)", "{go}"]
-"#,
-        go = go.display()
-    ));
-    d.wait_state("drip", "running", T);
+    let drip = format!(
+        "import os, sys, time
+while not os.path.exists(sys.argv[1]): time.sleep(0.01)
+for i in range({N}):
+    print(f'drip-{{i}}', flush=True)
+    if i % 50 == 0: time.sleep(0.002)
+time.sleep(1000)"
+    );
+    let d = Daemon::start(
+        &Config::new().process("drip", Proc::python(&drip).arg(go.display().to_string())),
+    );
+    d.wait_state("drip", "running");
     let mut rpc = d.rpc();
     let r = rpc.call("follow", json!({"names": ["drip"]}));
     assert!(r["result"]["subscription"].is_u64(), "{r}");
     std::fs::write(&go, b"").expect("go");
-    let deadline = Instant::now() + T;
     for i in 0..N {
-        let l = next_log(&mut rpc, deadline);
+        let l = rpc.next_log(T);
         assert_eq!(l["text"], format!("drip-{i}"), "{l}");
         assert_eq!(l["seq"], i, "{l}");
     }
@@ -359,52 +315,56 @@ command = ["python3", "-c", "import os, sys, time\nwhile not os.path.exists(sys.
     });
 }
 
-#[test]
-fn logs_tail_prefixes_and_stream_filter() {
-    let d = Daemon::start(
-        r#"
-[process.web]
-command = ["sh", "-c", "for i in 1 2 3 4 5; do echo w$i; done; exec sleep 1000"]
+brtest!(
+    logs_tail_prefixes_and_stream_filter,
+    Config::new()
+        .process(
+            "web",
+            Proc::sh("for i in 1 2 3 4 5; do echo w$i; done; exec sleep 1000"),
+        )
+        .process(
+            "db",
+            Proc::sh(
+                "for i in 1 2 3 4 5; do echo d$i; done; echo e1 >&2; echo e2 >&2; exec sleep 1000",
+            ),
+        ),
+    |d| {
+        wait_for("all lines captured", T, || {
+            let s = d.status();
+            (s["web"]["logs"]["lines"] == 5 && s["db"]["logs"]["lines"] == 7).then_some(())
+        });
 
-[process.db]
-command = ["sh", "-c", "for i in 1 2 3 4 5; do echo d$i; done; echo e1 >&2; echo e2 >&2; exec sleep 1000"]
-"#,
-    );
-    wait_for("all lines captured", T, || {
-        let s = d.status();
-        (s["web"]["logs"]["lines"] == 5 && s["db"]["logs"]["lines"] == 7).then_some(())
-    });
+        // One name: exactly the last 3 lines, raw.
+        assert_eq!(d.ctl_ok(&["logs", "-n", "3", "web"]), "w3\nw4\nw5\n");
+        assert_eq!(d.ctl_ok(&["logs", "-n", "2", "db"]), "e1\ne2\n");
 
-    // One name: exactly the last 3 lines, raw.
-    assert_eq!(d.ctl_ok(&["logs", "-n", "3", "web"]), "w3\nw4\nw5\n");
-    assert_eq!(d.ctl_ok(&["logs", "-n", "2", "db"]), "e1\ne2\n");
-
-    // Two names: every line prefixed with its (padded) process name.
-    let out = d.ctl_ok(&["logs", "-n", "100", "web", "db"]);
-    let mut web = vec![];
-    let mut db = vec![];
-    for line in out.lines() {
-        if let Some(t) = line.strip_prefix("web | ") {
-            web.push(t.to_owned());
-        } else if let Some(t) = line.strip_prefix("db  | ") {
-            db.push(t.to_owned());
-        } else {
-            panic!("line without a name prefix: {line:?}\n{out}");
+        // Two names: every line prefixed with its (padded) process name.
+        let out = d.ctl_ok(&["logs", "-n", "100", "web", "db"]);
+        let mut web = vec![];
+        let mut db = vec![];
+        for line in out.lines() {
+            if let Some(t) = line.strip_prefix("web | ") {
+                web.push(t.to_owned());
+            } else if let Some(t) = line.strip_prefix("db  | ") {
+                db.push(t.to_owned());
+            } else {
+                panic!("line without a name prefix: {line:?}\n{out}");
+            }
         }
-    }
-    assert_eq!(web, ["w1", "w2", "w3", "w4", "w5"], "{out}");
-    assert_eq!(db, ["d1", "d2", "d3", "d4", "d5", "e1", "e2"], "{out}");
-    let out = d.ctl_ok(&["logs", "-n", "3", "web", "db"]);
-    assert_eq!(out.lines().count(), 3, "{out}");
+        assert_eq!(web, ["w1", "w2", "w3", "w4", "w5"], "{out}");
+        assert_eq!(db, ["d1", "d2", "d3", "d4", "d5", "e1", "e2"], "{out}");
+        let out = d.ctl_ok(&["logs", "-n", "3", "web", "db"]);
+        assert_eq!(out.lines().count(), 3, "{out}");
 
-    // Stream filter.
-    assert_eq!(d.ctl_ok(&["logs", "--stream", "stderr", "db"]), "e1\ne2\n");
-    assert_eq!(d.ctl_ok(&["logs", "--stream", "stderr", "web"]), "");
-    assert_eq!(
-        d.ctl_ok(&["logs", "-n", "1", "--stream", "stdout", "db"]),
-        "d5\n"
-    );
-}
+        // Stream filter.
+        assert_eq!(d.ctl_ok(&["logs", "--stream", "stderr", "db"]), "e1\ne2\n");
+        assert_eq!(d.ctl_ok(&["logs", "--stream", "stderr", "web"]), "");
+        assert_eq!(
+            d.ctl_ok(&["logs", "-n", "1", "--stream", "stdout", "db"]),
+            "d5\n"
+        );
+    }
+);
 
 /// The bytes of the odd-output program: a line with invalid UTF-8, a 200 KiB line, `end`.
 fn odd_bytes(long_len: usize) -> (Vec<u8>, Vec<u8>) {
@@ -444,17 +404,11 @@ o.flush()
 }
 
 fn check_odd_output(ring_bytes: usize, long_len: usize) {
-    let d = Daemon::start(&format!(
-        r#"
-[daemon]
-ring_bytes = {ring_bytes}
-
-[process.odd]
-command = ["/usr/bin/python3", "-c", '''{}''']
-restart = "never"
-"#,
-        odd_program(long_len)
-    ));
+    let d = Daemon::start(
+        &Config::new()
+            .ring_bytes(ring_bytes as i64)
+            .process("odd", Proc::python(&odd_program(long_len)).restart("never")),
+    );
     let (expected, long) = odd_bytes(long_len);
     let path = d.log_dir.join("odd.log");
     wait_for("odd to exit and its disk log to be complete", T, || {
@@ -468,10 +422,7 @@ restart = "never"
     );
 
     let out = d.ctl_ok(&["--json", "logs", "-n", "1000", "odd"]);
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("NDJSON"))
-        .collect();
+    let lines = ndjson(&out);
     assert!(lines.len() >= 4, "{} lines", lines.len());
     let first = &lines[0];
     assert_eq!(first["text"], "ok\u{FFFD}\u{FFFD}bad", "{first}");

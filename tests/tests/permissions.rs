@@ -1,25 +1,12 @@
 //! Read-only callers: a uid that can reach the socket but is neither root, the daemon's
 //! uid nor in group brummer may read (status) but every change is refused with exit 5 /
-//! JSON-RPC -32002, and nothing changes.
+//! JSON-RPC -32002, and nothing changes. Calling as another uid needs root: these tests are
+//! ignored unless asked for (`.ci/run` runs them as root).
 
-use brummer_tests::{Daemon, bin};
+use brummer_tests::{Config, Daemon, Proc, as_nobody, bin, require_root, socat};
 use serde_json::Value;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
-
-const T: Duration = Duration::from_secs(10);
-const NOBODY: &str = "65534";
-
-/// Root check; false (with the reason printed) when the test cannot run.
-fn running_as_root() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to run brummerctl under another uid (setpriv)");
-        return false;
-    }
-    true
-}
+use std::process::Output;
 
 /// Test setup only: opens the temp dir chain and the socket (0600 in user mode) to
 /// others, so that uid 65534 can connect; the daemon then decides by SO_PEERCRED.
@@ -42,42 +29,28 @@ fn open_socket_to_others(d: &Daemon) {
         .expect("chmod socket");
 }
 
-fn as_nobody(program: &std::path::Path) -> Command {
-    let mut c = Command::new("setpriv");
-    c.arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .arg("--clear-groups")
-        .arg(program);
-    c.env_remove("BRUMMER_SOCKET").env("NO_COLOR", "1");
-    c.stdin(Stdio::null());
-    c
-}
-
 fn ctl_as_nobody(d: &Daemon, args: &[&str]) -> Output {
-    as_nobody(&bin("brummerctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(args)
-        .output()
-        .expect("run setpriv brummerctl")
+    brummer_tests::run(
+        as_nobody(bin("brummerctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args),
+    )
 }
 
-const CONFIG: &str = r#"
-[process.web]
-command = ["sleep", "1000"]
-autostart = false
-
-[process.api]
-command = ["sleep", "1000"]
-"#;
+/// `web` waits to be started, `api` runs.
+fn two() -> Config {
+    Config::new()
+        .process("web", Proc::sleep().autostart(false))
+        .process("api", Proc::sleep())
+}
 
 #[test]
+#[ignore = "needs root"]
 fn other_uids_may_read_but_not_change() {
-    if !running_as_root() {
-        return;
-    }
-    let d = Daemon::start(CONFIG);
-    let api_pid = d.wait_state("api", "running", T)["pid"].clone();
+    require_root();
+    let d = Daemon::start(&two());
+    let api_pid = d.wait_state("api", "running")["pid"].clone();
     open_socket_to_others(&d);
 
     let out = ctl_as_nobody(&d, &["status"]);
@@ -116,35 +89,19 @@ fn other_uids_may_read_but_not_change() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn raw_protocol_reports_permission_denied_as_32002() {
-    if !running_as_root() {
-        return;
-    }
-    let d = Daemon::start(CONFIG);
+    require_root();
+    let d = Daemon::start(&two());
     open_socket_to_others(&d);
-    let socat = std::path::Path::new("/usr/bin/socat");
-    let mut child = as_nobody(socat)
-        .arg("-t5")
-        .arg("-")
-        .arg(format!("UNIX-CONNECT:{}", d.socket.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn setpriv socat");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(
-            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\"params\":{\"protocol\":1}}\n\
-              {\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"start\",\"params\":{\"names\":[\"web\"]}}\n\
-              {\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"reload\"}\n\
-              {\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"status\",\"params\":{\"names\":[\"web\"]}}\n",
-        )
-        .expect("write");
-    let out = child.wait_with_output().expect("socat");
-    assert!(out.status.success(), "{out:?}");
+    let out = socat(
+        as_nobody("/usr/bin/socat"),
+        &d.socket,
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\"params\":{\"protocol\":1}}\n\
+          {\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"start\",\"params\":{\"names\":[\"web\"]}}\n\
+          {\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"reload\"}\n\
+          {\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"status\",\"params\":{\"names\":[\"web\"]}}\n",
+    );
     let replies: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON"))

@@ -4,39 +4,33 @@
 //! history through the index, byte-exact odd output shown safely, and the URL/error
 //! scanners.
 
-use brummer_tests::{Daemon, bin, wait_for};
+use brummer_tests::{Config, Daemon, Proc, bin, brtest, bytes_read, ndjson, wait_for};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The deadline of waits on floods of up to a million lines.
 const T: Duration = Duration::from_secs(60);
 
-/// Writes `L%07d\n` for 0..n in 64 KiB chunks as fast as it can, then its write time (s)
-/// into the file named by argv[2].
+/// Writes `L%07d\n` for 0..argv[1] in 64 KiB chunks as fast as it can.
 const COUNTER_PROG: &str = r#"
-import sys, time
+import sys
 n = int(sys.argv[1])
 o = sys.stdout.buffer
-t0 = time.monotonic()
 step = 8192
 for c in range(0, n, step):
     o.write(b"".join(b"L%07d\n" % i for i in range(c, min(n, c + step))))
 o.flush()
-t1 = time.monotonic()
-open(sys.argv[2], "w").write("%f" % (t1 - t0))
 "#;
 
-fn counter_cmd(n: u64, times: &Path) -> String {
-    format!(
-        r#"["/usr/bin/python3", "-c", '''{COUNTER_PROG}''', "{n}", "{}"]"#,
-        times.display()
-    )
+fn counter(n: u64) -> Proc {
+    Proc::python(COUNTER_PROG).arg(n.to_string())
 }
 
-/// Every segment's bytes, oldest first (rotated by name, then the active one).
-fn disk_bytes(dir: &Path, name: &str) -> Vec<u8> {
+/// The rotated segments of `name`, oldest first (their names end in the first seq, padded).
+fn rotated_segments(dir: &Path, name: &str) -> Vec<String> {
     let prefix = format!("{name}.log.");
     let mut rotated: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -48,12 +42,22 @@ fn disk_bytes(dir: &Path, name: &str) -> Vec<u8> {
         })
         .collect();
     rotated.sort();
-    let mut out = Vec::new();
-    for f in rotated {
-        out.extend(std::fs::read(dir.join(f)).unwrap());
-    }
-    out.extend(std::fs::read(dir.join(format!("{name}.log"))).unwrap_or_default());
-    out
+    rotated
+}
+
+/// Every segment's bytes, oldest first (rotated by name, then the active one). brummerd
+/// counts a chunk as on disk before it rotates the segment that chunk filled, so a rotation
+/// may rename the active segment while this reads: read again until no segment came or went.
+fn disk_bytes(dir: &Path, name: &str) -> Vec<u8> {
+    wait_for(&format!("a stable set of {name}'s segments"), T, || {
+        let before = rotated_segments(dir, name);
+        let mut out = Vec::new();
+        for f in &before {
+            out.extend(std::fs::read(dir.join(f)).ok()?);
+        }
+        out.extend(std::fs::read(dir.join(format!("{name}.log"))).unwrap_or_default());
+        (rotated_segments(dir, name) == before).then_some(out)
+    })
 }
 
 fn check_counter_text(what: &str, text: &[u8], from: u64, n: u64) {
@@ -101,65 +105,53 @@ fn page_all(d: &Daemon, name: &str, from: u64, n: u64) -> Vec<Value> {
     lines
 }
 
-#[test]
-fn rotation_under_full_speed_loses_and_reorders_nothing() {
-    const N: u64 = 500_000;
-    let tmp = tempfile::tempdir().unwrap();
-    let times = tmp.path().join("t");
-    let d = Daemon::start(&format!(
-        r#"
-[process.fast]
-command = {}
-restart = "never"
+const N_FAST: u64 = 500_000;
 
-[process.fast.logs]
-max_bytes = "128KiB"
-max_files = 1000
-"#,
-        counter_cmd(N, &times)
-    ));
-    let s = wait_exited_with_lines(&d, "fast", N);
-    let rotations = s["logs"]["rotations"].as_u64().unwrap();
-    // 4.5 MB in 128 KiB segments.
-    // 4.5 MB in 128 KiB segments (a chunk of up to 256 KiB is never split).
-    assert!(rotations >= 10, "only {rotations} rotations: {s}");
-    assert_eq!(s["logs"]["disk_errors"], 0);
-    // The files: every line once, in order, none torn at a segment boundary.
-    let bytes = disk_bytes(&d.log_dir, "fast");
-    check_counter_text("segments", &bytes, 0, N);
-    // Through the index: every seq, in order, with its text.
-    let lines = page_all(&d, "fast", 0, N);
-    for (i, l) in lines.iter().enumerate() {
-        assert_eq!(l["seq"], i as u64, "{l}");
-        assert_eq!(l["text"], format!("L{i:07}"), "{l}");
+brtest!(
+    rotation_under_full_speed_loses_and_reorders_nothing,
+    Config::new().process(
+        "fast",
+        counter(N_FAST)
+            .restart("never")
+            .logs("max_bytes", "128KiB")
+            .logs("max_files", 1000),
+    ),
+    |d| {
+        const N: u64 = N_FAST;
+        let s = wait_exited_with_lines(&d, "fast", N);
+        let rotations = s["logs"]["rotations"].as_u64().unwrap();
+        // 4.5 MB in 128 KiB segments (a chunk of up to 256 KiB is never split).
+        assert!(rotations >= 10, "only {rotations} rotations: {s}");
+        assert_eq!(s["logs"]["disk_errors"], 0);
+        // The files: every line once, in order, none torn at a segment boundary.
+        let bytes = disk_bytes(&d.log_dir, "fast");
+        check_counter_text("segments", &bytes, 0, N);
+        // Through the index: every seq, in order, with its text.
+        let lines = page_all(&d, "fast", 0, N);
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(l["seq"], i as u64, "{l}");
+            assert_eq!(l["text"], format!("L{i:07}"), "{l}");
+        }
+        // A tail read from a rotated segment and the ring together.
+        let out = d.ctl_ok(&["logs", "-n", "300000", "fast"]);
+        check_counter_text("logs -n", out.as_bytes(), N - 300_000, 300_000);
     }
-    // A tail read from a rotated segment and the ring together.
-    let out = d.ctl_ok(&["logs", "-n", "300000", "fast"]);
-    check_counter_text("logs -n", out.as_bytes(), N - 300_000, 300_000);
-}
+);
 
 #[test]
 fn retention_deletes_oldest_segments_and_reports_exact_missed() {
     const N: u64 = 200_000;
-    let tmp = tempfile::tempdir().unwrap();
-    let times = tmp.path().join("t");
     // A ring smaller than what the disk keeps, so the oldest line left is the disk's (a
     // 1 MiB ring of short lines holds more than three 64 KiB segments).
-    let d = Daemon::start(&format!(
-        r#"
-[daemon]
-ring_bytes = 65536
-
-[process.small]
-command = {}
-restart = "never"
-
-[process.small.logs]
-max_bytes = 65536
-max_files = 3
-"#,
-        counter_cmd(N, &times)
-    ));
+    let d = Daemon::start(
+        &Config::new().ring_bytes(65536).process(
+            "small",
+            counter(N)
+                .restart("never")
+                .logs("max_bytes", 65536)
+                .logs("max_files", 3),
+        ),
+    );
     wait_exited_with_lines(&d, "small", N);
     let bytes = disk_bytes(&d.log_dir, "small");
     // At most 3 segments of about 64 KiB (plus one chunk over) are kept.
@@ -182,45 +174,44 @@ max_files = 3
     assert_eq!(r["result"]["lines"][0]["seq"], N - kept);
 }
 
-#[test]
-fn daemon_restart_continues_sequence_numbers() {
-    let mut d = Daemon::start(
-        r#"
-[process.runs]
-command = ["/bin/sh", "-c", "for i in $(seq 1 1000); do echo \"run $$ line $i\"; done"]
-restart = "never"
-"#,
-    );
-    let first = wait_exited_with_lines(&d, "runs", 1000);
-    d.restart_daemon();
-    // Counters start anew with the daemon.
-    let second = wait_exited_with_lines(&d, "runs", 1000);
-    assert_eq!(
-        first["generation"], second["generation"],
-        "a new daemon counts anew"
-    );
-    let mut rpc = d.rpc();
-    let r = rpc.call(
-        "logs",
-        json!({"names": ["runs"], "from_seq": 0, "lines": 5000}),
-    );
-    let lines = r["result"]["lines"].as_array().unwrap();
-    assert_eq!(lines.len(), 2000, "{r}");
-    for (i, l) in lines.iter().enumerate() {
-        assert_eq!(l["seq"], i as u64);
-        assert!(
-            l["text"]
-                .as_str()
-                .unwrap()
-                .ends_with(&format!(" line {}", i % 1000 + 1)),
-            "{l}"
+brtest!(
+    daemon_restart_continues_sequence_numbers,
+    Config::new().process(
+        "runs",
+        Proc::sh(r#"for i in $(seq 1 1000); do echo "run $$ line $i"; done"#).restart("never"),
+    ),
+    |d| {
+        let first = wait_exited_with_lines(&d, "runs", 1000);
+        d.restart_daemon();
+        // Counters start anew with the daemon.
+        let second = wait_exited_with_lines(&d, "runs", 1000);
+        assert_eq!(
+            first["generation"], second["generation"],
+            "a new daemon counts anew"
         );
+        let mut rpc = d.rpc();
+        let r = rpc.call(
+            "logs",
+            json!({"names": ["runs"], "from_seq": 0, "lines": 5000}),
+        );
+        let lines = r["result"]["lines"].as_array().unwrap();
+        assert_eq!(lines.len(), 2000, "{r}");
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(l["seq"], i as u64);
+            assert!(
+                l["text"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!(" line {}", i % 1000 + 1)),
+                "{l}"
+            );
+        }
+        // The first run's lines come from disk and keep their pid.
+        assert_ne!(lines[0]["pid"], lines[1000]["pid"]);
+        let tail = d.ctl_ok(&["logs", "-n", "1", "runs"]);
+        assert!(tail.ends_with(" line 1000\n"), "{tail}");
     }
-    // The first run's lines come from disk and keep their pid.
-    assert_ne!(lines[0]["pid"], lines[1000]["pid"]);
-    let tail = d.ctl_ok(&["logs", "-n", "1", "runs"]);
-    assert!(tail.ends_with(" line 1000\n"), "{tail}");
-}
+);
 
 /// Starts `follow` on a raw socket with a tiny receive buffer and does not read from it.
 fn stalled_follower(socket: &Path, name: &str) -> UnixStream {
@@ -235,37 +226,25 @@ fn stalled_follower(socket: &Path, name: &str) -> UnixStream {
     s
 }
 
-fn producer_time(path: &Path) -> f64 {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
+/// A follower that reads nothing holds up no one: the producer writes its million lines to
+/// the end (were capture waiting for the follower, the producer would block on its full pipe
+/// and never exit), and the follower, once it reads, gets every line, backfilled from disk.
 #[test]
 fn stalled_follower_slows_nobody_and_is_backfilled_across_rotations() {
     const N: u64 = 1_000_000;
-    let tmp = tempfile::tempdir().unwrap();
-    let times = tmp.path().join("t");
-    let d = Daemon::start(&format!(
-        r#"
-[process.million]
-command = {}
-autostart = false
-restart = "never"
-
-[process.million.logs]
-max_bytes = "1MiB"
-max_files = 1000
-"#,
-        counter_cmd(N, &times)
-    ));
-    // Baseline: nobody following.
+    let d = Daemon::start(
+        &Config::new().process(
+            "million",
+            counter(N)
+                .autostart(false)
+                .restart("never")
+                .logs("max_bytes", "1MiB")
+                .logs("max_files", 1000),
+        ),
+    );
+    // A first run, so the follower below starts in the middle of the history.
     d.ctl_ok(&["start", "million"]);
     wait_exited_with_lines(&d, "million", N);
-    eprintln!("first run done");
-    let alone = producer_time(&times);
 
     // Now with a follower that reads nothing while 1M lines go by.
     let stalled = stalled_follower(&d.socket, "million");
@@ -293,14 +272,8 @@ max_files = 1000
             .filter(|n| *n > 0)
     });
     d.ctl_ok(&["start", "million"]);
-    // The counters are per daemon run: both runs.
+    // The counters are per daemon run: both runs. The follower has read nothing yet.
     let s = wait_exited_with_lines(&d, "million", 2 * N);
-    let with_stalled = producer_time(&times);
-    eprintln!("producer: {alone:.3}s alone, {with_stalled:.3}s with a stalled follower");
-    assert!(
-        with_stalled < alone * 2.0 + 1.0,
-        "a stalled follower slowed the producer: {alone:.3}s -> {with_stalled:.3}s"
-    );
     // Every line of both runs is on disk, in order.
     let bytes = disk_bytes(&d.log_dir, "million");
     let half = bytes.len() / 2;
@@ -404,16 +377,16 @@ fn since_on_a_1gib_history_answers_from_the_index() {
     const CHUNKS: u64 = 512; // per segment, 256 KiB each: 1 GiB in all
     const LPC: u64 = 2048; // lines of 128 bytes per chunk
     const STEP: u64 = 100_000; // 100 ms between chunks
+    // The indexes (8 x 24 KiB) and a few 256 KiB chunks; a scan would read hundreds of MiB.
+    const MAX_READ: u64 = 16 << 20;
     let d = Daemon::start(
-        r#"
-[process.hist]
-command = ["/bin/true"]
-autostart = false
-
-[process.hist.logs]
-max_bytes = "2GiB"
-max_files = 100
-"#,
+        &Config::new().process(
+            "hist",
+            Proc::new(["/bin/true"])
+                .autostart(false)
+                .logs("max_bytes", "2GiB")
+                .logs("max_files", 100),
+        ),
     );
     // brummerd already created an empty active segment; replace it with the history (the
     // process is not running, nothing writes), then restart brummerd so it picks it up.
@@ -440,13 +413,10 @@ max_files = 100
     let chunk = 2600u64;
     let since = wall0 + chunk * STEP;
     let since_s = rfc3339(since);
-    let t0 = Instant::now();
+    let before = bytes_read(d.pid());
     let out = d.ctl_ok(&["--json", "logs", "--since", &since_s, "-n", "100", "hist"]);
-    let took = t0.elapsed();
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let read = bytes_read(d.pid()) - before;
+    let lines = ndjson(&out);
     assert_eq!(lines.len(), 100);
     assert_eq!(lines[0]["seq"], chunk * LPC);
     assert_eq!(lines[0]["time_us"], since);
@@ -457,11 +427,16 @@ max_files = 100
             .unwrap()
             .starts_with(&format!("L{:012}x", chunk * LPC))
     );
-    assert!(took < Duration::from_secs(1), "--since took {took:?}");
+    // Through the index: brummerd read the indexes and a chunk or two, not the history.
+    assert!(
+        read < MAX_READ,
+        "--since made brummerd read {read} bytes of a {} byte history",
+        total * 128
+    );
 
     // --until: the last lines before a time, also through the index.
     let until = wall0 + 1000 * STEP;
-    let t0 = Instant::now();
+    let before = bytes_read(d.pid());
     let out = d.ctl_ok(&[
         "--json",
         "logs",
@@ -471,14 +446,15 @@ max_files = 100
         "5",
         "hist",
     ]);
-    let took = t0.elapsed();
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let read = bytes_read(d.pid()) - before;
+    let lines = ndjson(&out);
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[4]["seq"], 1001 * LPC - 1);
-    assert!(took < Duration::from_secs(1), "--until took {took:?}");
+    assert!(
+        read < MAX_READ,
+        "--until made brummerd read {read} bytes of a {} byte history",
+        total * 128
+    );
 
     // Sequence numbers go on after the history.
     let s = d.state_of("hist");
@@ -522,13 +498,9 @@ fn odd_bytes_and_a_1mib_line_survive_byte_exact_and_print_safely() {
     bytes.push(b'\n');
     bytes.extend_from_slice(b"last\n");
     std::fs::write(&payload, &bytes).unwrap();
-    let d = Daemon::start(&format!(
-        r#"
-[process.odd]
-command = ["/bin/cat", "{}"]
-restart = "never"
-"#,
-        payload.display()
+    let d = Daemon::start(&Config::new().process(
+        "odd",
+        Proc::new(["/bin/cat".to_owned(), payload.display().to_string()]).restart("never"),
     ));
     // 1 MiB in 64 KiB pieces: 16 records, plus the two short lines.
     wait_exited_with_lines(&d, "odd", 18);
@@ -539,10 +511,7 @@ restart = "never"
     );
 
     let out = d.ctl_ok(&["--json", "logs", "odd"]);
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = ndjson(&out);
     assert_eq!(lines.len(), 18);
     assert_eq!(lines[0]["lossy"], true);
     let joined: String = lines[1..17]
@@ -585,39 +554,36 @@ restart = "never"
     assert!(text.contains("red"), "{text:?}");
 }
 
-#[test]
-fn scanners_publish_urls_and_errors_with_line_seq() {
-    let d = Daemon::start(
-        r#"
-[process.dev]
-command = ["/bin/sh", "-c", "echo starting; printf '  Local:   \\033[36mhttp://localhost:\\033[1m5173\\033[22m/\\033[39m\\n'; echo 'again http://localhost:5173/'; echo 'ERROR: db down'; echo 'fine'; exec sleep 1000"]
-autostart = false
-
-[process.quiet]
-command = ["/bin/sh", "-c", "echo 'http://example.com/ ERROR'; exec sleep 1000"]
-autostart = false
-
-[process.quiet.logs]
-scan = false
-"#,
-    );
-    let mut rpc = d.rpc();
-    rpc.subscribe();
-    d.ctl_ok(&["start", "dev", "quiet"]);
-    let mut urls = Vec::new();
-    let mut errors = Vec::new();
-    let deadline = Instant::now() + T;
-    while errors.is_empty() && Instant::now() < deadline {
-        let Some(n) = rpc.next_notification(Duration::from_secs(5)) else {
-            continue;
-        };
-        let p = &n["params"];
-        match p["type"].as_str() {
-            Some("url-detected") => urls.push(p.clone()),
-            Some("error-detected") => errors.push(p.clone()),
-            _ => {}
-        }
-    }
+brtest!(
+    scanners_publish_urls_and_errors_with_line_seq,
+    Config::new()
+        .process(
+            "dev",
+            Proc::sh(
+                r"echo starting; printf '  Local:   \033[36mhttp://localhost:\033[1m5173\033[22m/\033[39m\n'; echo 'again http://localhost:5173/'; echo 'ERROR: db down'; echo 'fine'; exec sleep 1000",
+            )
+            .autostart(false),
+        )
+        .process(
+            "quiet",
+            Proc::sh("echo 'http://example.com/ ERROR'; exec sleep 1000")
+                .autostart(false)
+                .logs("scan", false),
+        ),
+    |d| {
+    let mut events = d.events();
+    // quiet's line is in its ring before dev writes: the scanner pass that finds dev's lines
+    // would find quiet's too, were quiet scanned.
+    d.ctl_ok(&["start", "quiet"]);
+    wait_for("quiet's line", T, || {
+        (d.state_of("quiet")["logs"]["lines"] == 1).then_some(())
+    });
+    d.ctl_ok(&["start", "dev"]);
+    let evs = events.until(T, |e| e["type"] == "error-detected");
+    let of_type = |t: &str| -> Vec<Value> {
+        evs.iter().filter(|e| e["type"] == t).cloned().collect()
+    };
+    let (urls, errors) = (of_type("url-detected"), of_type("error-detected"));
     assert_eq!(urls.len(), 1, "{urls:?}");
     assert_eq!(urls[0]["process"], "dev");
     assert_eq!(urls[0]["url"], "http://localhost:5173/");
@@ -632,50 +598,40 @@ scan = false
     let q = d.state_of("quiet");
     assert_eq!(q["urls"], json!([]));
     assert_eq!(q["logs"]["scanned"], 0);
-}
+});
 
+/// The scanners' worst case, a flood in which every line has a URL and an error word: the
+/// capture keeps every line, and the scanner accounts for each (looked at it, or counted it
+/// as skipped when it fell behind). That the scanner costs capture no throughput is a
+/// performance property: bench/ measures it, a test cannot without a wall-clock bound.
 #[test]
-fn scanner_never_slows_capture_and_counts_every_line() {
+fn scanner_accounts_for_every_line_of_a_flood() {
     const N: u64 = 1_000_000;
-    // The scanners' worst case: every line has a URL and an error word.
     const PROG: &str = r#"
-import sys, time
+import sys
 n = int(sys.argv[1])
 o = sys.stdout.buffer
-t0 = time.monotonic()
 for c in range(0, n, 8192):
     o.write(b"".join(b"ERROR %07d at http://localhost:%d/x\n" % (i, i % 50) for i in range(c, min(n, c + 8192))))
 o.flush()
-open(sys.argv[2], "w").write("%f" % (time.monotonic() - t0))
 "#;
-    let tmp = tempfile::tempdir().unwrap();
-    let (t_on, t_off) = (tmp.path().join("on"), tmp.path().join("off"));
-    let block = |name: &str, scan: bool, t: &Path| {
-        format!(
-            r#"
-[process.{name}]
-command = ["/usr/bin/python3", "-c", '''{PROG}''', "{N}", "{}"]
-autostart = false
-restart = "never"
-
-[process.{name}.logs]
-scan = {scan}
-max_bytes = "1GiB"
-"#,
-            t.display()
-        )
+    let flood = |scan: bool| {
+        Proc::python(PROG)
+            .arg(N.to_string())
+            .autostart(false)
+            .restart("never")
+            .logs("scan", scan)
+            .logs("max_bytes", "1GiB")
     };
-    let d = Daemon::start(&(block("off", false, &t_off) + &block("on", true, &t_on)));
+    let d = Daemon::start(
+        &Config::new()
+            .process("off", flood(false))
+            .process("on", flood(true)),
+    );
     d.ctl_ok(&["start", "off"]);
     wait_exited_with_lines(&d, "off", N);
     d.ctl_ok(&["start", "on"]);
     wait_exited_with_lines(&d, "on", N);
-    let (off, on) = (producer_time(&t_off), producer_time(&t_on));
-    eprintln!("producer: {off:.3}s without scanners, {on:.3}s with");
-    assert!(
-        on < off * 2.0 + 1.0,
-        "scanners slowed capture: {off:.3}s -> {on:.3}s"
-    );
     // Every line reached the disk, and the scanner accounts for every line exactly: it
     // either looked at it or counted it as skipped.
     let disk = disk_bytes(&d.log_dir, "on");
@@ -687,4 +643,8 @@ max_bytes = "1GiB"
     });
     eprintln!("scanner: {}", s["logs"]);
     assert_eq!(s["urls"].as_array().unwrap().len(), 32);
+    // scan = false: the same flood, never looked at.
+    let off = d.state_of("off");
+    assert_eq!(off["logs"]["scanned"], 0, "{off}");
+    assert_eq!(off["urls"], json!([]), "{off}");
 }

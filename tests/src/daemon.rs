@@ -1,0 +1,434 @@
+//! A real `brummerd --user` in a private temporary directory, and brummerctl against it.
+//!
+//! `Daemon::start(&config)` writes the config, starts brummerd with XDG paths inside the temp
+//! dir and waits until the socket answers. Drop sends SIGTERM, waits for a clean exit and
+//! then checks that no process started under it survives: every process inherits a unique
+//! `BRUMMER_TEST_TAG` in its environment, which is how survivors are found, even ones that
+//! left the process group. Failures print argv, status, output and the daemon's log.
+
+use crate::cmd::output_within;
+use crate::events::Events;
+use crate::procfs::tagged;
+use crate::rpc::Rpc;
+use crate::{Config, T, wait_for};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long one brummerctl call may take before it counts as hung (the largest read a test
+/// makes is a few hundred thousand lines).
+const CTL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// How long brummerd may take to exit on SIGTERM.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Folder holding the built `brummerd` and `brummerctl`: `$BRUMMER_BIN_DIR`, else the cargo
+/// target folder this test binary runs from (target/<profile>/deps/.. ).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BRUMMER_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps");
+    dir.to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} not found: build the workspace first (cargo build --workspace) or set BRUMMER_BIN_DIR",
+        p.display()
+    );
+    p
+}
+
+/// `brummerd --user` with its XDG folders under `root` (run/, state/, cfg/) and no bus
+/// address from our environment: for tests that run brummerd themselves (a refused config,
+/// a missing bus), not through `Daemon`.
+pub fn brummerd_in(root: &Path) -> Command {
+    let mut c = Command::new(bin("brummerd"));
+    c.arg("--user")
+        .env("XDG_RUNTIME_DIR", root.join("run"))
+        .env("XDG_STATE_HOME", root.join("state"))
+        .env("XDG_CONFIG_HOME", root.join("cfg"))
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+        .env_remove("BRUMMER_DBUS_ADDRESS")
+        .stdin(Stdio::null());
+    c
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// How to start a daemon: its config, and extra arguments, environment and open-file limit.
+pub struct DaemonBuilder {
+    config: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    nofile_soft: Option<u64>,
+}
+
+impl DaemonBuilder {
+    /// One more argument for brummerd.
+    pub fn arg(mut self, a: impl Into<String>) -> DaemonBuilder {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<S: Into<String>>(self, args: impl IntoIterator<Item = S>) -> DaemonBuilder {
+        args.into_iter().fold(self, |b, a| b.arg(a))
+    }
+
+    /// One more variable in brummerd's environment (and so its programs').
+    pub fn env(mut self, key: &str, value: &str) -> DaemonBuilder {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts brummerd with its soft open-file limit set to `soft` (the hard limit stays
+    /// ours), as a shell's `ulimit -Sn` or systemd's default 1,024 would.
+    pub fn nofile_soft(mut self, soft: u64) -> DaemonBuilder {
+        self.nofile_soft = Some(soft);
+        self
+    }
+
+    /// Starts brummerd and waits for its socket.
+    pub fn start(self) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("brummer-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().to_path_buf();
+        for sub in ["run", "state", "cfg/brummer"] {
+            std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+        }
+        let config_path = root.join("cfg/brummer/brummer.toml");
+        std::fs::write(&config_path, &self.config).expect("write config");
+        let tag = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            root.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+        );
+        let mut d = Daemon {
+            socket: root.join("run/brummer/brummer.sock"),
+            log_dir: root.join("state/brummer/logs"),
+            config: config_path,
+            stderr: root.join("daemon.log"),
+            dir,
+            tag,
+            child: None,
+            how: self,
+        };
+        d.spawn();
+        d
+    }
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log_dir: PathBuf,
+    pub tag: String,
+    child: Option<Child>,
+    stderr: PathBuf,
+    /// Arguments, environment and limit, used again by `restart_daemon`.
+    how: DaemonBuilder,
+}
+
+impl Daemon {
+    /// Starts a daemon on `config` and waits for its socket.
+    pub fn start(config: &Config) -> Daemon {
+        Daemon::builder(config).start()
+    }
+
+    /// A daemon on `config` with more arguments, environment or limits.
+    pub fn builder(config: &Config) -> DaemonBuilder {
+        DaemonBuilder {
+            config: config.render(),
+            args: vec![],
+            env: vec![],
+            nofile_soft: None,
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let root = self.dir.path();
+        let mut v = vec![
+            (
+                "XDG_RUNTIME_DIR".into(),
+                root.join("run").display().to_string(),
+            ),
+            (
+                "XDG_STATE_HOME".into(),
+                root.join("state").display().to_string(),
+            ),
+            (
+                "XDG_CONFIG_HOME".into(),
+                root.join("cfg").display().to_string(),
+            ),
+            ("BRUMMER_TEST_TAG".into(), self.tag.clone()),
+            ("BRUMMER_LOG".into(), "debug".into()),
+        ];
+        v.extend(self.how.env.iter().cloned());
+        v
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr)
+            .expect("daemon log");
+        let mut cmd = Command::new(bin("brummerd"));
+        cmd.arg("--user")
+            .arg("--config")
+            .arg(&self.config)
+            .args(&self.how.args)
+            .envs(self.env())
+            // Tests never touch a real session bus: D-Bus tests pass --dbus-address.
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .env_remove("BRUMMER_DBUS_ADDRESS")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log);
+        if let Some(soft) = self.how.nofile_soft {
+            use nix::sys::resource::{Resource, getrlimit, setrlimit};
+            use std::os::unix::process::CommandExt;
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+            // SAFETY: setrlimit is async-signal-safe and the closure allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn brummerd");
+        self.child = Some(child);
+        let sock = self.socket.clone();
+        let pid = self.pid();
+        wait_for("brummerd socket", Duration::from_secs(20), || {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "brummerd (pid {pid}) exited early with {st}\n{}",
+                    self.daemon_log()
+                );
+            }
+            UnixStream::connect(&sock).ok().map(|_| ())
+        });
+    }
+
+    /// Restarts the daemon process (same dir, config and socket).
+    pub fn restart_daemon(&mut self) {
+        self.terminate().expect("clean shutdown before restart");
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Replaces the config file (for a reload or a daemon restart).
+    pub fn write_config(&self, config: &Config) {
+        self.write_config_text(&config.render());
+    }
+
+    /// Replaces the config file with raw text: for broken TOML only.
+    pub fn write_config_text(&self, text: &str) {
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    /// `brummerctl --socket SOCKET ARGS...` (no assertion on its status; a hung call fails).
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        output_within(&mut self.ctl_cmd(args), CTL_DEADLINE)
+    }
+
+    pub fn ctl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("brummerctl"));
+        c.arg("--socket").arg(&self.socket).args(args);
+        c.env_remove("BRUMMER_SOCKET").env("NO_COLOR", "1");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs brummerctl and asserts exit 0; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        if !out.status.success() {
+            panic!(
+                "brummerctl {args:?} failed: {}\nstdout:\n{}\nstderr:\n{}\ndaemon log:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.daemon_log()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `status --json`, parsed: name -> process object.
+    pub fn status(&self) -> BTreeMap<String, Value> {
+        let out = self.ctl_ok(&["--json", "status"]);
+        let v: Value = serde_json::from_str(&out).expect("status --json is JSON");
+        v["processes"]
+            .as_array()
+            .expect("processes array")
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap_or_default().to_string(),
+                    p.clone(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn state_of(&self, name: &str) -> Value {
+        self.status()
+            .remove(name)
+            .unwrap_or_else(|| panic!("no process {name} in status"))
+    }
+
+    /// The pid status gives for `name`; panics when it has none.
+    pub fn pid_of(&self, name: &str) -> u32 {
+        let s = self.state_of(name);
+        s["pid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} has no pid: {s:#}")) as u32
+    }
+
+    /// Waits until `name` is in `state`; returns its status object.
+    pub fn wait_state(&self, name: &str, state: &str) -> Value {
+        wait_for(&format!("{name} to be {state}"), T, || {
+            let s = self.state_of(name);
+            (s["state"] == state).then_some(s)
+        })
+    }
+
+    /// The lines `brummerctl logs -n 1000 NAME` prints.
+    pub fn log_lines(&self, name: &str) -> Vec<String> {
+        self.ctl_ok(&["logs", "-n", "1000", name])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until `name` has logged the line `line`; returns all its lines so far.
+    pub fn wait_logged(&self, name: &str, line: &str) -> Vec<String> {
+        wait_for(&format!("{name} to log {line:?}"), T, || {
+            let l = self.log_lines(name);
+            l.iter().any(|x| x == line).then_some(l)
+        })
+    }
+
+    /// A raw JSON-RPC connection to the socket.
+    pub fn rpc(&self) -> Rpc {
+        Rpc::connect(&self.socket)
+    }
+
+    /// A new connection subscribed to the event stream.
+    pub fn events(&self) -> Events<'_> {
+        Events::subscribe(self)
+    }
+
+    /// SIGTERM and wait for exit; returns the exit status, or an error when brummerd was
+    /// not running or did not exit within 30 s (then it is killed).
+    pub fn terminate(&mut self) -> Result<ExitStatus, String> {
+        let Some(mut child) = self.child.take() else {
+            return Err("not running".into());
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "brummerd did not exit within {SHUTDOWN_DEADLINE:?} of SIGTERM"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Asserts that none of `pids` is alive and that no process of any program is left, e.g.
+    /// right after a stop returned (it returns only once nothing of its program is left).
+    pub fn assert_no_program_process(&self, pids: &[u32], after: &str) {
+        let alive: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| crate::pid_alive(p))
+            .collect();
+        let tagged = self.tagged_processes();
+        assert!(
+            alive.is_empty() && tagged.is_empty(),
+            "alive right after {after}: {alive:?}, all of the programs': {tagged:?}\n{}",
+            self.daemon_log()
+        );
+    }
+
+    /// Pids of live processes carrying this daemon's tag, other than the daemon itself.
+    pub fn tagged_processes(&self) -> Vec<u32> {
+        tagged(&self.tag, self.pid())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let running = self.child.is_some();
+        let result = self.terminate();
+        // Whatever the test did with the daemon, nothing it started outlives the test.
+        let survivors = self.tagged_processes();
+        for &p in &survivors {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if !running {
+            // The test stopped brummerd itself and checked what it wanted of that.
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!("--- brummerd log ---\n{}", self.daemon_log());
+            return;
+        }
+        match result {
+            Ok(st) if st.success() => {}
+            Ok(st) => panic!(
+                "brummerd exited with {st} on SIGTERM\n{}",
+                self.daemon_log()
+            ),
+            Err(e) => panic!("{e}\n{}", self.daemon_log()),
+        }
+        assert!(
+            survivors.is_empty(),
+            "processes survived brummerd's shutdown: {survivors:?}\n{}",
+            self.daemon_log()
+        );
+    }
+}
