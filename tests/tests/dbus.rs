@@ -359,6 +359,68 @@ async fn object_manager_follows_a_reload_that_adds_and_removes() {
     );
 }
 
+/// A failed call answers the error that names what went wrong, as gdbus shows it.
+fn gdbus_error(bus: &DbusDaemon, path: &str, method: &str, args: &[&str]) -> String {
+    let mut c = gdbus(bus, "call");
+    c.args(["--dest", NAME, "--object-path", path, "--method", method]);
+    c.args(args);
+    let out = run(&mut c);
+    assert!(!out.status.success(), "{method} {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn failed_calls_answer_named_errors() {
+    let bus = DbusDaemon::session();
+    let config = two().process(
+        "broken",
+        Proc::new(["/nonexistent/brummer-test-program"])
+            .autostart(false)
+            .restart("never"),
+    );
+    let d = start(&bus, &config);
+    d.wait_state("my-app", "running");
+    let start = "io.github.brummer.Brummer1.Manager.Start";
+
+    let err = gdbus_error(&bus, MANAGER, start, &["my-app"]);
+    assert!(
+        err.contains("io.github.brummer.Brummer1.Error.AlreadyRunning: my-app is already running"),
+        "{err}"
+    );
+    let err = gdbus_error(
+        &bus,
+        "/io/github/brummer/Brummer1/process/my_2dapp",
+        "io.github.brummer.Brummer1.Process.Start",
+        &[],
+    );
+    assert!(
+        err.contains("io.github.brummer.Brummer1.Error.AlreadyRunning"),
+        "{err}"
+    );
+    let err = gdbus_error(&bus, MANAGER, start, &["wbe"]);
+    assert!(
+        err.contains(
+            r#"io.github.brummer.Brummer1.Error.NoSuchProcess: no process named "wbe" (did you mean "web"?)"#
+        ),
+        "{err}"
+    );
+    let err = gdbus_error(&bus, MANAGER, start, &["broken"]);
+    assert!(
+        err.contains("io.github.brummer.Brummer1.Error.Failed: broken: failed: "),
+        "{err}"
+    );
+    // StartAll starts what does not run and passes over what does; only `broken` fails.
+    let err = gdbus_error(
+        &bus,
+        MANAGER,
+        "io.github.brummer.Brummer1.Manager.StartAll",
+        &[],
+    );
+    assert!(err.contains("Error.Failed: broken: failed: "), "{err}");
+    assert!(!err.contains("my-app"), "{err}");
+    d.wait_state("web", "running");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_tools_busctl_and_gdbus() {
     let bus = DbusDaemon::session();
