@@ -1,3 +1,6 @@
+//! The disk log against real files: index records round trip, chunks split as the ring
+//! splits lines, write/rotate/reopen, and reads across gaps and pieces of long lines.
+
 use super::*;
 use brummer_core::Line;
 use brummer_proto::Stream;
