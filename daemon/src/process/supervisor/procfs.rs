@@ -357,21 +357,13 @@ mod tests {
     }
 
     #[test]
-    fn members_cost_the_program_not_the_table() {
-        // 100,000 unrelated processes: a walk from one small program must not visit them
-        // (checked by result, and by running in test time far below a scan per process).
+    fn members_of_a_small_program_among_many_others() {
+        // 100,000 unrelated processes around a program of two. What the walk costs is a
+        // benchmark's question (docs/performance.md, Scaling); this checks what it finds.
         let mut procs: Vec<Proc> = (1000..101_000).map(|i| p(i, 1, i, i)).collect();
         procs.extend([p(200, 1, 200, 200), p(201, 200, 200, 200)]);
         let table = Table::from_procs(1, procs);
         let known = HashSet::from([(200, 200)]);
-        let t0 = std::time::Instant::now();
-        for _ in 0..10_000 {
-            assert_eq!(table.members(&known, 200).len(), 2);
-        }
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(5),
-            "{:?}",
-            t0.elapsed()
-        );
+        assert_eq!(pids(table.members(&known, 200)), vec![200, 201]);
     }
 }
