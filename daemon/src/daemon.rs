@@ -280,6 +280,7 @@ pub async fn run(
     // Config loaded and the control socket listening: READY=1 (the D-Bus service, when it
     // lands, must be serving before this line).
     let status_task = notify::ready_and_follow(daemon.clone());
+    crate::codepages::release_startup_code();
     // WATCHDOG=1 is sent from this loop (and from the reload and shutdown waits below), so
     // a wedged top-level loop really misses it and systemd restarts us.
     let mut watchdog = Watchdog::new(notify::watchdog_interval());

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod capture;
 pub mod cli;
+pub mod codepages;
 pub mod config;
 pub mod control;
 pub mod daemon;
