@@ -2,8 +2,8 @@
 # brummerd's resident memory by mapping in W1's setup: N idle `sleep` programs started with
 # `start --all`, read 1 s after all run (as bench/run.py's W1 reads VmRSS). Prints VmRSS and
 # the Rss of brummerd's code (r-xp), its other file pages, the anonymous pages and the
-# shared libraries, in KiB: to see whether the code layout (daemon/layout.ld) still keeps
-# the code that runs together.
+# shared libraries, in KiB: to see how much of brummerd's code stays resident
+# (docs/performance.md, "Code residency").
 # usage: w1-rss.sh BIN_DIR [N]   (CAPDIR: scratch parent, default /tmp)
 BIN=$(cd "$1" && pwd); N=${2:-100}
 d=$(mktemp -d ${CAPDIR:-/tmp}/svbench-rss.XXXX); mkdir -p $d/run $d/state $d/config/brummer; chmod 700 $d/run
