@@ -9,10 +9,11 @@
 //! - process: `process` (entry, command, supervisor)
 //! - logs: `logs` (capture, threads, read, follow, scanner, disk)
 //! - access: `access` (who may change what)
-//! - base: `config`, `shutdown`, `fd`, `mode`
+//! - base: `config`, `shutdown`, `fd`, `mode`, `codepages`
 
 pub mod access;
 pub mod cli;
+pub mod codepages;
 pub mod config;
 pub mod control;
 pub mod dbus;

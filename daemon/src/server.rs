@@ -10,6 +10,7 @@
 //! streams, scanner, D-Bus forwarder, STATUS= task) ends at its next await; the server
 //! waits for them (bounded) and removes the socket file.
 
+use crate::codepages;
 use crate::config::{Config, LoadOptions};
 use crate::control;
 use crate::dbus::{self, DbusMode, DbusOptions};
@@ -105,6 +106,8 @@ pub async fn run(
     control::serve(state.clone(), listener).map_err(RunError::Listener)?;
     // Config loaded and every control plane serving: READY=1.
     notify::ready_and_follow(state.clone());
+    // Start-up is over: the code only it ran need not stay resident.
+    codepages::release_startup_code();
     // WATCHDOG=1 is sent from this loop (and from the reload and shutdown waits below), so
     // a wedged top-level loop really misses it and systemd restarts us.
     let mut watchdog = Watchdog::new(notify::watchdog_interval());
