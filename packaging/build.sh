@@ -19,14 +19,16 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 out=$root/target/packages
 assets=$root/target/assets
 
+# need_tool SUBCOMMAND CRATE: the cargo subcommand, and the crate that provides it (the
+# crate `deb` on crates.io is another project, with no binary).
 need_tool() {
     if ! cargo "$1" --version >/dev/null 2>&1; then
-        echo "build.sh: installing $1" >&2
-        cargo install --locked "$1"
+        echo "build.sh: installing $2 (for cargo $1)" >&2
+        cargo install --locked "$2"
     fi
 }
-[ "$what" = rpm ] || need_tool deb
-[ "$what" = deb ] || need_tool generate-rpm
+[ "$what" = rpm ] || need_tool deb cargo-deb
+[ "$what" = deb ] || need_tool generate-rpm cargo-generate-rpm
 
 echo "build.sh: release binaries" >&2
 cargo build --release --locked -p brummerd -p brummerctl
