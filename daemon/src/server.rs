@@ -107,7 +107,7 @@ pub async fn run(
     // Config loaded and every control plane serving: READY=1.
     notify::ready_and_follow(state.clone());
     // Start-up is over: the code only it ran need not stay resident.
-    codepages::release_startup_code();
+    codepages::release_startup_pages();
     // WATCHDOG=1 is sent from this loop (and from the reload and shutdown waits below), so
     // a wedged top-level loop really misses it and systemd restarts us.
     let mut watchdog = Watchdog::new(notify::watchdog_interval());
