@@ -225,6 +225,10 @@ pub struct ProcessStatus {
     pub last_error: Option<String>,
     /// Autostart as configured.
     pub autostart: bool,
+    /// Whether the program starts with brummerd: the `enable`/`disable` override when
+    /// there is one, else `autostart` (systemctl's enabled/disabled).
+    #[serde(default)]
+    pub enabled: bool,
     /// Restart policy as configured (`never`, `on-failure`, `always`).
     pub restart_policy: String,
     /// Log counters of this program.
