@@ -45,6 +45,12 @@ pub enum Command {
     Stop(Targets),
     /// Restart processes (start those that are not running)
     Restart(Targets),
+    /// Start processes whenever brummerd starts, overriding their autostart (kept across
+    /// restarts and reboots); does not start them now unless --now
+    Enable(EnableArgs),
+    /// Do not start processes when brummerd starts, overriding their autostart (kept
+    /// across restarts and reboots); does not stop them now unless --now
+    Disable(EnableArgs),
     /// Print captured output (all processes when no NAME is given)
     Logs(LogsArgs),
     /// Print daemon events (state changes, added and removed processes) as they happen
@@ -65,6 +71,15 @@ pub struct Targets {
     /// Act on every configured process
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnableArgs {
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Also start (enable) or stop (disable) the processes now
+    #[arg(long)]
+    pub now: bool,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +229,23 @@ mod tests {
         assert!(
             matches!(cli.command, Command::Start(Targets { all: false, ref names }) if names == &["web", "db"])
         );
+    }
+
+    #[test]
+    fn enable_and_disable_take_targets_and_now() {
+        let cli = parse(&["enable", "--now", "web"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Enable(EnableArgs { now: true, targets: Targets { all: false, ref names } }) if names == &["web"])
+        );
+        let cli = parse(&["disable", "--all"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Disable(EnableArgs {
+                now: false,
+                targets: Targets { all: true, .. }
+            })
+        ));
+        assert_eq!(parse(&["enable"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 use crate::codepages;
 use crate::config::{Config, LoadOptions};
 use crate::control;
-use crate::desired::{self, Desired};
 use crate::dbus::{self, DbusMode, DbusOptions};
+use crate::desired::{self, Desired};
 use crate::logs::{self, scanner};
 use crate::mode::Mode;
 use crate::ops;
@@ -106,8 +106,7 @@ pub async fn run(
 
     // Before anything starts: what a brummerd that died left running on this socket is
     // stopped, so no second copy of a program runs beside it (or fails on its port).
-    let leftovers =
-        leftover::find(&previous, &opts.socket, &config.processes, state.procs()).await;
+    let leftovers = leftover::find(&previous, &opts.socket, &config.processes, state.procs()).await;
     leftover::stop(leftovers, state.procs()).await;
     desired.start(&tasks);
 

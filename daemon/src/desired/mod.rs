@@ -43,7 +43,9 @@ pub fn runtime_path(socket: &Path) -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DesiredError {
-    #[error("cannot record the enable setting: {path} is not usable ({why}); move it away to let brummerd write a new one")]
+    #[error(
+        "cannot record the enable setting: {path} is not usable ({why}); move it away to let brummerd write a new one"
+    )]
     Refused { path: PathBuf, why: String },
     #[error("cannot write {path}: {cause}")]
     Write { path: PathBuf, cause: Arc<str> },
@@ -177,6 +179,17 @@ impl Desired {
     pub async fn runtime_flushed(&self, version: u64) -> Result<(), DesiredError> {
         self.runtime
             .flushed(version)
+            .await
+            .map_err(|cause| DesiredError::Write {
+                path: self.runtime.path().to_owned(),
+                cause,
+            })
+    }
+
+    /// Waits until every change of the runtime state so far is on disk.
+    pub async fn sync_runtime(&self) -> Result<(), DesiredError> {
+        self.runtime
+            .sync()
             .await
             .map_err(|cause| DesiredError::Write {
                 path: self.runtime.path().to_owned(),

@@ -33,12 +33,7 @@ pub fn install(state: &State, config: &Config) {
     let entries = config
         .processes
         .values()
-        .map(|def| {
-            (
-                def.name.clone(),
-                state.add_process(def.clone()),
-            )
-        })
+        .map(|def| (def.name.clone(), state.add_process(def.clone())))
         .collect();
     state.publish(entries);
 }

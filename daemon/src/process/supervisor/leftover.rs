@@ -211,8 +211,7 @@ impl Orphan {
     fn open(p: Option<Proc>) -> Orphan {
         let fd = p.and_then(|p| {
             let pid = rustix::process::Pid::from_raw(p.pid)?;
-            let fd =
-                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+            let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
             let same = procfs::read_stat(p.pid).is_some_and(|now| now.start == p.start);
             same.then_some(fd)
         });
@@ -241,15 +240,8 @@ pub async fn stop(leftovers: Vec<Leftover>, procs: &ProcScanner) {
             // The group only while its leader is the recorded process: a group whose
             // leader is gone may be a recycled number.
             let group = if main.0.is_some() { l.group } else { 0 };
-            let r = stop::stop_group(
-                &main,
-                group,
-                &roots,
-                &procs,
-                l.stop_signal,
-                l.stop_timeout,
-            )
-            .await;
+            let r =
+                stop::stop_group(&main, group, &roots, &procs, l.stop_signal, l.stop_timeout).await;
             (l, r)
         });
     }
