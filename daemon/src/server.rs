@@ -84,11 +84,12 @@ pub async fn run(
     };
     let tasks = Shutdown::new();
     let ring_bytes = config.daemon.ring_bytes.unwrap_or(logs::DEFAULT_RING_BYTES);
+    let me = leftover::me();
     let (desired, previous) = Desired::open(
         desired::runtime_path(&opts.socket),
         &opts.state_dir,
         opts.mode,
-        leftover::me(),
+        me,
     );
     let desired = Arc::new(desired);
     let (state, mut reload_rx) = State::new(
