@@ -102,8 +102,10 @@ impl Desired {
                 })
             })
             .collect();
+        // Readable by root (system) or the user only: program names and pids are the
+        // control socket's business, and the socket is not open to everyone either.
         let (dir_mode, file_mode) = match mode {
-            Mode::System => (0o755, 0o644),
+            Mode::System => (0o755, 0o640),
             Mode::User => (0o700, 0o600),
         };
         let desired = Desired {

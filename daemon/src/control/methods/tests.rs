@@ -22,11 +22,14 @@ fn stub() -> Stub {
         Mode::User,
         None,
     );
+    let tasks = Shutdown::new();
+    // Its writers run: `start`/`stop` answer once the runtime state is written.
+    desired.start(&tasks);
     let (state, _reload_rx) = State::new(
         Mode::User,
         dir.path().to_path_buf(),
         64 * 1024,
-        Shutdown::new(),
+        tasks,
         Arc::new(desired),
         &dir.path().join("run/brummer.sock"),
     )
