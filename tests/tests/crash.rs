@@ -222,7 +222,7 @@ brtest!(
     a_torn_runtime_state_is_reported_and_leftovers_are_still_found_by_their_environment,
     Config::new().process("web", Proc::sleep().stop_signal("SIGINT")),
     |d| {
-        let old = d.pid_of("web");
+        let old = d.wait_state("web", "running")["pid"].as_u64().unwrap() as u32;
         d.kill_daemon();
         let path = d.runtime_state();
         std::fs::write(&path, br#"{"format":1,"programs":{"web":{"ru"#).expect("tear it");
