@@ -40,11 +40,34 @@ pub enum Command {
         names: Vec<String>,
     },
     /// Start processes
+    ///
+    /// The start is remembered until reboot: a brummerd restarted, re-executed or started
+    /// again after a crash starts these processes again, even when they are disabled.
     Start(Targets),
     /// Stop processes
+    ///
+    /// The stop is remembered until reboot: a brummerd restarted, re-executed or started
+    /// again after a crash leaves these processes stopped, even when they are enabled.
     Stop(Targets),
     /// Restart processes (start those that are not running)
     Restart(Targets),
+    /// Start processes whenever brummerd starts, overriding their autostart
+    ///
+    /// As systemctl enable: the setting is written to the state directory
+    /// (/var/lib/brummer/enabled.json, or $XDG_STATE_HOME/brummer/enabled.json with
+    /// --user) before the command returns, and holds across restarts of brummerd, reloads
+    /// and reboots. It does not start the processes now (the output says so), unless
+    /// --now. At start-up brummerd runs a process when it was started by hand since the
+    /// last reboot, else when it is enabled, else when its autostart is true; a stop by
+    /// hand since the last reboot wins over enable.
+    Enable(EnableArgs),
+    /// Do not start processes when brummerd starts, overriding their autostart
+    ///
+    /// As systemctl disable: the setting is written to the state directory before the
+    /// command returns and holds across restarts of brummerd, reloads and reboots. It does
+    /// not stop the processes now (the output says so), unless --now. A start by hand
+    /// since the last reboot wins over disable.
+    Disable(EnableArgs),
     /// Print captured output (all processes when no NAME is given)
     Logs(LogsArgs),
     /// Print daemon events (state changes, added and removed processes) as they happen
@@ -65,6 +88,15 @@ pub struct Targets {
     /// Act on every configured process
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnableArgs {
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Also start (enable) or stop (disable) the processes now
+    #[arg(long)]
+    pub now: bool,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +246,23 @@ mod tests {
         assert!(
             matches!(cli.command, Command::Start(Targets { all: false, ref names }) if names == &["web", "db"])
         );
+    }
+
+    #[test]
+    fn enable_and_disable_take_targets_and_now() {
+        let cli = parse(&["enable", "--now", "web"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Enable(EnableArgs { now: true, targets: Targets { all: false, ref names } }) if names == &["web"])
+        );
+        let cli = parse(&["disable", "--all"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Disable(EnableArgs {
+                now: false,
+                targets: Targets { all: true, .. }
+            })
+        ));
+        assert_eq!(parse(&["enable"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -52,6 +52,8 @@ fn run(ctx: &mut Ctx, command: Command) -> Result<i32, exit::CtlError> {
         Command::Start(t) => commands::lifecycle::run(ctx, Verb::Start, t),
         Command::Stop(t) => commands::lifecycle::run(ctx, Verb::Stop, t),
         Command::Restart(t) => commands::lifecycle::run(ctx, Verb::Restart, t),
+        Command::Enable(a) => commands::enable::run(ctx, true, a),
+        Command::Disable(a) => commands::enable::run(ctx, false, a),
         Command::Logs(args) => commands::logs::run(ctx, args),
         Command::Events => commands::events::run(ctx),
         Command::Reload => commands::reload::run(ctx),

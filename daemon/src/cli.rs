@@ -17,9 +17,20 @@ it takes the control socket named \"control\" from LISTEN_FDS instead of binding
 systemd (JOURNAL_STREAM) it logs to the journal, otherwise to stderr; BRUMMER_LOG sets
 the level (e.g. BRUMMER_LOG=debug).
 
+After a crash: brummerd records each program's child (pid, start time, process group) and
+the starts and stops made by hand in a runtime state file beside its socket. Started
+again after it died without stopping its programs (SIGKILL, a crash), it stops what the
+previous brummerd left running, each with its stop_signal and stop_timeout, then SIGKILL,
+before it starts anything, and logs what it stopped; it also finds them by BRUMMER_DAEMON
+(its socket) in their environment. A torn runtime state, or one of a newer brummerd, is
+reported and ignored. Programs then start as asked by hand (until reboot), else as
+enabled (brummerctl enable/disable), else by autostart.
+
 Files: /etc/brummer/brummer.toml and /etc/brummer/processes.d/*.toml (see brummer.toml(5)),
-/run/brummer/brummer.sock, /var/log/brummer/NAME.log; with --user the same under
-$XDG_CONFIG_HOME/brummer/, $XDG_RUNTIME_DIR/brummer/ and $XDG_STATE_HOME/brummer/logs/.";
+/run/brummer/brummer.sock, /run/brummer/brummer.state.json (runtime state),
+/var/lib/brummer/enabled.json (enable overrides), /var/log/brummer/NAME.log; with --user
+the same under $XDG_CONFIG_HOME/brummer/, $XDG_RUNTIME_DIR/brummer/,
+$XDG_STATE_HOME/brummer/ and $XDG_STATE_HOME/brummer/logs/.";
 
 /// brummer process supervisor daemon. Runs in the foreground; stop it with SIGTERM or
 /// SIGINT (every program is stopped first), reload its configuration with SIGHUP.

@@ -7,6 +7,7 @@
 //! - ops: `ops` (one file per operation, typed `OpError`)
 //! - state: `state`
 //! - process: `process` (entry, command, supervisor)
+//! - desired: `desired` (runtime state and enable overrides, on disk)
 //! - logs: `logs` (capture, threads, read, follow, scanner, disk)
 //! - access: `access` (who may change what)
 //! - base: `config`, `shutdown`, `fd`, `mode`, `codepages`
@@ -17,6 +18,7 @@ pub mod codepages;
 pub mod config;
 pub mod control;
 pub mod dbus;
+pub mod desired;
 pub mod fd;
 pub mod logs;
 pub mod mode;

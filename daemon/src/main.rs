@@ -82,6 +82,7 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
         socket,
         unlink_socket: true,
         log_dir,
+        state_dir: paths.state_dir.clone(),
         dbus: DbusOptions {
             mode: args.dbus,
             address: args.dbus_address,

@@ -1,8 +1,10 @@
-//! Where brummerd keeps things in each mode: config, drop-ins, socket, logs.
+//! Where brummerd keeps things in each mode: config, drop-ins, socket, logs, state.
 //!
 //! System: /etc/brummer/brummer.toml, /etc/brummer/processes.d/, /run/brummer/brummer.sock,
-//! /var/log/brummer/. User: the same under $XDG_CONFIG_HOME/brummer/,
-//! $XDG_RUNTIME_DIR/brummer/brummer.sock and $XDG_STATE_HOME/brummer/logs/.
+//! /var/log/brummer/, /var/lib/brummer/. User: the same under $XDG_CONFIG_HOME/brummer/,
+//! $XDG_RUNTIME_DIR/brummer/brummer.sock, $XDG_STATE_HOME/brummer/logs/ and
+//! $XDG_STATE_HOME/brummer/. The runtime state lives beside the socket
+//! (`desired::runtime_path`).
 
 use crate::mode::Mode;
 use std::path::PathBuf;
@@ -24,6 +26,8 @@ pub struct Paths {
     /// `Err` only in user mode without a runtime dir: fatal only when no --socket is given.
     pub socket: Result<PathBuf, u32>,
     pub log_dir: PathBuf,
+    /// Persistent state (the enable overrides): kept across reboots.
+    pub state_dir: PathBuf,
 }
 
 /// The environment as the path rules see it (a function of it, for tests).
@@ -40,6 +44,7 @@ impl Paths {
                 config: "/etc/brummer/brummer.toml".into(),
                 socket: Ok(brummer_proto::SYSTEM_SOCKET.into()),
                 log_dir: "/var/log/brummer".into(),
+                state_dir: "/var/lib/brummer".into(),
             }),
             Mode::User => {
                 let var = |k: &str| (env.get)(k).filter(|v| v.starts_with('/'));
@@ -67,6 +72,7 @@ impl Paths {
                     config: config_home.join("brummer/brummer.toml"),
                     socket: runtime.map(|r| r.join("brummer").join(brummer_proto::SOCKET_FILE)),
                     log_dir: state_home.join("brummer/logs"),
+                    state_dir: state_home.join("brummer"),
                 })
             }
         }
@@ -109,6 +115,7 @@ mod tests {
             p.log_dir,
             PathBuf::from("/home/a/.local/state/brummer/logs")
         );
+        assert_eq!(p.state_dir, PathBuf::from("/home/a/.local/state/brummer"));
 
         let get = env(&[
             ("XDG_CONFIG_HOME", "/c"),
@@ -140,5 +147,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.socket, Ok(PathBuf::from("/run/brummer/brummer.sock")));
+        assert_eq!(p.state_dir, PathBuf::from("/var/lib/brummer"));
     }
 }

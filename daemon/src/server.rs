@@ -14,10 +14,12 @@ use crate::codepages;
 use crate::config::{Config, LoadOptions};
 use crate::control;
 use crate::dbus::{self, DbusMode, DbusOptions};
+use crate::desired::{self, Desired};
 use crate::logs::{self, scanner};
 use crate::mode::Mode;
 use crate::ops;
 use crate::process::Command;
+use crate::process::supervisor::leftover;
 use crate::shutdown::Shutdown;
 use crate::state::{ReloadRequest, State};
 use crate::systemd::notify;
@@ -31,6 +33,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How long shutdown waits for captured output to be written after every program stopped.
 const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the state files to be written once every program stopped.
+const STATE_SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the tasks to end once the token is triggered. They end at
 /// their next await point, so this only bounds a task stuck in a blocking call.
 const TASKS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,6 +50,8 @@ pub struct Options {
     /// it (socket activation: the `.socket` unit owns the file and keeps listening).
     pub unlink_socket: bool,
     pub log_dir: PathBuf,
+    /// Persistent state (enable overrides); the runtime state lives beside the socket.
+    pub state_dir: PathBuf,
     pub dbus: DbusOptions,
 }
 
@@ -78,12 +84,32 @@ pub async fn run(
     };
     let tasks = Shutdown::new();
     let ring_bytes = config.daemon.ring_bytes.unwrap_or(logs::DEFAULT_RING_BYTES);
-    let (state, mut reload_rx) =
-        State::new(opts.mode, opts.log_dir.clone(), ring_bytes, tasks.clone())
-            .map_err(RunError::LogThreads)?;
+    let me = leftover::me();
+    let (desired, previous) = Desired::open(
+        desired::runtime_path(&opts.socket),
+        &opts.state_dir,
+        opts.mode,
+        me,
+    );
+    let desired = Arc::new(desired);
+    let (state, mut reload_rx) = State::new(
+        opts.mode,
+        opts.log_dir.clone(),
+        ring_bytes,
+        tasks.clone(),
+        desired.clone(),
+        &opts.socket,
+    )
+    .map_err(RunError::LogThreads)?;
     let state = Arc::new(state);
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;
+
+    // Before anything starts: what a brummerd that died left running on this socket is
+    // stopped, so no second copy of a program runs beside it (or fails on its port).
+    let leftovers = leftover::find(&previous, &opts.socket, &config.processes, state.procs()).await;
+    leftover::stop(leftovers, state.procs()).await;
+    desired.start(&tasks);
 
     // Programs first, then the planes: a client that connects sees every program.
     ops::reload::install(&state, &config);
@@ -138,6 +164,13 @@ pub async fn run(
     notify::stopping();
     state.begin_shutdown();
     stop_all(&state, &mut sigchld, &mut watchdog).await;
+    // The runtime state now records no child, and keeps the starts and stops by hand.
+    if tokio::time::timeout(STATE_SYNC_TIMEOUT, state.desired().sync())
+        .await
+        .is_err()
+    {
+        tracing::warn!("state files not written within {STATE_SYNC_TIMEOUT:?} at shutdown");
+    }
     // Programs are gone, so their pipes are closed (or held by nothing we could stop):
     // wait, bounded, for the captured output to reach the disk.
     if !state.logs().drain(LOG_FLUSH_TIMEOUT).await {

@@ -6,6 +6,7 @@
 
 use crate::access::Access;
 use crate::config::ProcessDef;
+use crate::desired::Desired;
 use crate::logs::LogPlane;
 use crate::mode::Mode;
 use crate::process::ProcessEntry;
@@ -15,7 +16,8 @@ use crate::shutdown::Shutdown;
 use brummer_core::{EventBus, Registry, Snapshot};
 use brummer_proto::events::Event;
 use brummer_proto::methods::ReloadResult;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
@@ -37,6 +39,8 @@ pub struct State {
     bus: Arc<EventBus<Event>>,
     /// What every supervisor task shares: the bus, the spawn gate, the /proc scanner.
     programs: Arc<Shared>,
+    /// Runtime state and enable overrides (`desired`), shared with the supervisors.
+    desired: Arc<Desired>,
     logs: Arc<LogPlane>,
     access: Access,
     /// Every task's shutdown token; triggered by the server once programs are stopped.
@@ -48,15 +52,24 @@ pub struct State {
 
 impl State {
     /// A state with no programs, and the receiving end of its reload channel (the
-    /// server's top loop holds it).
+    /// server's top loop holds it). Every child's environment names `socket` (the
+    /// daemon's mark, by which the next brummerd finds leftovers).
     pub fn new(
         mode: Mode,
         log_dir: PathBuf,
         ring_bytes: usize,
         shutdown: Shutdown,
+        desired: Arc<Desired>,
+        socket: &Path,
     ) -> std::io::Result<(State, mpsc::Receiver<ReloadRequest>)> {
         let (reload_tx, reload_rx) = mpsc::channel(RELOAD_QUEUE);
         let bus = Arc::new(EventBus::new());
+        let mut base_env = supervisor::base_env();
+        base_env.retain(|(k, _)| k != supervisor::leftover::DAEMON_ENV);
+        base_env.push((
+            OsString::from(supervisor::leftover::DAEMON_ENV),
+            socket.as_os_str().to_owned(),
+        ));
         let state = State {
             mode,
             registry: Registry::new(),
@@ -64,9 +77,11 @@ impl State {
             programs: Arc::new(Shared {
                 children: Children::default(),
                 bus,
-                base_env: supervisor::base_env(),
+                base_env,
                 procs: supervisor::ProcScanner::default(),
+                desired: desired.clone(),
             }),
+            desired,
             logs: Arc::new(LogPlane::start(log_dir, ring_bytes)?),
             access: Access::new(mode),
             shutdown,
@@ -100,6 +115,15 @@ impl State {
         &self.shutdown
     }
 
+    pub fn desired(&self) -> &Arc<Desired> {
+        &self.desired
+    }
+
+    /// The /proc scanner every stop shares.
+    pub fn procs(&self) -> &supervisor::ProcScanner {
+        &self.programs.procs
+    }
+
     /// The spawn gate and orphan reaper.
     pub fn children(&self) -> &Children {
         &self.programs.children
@@ -124,12 +148,15 @@ impl State {
     }
 
     /// Creates a program: its log (ring, disk log, capture task) and its supervisor task,
-    /// which starts it at once when `autostart`. Not visible to readers until
-    /// [`publish`](Self::publish).
-    pub fn add_process(&self, def: Arc<ProcessDef>, autostart: bool) -> Arc<ProcessEntry> {
+    /// which starts it at once when it should run (a start by hand recorded in the
+    /// runtime state, else its enable setting: `Desired::should_run`). Not visible to
+    /// readers until [`publish`](Self::publish).
+    pub fn add_process(&self, def: Arc<ProcessDef>) -> Arc<ProcessEntry> {
+        let autostart = self.desired.should_run(&def.name, def.autostart);
         let (log, capture) = self.logs.open(&def);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let entry = Arc::new(ProcessEntry::new(def, log, tx));
+        entry.set_enabled_override(self.desired.enabled_override(&entry.name));
         supervisor::spawn_task(
             entry.clone(),
             rx,

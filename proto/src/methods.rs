@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Method names, in the order `docs/protocol.md` documents them.
-pub const METHODS: [&str; 12] = [
+pub const METHODS: [&str; 14] = [
     "hello",
     "version",
     "list",
@@ -18,6 +18,8 @@ pub const METHODS: [&str; 12] = [
     "start",
     "stop",
     "restart",
+    "enable",
+    "disable",
     "logs",
     "follow",
     "subscribe",
@@ -35,6 +37,8 @@ pub enum Request {
     Start(Selector),
     Stop(Selector),
     Restart(Selector),
+    Enable(EnableParams),
+    Disable(EnableParams),
     Logs(LogsParams),
     Follow(FollowParams),
     Subscribe(SubscribeParams),
@@ -58,6 +62,8 @@ impl Request {
             "start" => Request::Start(params_of(method, params)?),
             "stop" => Request::Stop(params_of(method, params)?),
             "restart" => Request::Restart(params_of(method, params)?),
+            "enable" => Request::Enable(params_of(method, params)?),
+            "disable" => Request::Disable(params_of(method, params)?),
             "logs" => Request::Logs(params_of(method, params)?),
             "follow" => Request::Follow(params_of(method, params)?),
             "subscribe" => Request::Subscribe(params_of(method, params)?),
@@ -92,6 +98,8 @@ impl Request {
             Request::Start(p) => ("start", v(p)),
             Request::Stop(p) => ("stop", v(p)),
             Request::Restart(p) => ("restart", v(p)),
+            Request::Enable(p) => ("enable", v(p)),
+            Request::Disable(p) => ("disable", v(p)),
             Request::Logs(p) => ("logs", v(p)),
             Request::Follow(p) => ("follow", v(p)),
             Request::Subscribe(p) => ("subscribe", v(p)),
@@ -104,7 +112,12 @@ impl Request {
     pub fn is_mutating(&self) -> bool {
         matches!(
             self,
-            Request::Start(_) | Request::Stop(_) | Request::Restart(_) | Request::Reload
+            Request::Start(_)
+                | Request::Stop(_)
+                | Request::Restart(_)
+                | Request::Enable(_)
+                | Request::Disable(_)
+                | Request::Reload
         )
     }
 }
@@ -184,6 +197,28 @@ impl Selector {
     }
 }
 
+/// `enable` / `disable`: the programs (as a [`Selector`]), and whether to start (enable) or
+/// stop (disable) them now as well: `{"names": ["web"], "now": true}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnableParams {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub now: bool,
+}
+
+impl EnableParams {
+    pub fn selector(&self) -> Selector {
+        Selector {
+            names: self.names.clone(),
+            all: self.all,
+        }
+    }
+}
+
 /// One program as `list` reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListEntry {
@@ -225,6 +260,10 @@ pub struct ProcessStatus {
     pub last_error: Option<String>,
     /// Autostart as configured.
     pub autostart: bool,
+    /// Whether the program starts with brummerd: the `enable`/`disable` override when
+    /// there is one, else `autostart` (systemctl's enabled/disabled).
+    #[serde(default)]
+    pub enabled: bool,
     /// Restart policy as configured (`never`, `on-failure`, `always`).
     pub restart_policy: String,
     /// Log counters of this program.
@@ -272,7 +311,7 @@ pub struct StatusResult {
     pub processes: Vec<ProcessStatus>,
 }
 
-/// The outcome for one program of `start`, `stop` or `restart`.
+/// The outcome for one program of `start`, `stop`, `restart`, `enable` or `disable`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpOutcome {
     pub name: String,
@@ -280,7 +319,8 @@ pub struct OpOutcome {
     /// Why it failed, when `ok` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// What was already true, e.g. "already running".
+    /// What was already true, e.g. "already running"; for `enable`/`disable` what was done:
+    /// "enabled", "already enabled", "enabled, started", "disabled, already stopped", ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub status: ProcessStatus,
@@ -455,6 +495,16 @@ mod tests {
             Request::Start(Selector::all()),
             Request::Stop(Selector::names(["a"])),
             Request::Restart(Selector::all()),
+            Request::Enable(EnableParams {
+                names: vec!["a".into()],
+                all: false,
+                now: true,
+            }),
+            Request::Disable(EnableParams {
+                names: vec![],
+                all: true,
+                now: false,
+            }),
             Request::Logs(LogsParams {
                 names: vec!["a".into()],
                 lines: Some(5),

@@ -238,6 +238,48 @@ impl Daemon {
         self.spawn();
     }
 
+    /// SIGKILL to brummerd, as a crash: its programs are left running (re-parented away),
+    /// nothing is cleaned up. Waits until it is gone and reaped.
+    pub fn kill_daemon(&mut self) {
+        let mut child = self.child.take().expect("brummerd is running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Stops brummerd cleanly (SIGTERM) without starting it again; [`start_again`] does.
+    pub fn stop_daemon(&mut self) {
+        self.terminate().expect("clean shutdown");
+    }
+
+    /// Starts brummerd again on the same dir, config and socket after [`kill_daemon`] or
+    /// [`stop_daemon`], and waits for its socket.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "brummerd is still running");
+        self.spawn();
+    }
+
+    /// Live processes of program `name` of this daemon: those whose environment carries
+    /// this daemon's test tag and `BRUMMER_PROCESS=name` (what brummerd puts there).
+    pub fn program_processes(&self, name: &str) -> Vec<u32> {
+        crate::procfs::tagged_with(&self.tag, self.pid(), &format!("BRUMMER_PROCESS={name}"))
+    }
+
+    /// Live processes of every program of this daemon, by `BRUMMER_PROCESS`, in one pass
+    /// over /proc.
+    pub fn programs_processes(&self) -> BTreeMap<String, Vec<u32>> {
+        crate::procfs::tagged_by_program(&self.tag, self.pid())
+    }
+
+    /// The runtime state file (beside the socket).
+    pub fn runtime_state(&self) -> PathBuf {
+        self.socket.with_file_name("brummer.state.json")
+    }
+
+    /// The enable overrides (in the state directory).
+    pub fn enabled_file(&self) -> PathBuf {
+        self.dir.path().join("state/brummer/enabled.json")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

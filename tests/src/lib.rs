@@ -21,7 +21,10 @@ pub use cmd::{LineChild, NOBODY, as_nobody, output_within, run, run_ok, socat};
 pub use config::{Config, Proc};
 pub use daemon::{Daemon, DaemonBuilder, bin, bin_dir, brummerd_in};
 pub use events::{Events, transitions};
-pub use procfs::{bytes_read, comm, pgrp_and_session, pid_alive, ppid, stat_fields, tagged};
+pub use procfs::{
+    bytes_read, comm, pgrp_and_session, pid_alive, ppid, stat_fields, tagged, tagged_by_program,
+    tagged_with,
+};
 pub use rpc::Rpc;
 pub use wait::{T, wait_for};
 

@@ -37,6 +37,12 @@ pub fn comm(pid: u32) -> String {
 /// Live (non-zombie) processes whose environment holds BRUMMER_TEST_TAG=tag, other than
 /// `except` and this test process.
 pub fn tagged(tag: &str, except: u32) -> Vec<u32> {
+    tagged_with(tag, except, "")
+}
+
+/// Like [`tagged`], but only processes whose environment also holds the entry `also`
+/// (`KEY=VALUE`; empty: no further condition).
+pub fn tagged_with(tag: &str, except: u32, also: &str) -> Vec<u32> {
     let needle = format!("BRUMMER_TEST_TAG={tag}");
     let mut out = vec![];
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -51,6 +57,7 @@ pub fn tagged(tag: &str, except: u32) -> Vec<u32> {
         }
         if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ"))
             && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+            && (also.is_empty() || env.split(|b| *b == 0).any(|kv| kv == also.as_bytes()))
         {
             out.push(pid);
         }
@@ -66,4 +73,35 @@ pub fn bytes_read(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("rchar: "))
         .and_then(|n| n.trim().parse().ok())
         .expect("rchar in /proc/PID/io")
+}
+
+/// Live processes carrying BRUMMER_TEST_TAG=tag (other than `except` and this test
+/// process), grouped by their BRUMMER_PROCESS (brummerd's mark; "" when missing).
+pub fn tagged_by_program(tag: &str, except: u32) -> std::collections::BTreeMap<String, Vec<u32>> {
+    let needle = format!("BRUMMER_TEST_TAG={tag}");
+    let mut out: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == except || pid == std::process::id() {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) || !pid_alive(pid) {
+            continue;
+        }
+        let name = env
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(b"BRUMMER_PROCESS="))
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        out.entry(name).or_default().push(pid);
+    }
+    out
 }

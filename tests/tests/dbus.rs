@@ -359,6 +359,55 @@ async fn object_manager_follows_a_reload_that_adds_and_removes() {
     );
 }
 
+/// `Enable`/`Disable` over D-Bus, as `brummerctl enable/disable`: neither starts nor stops
+/// (unless `now`), `Enabled` tells, and the setting decides what runs after a restart.
+#[test]
+fn enable_and_disable_over_dbus_hold_across_a_restart() {
+    let bus = DbusDaemon::session();
+    let mut d = start(&bus, &two());
+    d.wait_state("my-app", "running");
+    let call = |method: &str, name: &str, now: &str| {
+        run_ok(busctl(&bus).args([
+            "call",
+            NAME,
+            MANAGER,
+            MANAGER_IFACE,
+            method,
+            "asb",
+            "1",
+            name,
+            now,
+        ]))
+    };
+    let enabled = |name: &str| {
+        run_ok(busctl(&bus).args([
+            "get-property",
+            NAME,
+            &format!(
+                "/io/github/brummer/Brummer1/process/{}",
+                name.replace('-', "_2d")
+            ),
+            PROCESS_IFACE,
+            "Enabled",
+        ]))
+    };
+    assert_eq!(call("Enable", "web", "false").trim(), "as 1 \"web\"");
+    assert_eq!(call("Enable", "web", "false").trim(), "as 0");
+    assert_eq!(call("Disable", "my-app", "false").trim(), "as 1 \"my-app\"");
+    assert_eq!(enabled("web").trim(), "b true");
+    assert_eq!(enabled("my-app").trim(), "b false");
+    assert_eq!(d.state_of("web")["state"], "stopped");
+    assert_eq!(d.state_of("my-app")["state"], "running");
+
+    d.restart_daemon();
+    d.wait_state("web", "running");
+    assert_eq!(d.state_of("my-app")["state"], "stopped");
+
+    // `now`: disable stops.
+    assert_eq!(call("Disable", "web", "true").trim(), "as 1 \"web\"");
+    assert_eq!(d.state_of("web")["state"], "stopped");
+}
+
 /// A failed call answers the error that names what went wrong, as gdbus shows it.
 fn gdbus_error(bus: &DbusDaemon, path: &str, method: &str, args: &[&str]) -> String {
     let mut c = gdbus(bus, "call");

@@ -65,6 +65,8 @@ fn other_uids_may_read_but_not_change() {
         &["stop", "api"],
         &["restart", "api"],
         &["stop", "--all"],
+        &["enable", "web"],
+        &["disable", "--now", "api"],
         &["reload"],
     ] {
         let out = ctl_as_nobody(&d, args);
@@ -82,6 +84,11 @@ fn other_uids_may_read_but_not_change() {
     assert_eq!(s["api"]["state"], "running");
     assert_eq!(s["api"]["pid"], api_pid);
     assert_eq!(s["web"]["generation"], 0);
+    assert_eq!(s["api"]["enabled"], true);
+    assert!(
+        !d.enabled_file().exists(),
+        "a refused enable wrote its file"
+    );
 
     // The same caller as root can.
     d.ctl_ok(&["start", "web"]);

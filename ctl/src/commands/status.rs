@@ -29,7 +29,15 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
     let notes: Vec<String> = processes.iter().map(|p| note(p, now_us)).collect();
     let with_notes = notes.iter().any(|n| !n.is_empty());
     let with_urls = processes.iter().any(|p| !p.urls.is_empty());
-    let mut headers = vec!["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"];
+    let mut headers = vec![
+        "NAME",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST EXIT",
+        "ENABLED",
+    ];
     if with_urls {
         headers.push("URLS");
     }
@@ -49,6 +57,7 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
             ),
             Cell::from(p.restarts.to_string()),
             Cell::from(last_exit(p.exit_code, p.exit_signal)),
+            Cell::from(if p.enabled { "enabled" } else { "disabled" }),
         ];
         if with_urls {
             row.push(Cell::from(if p.urls.is_empty() {
@@ -111,6 +120,7 @@ pub(crate) mod tests {
             next_attempt: None,
             last_error: None,
             autostart: true,
+            enabled: true,
             restart_policy: "on-failure".into(),
             logs: LogCounters::default(),
             urls: Vec::new(),
@@ -144,14 +154,15 @@ pub(crate) mod tests {
         worker.restarts = 12;
         let mut db = proc("db", ProcessState::Stopped);
         db.exit_signal = Some(9);
+        db.enabled = false;
         let text = render(&[web, worker, db], NOW, false);
         assert_eq!(
             text,
             "\
-NAME      STATE    PID   UPTIME  RESTARTS  LAST EXIT
-web       running  1234  3h02m   0         -
-worker-2  exited   -     -       12        code 1
-db        stopped  -     -       0         SIGKILL
+NAME      STATE    PID   UPTIME  RESTARTS  LAST EXIT  ENABLED
+web       running  1234  3h02m   0         -          enabled
+worker-2  exited   -     -       12        code 1     enabled
+db        stopped  -     -       0         SIGKILL    disabled
 "
         );
         assert!(!text.contains('\x1b'));
@@ -169,9 +180,9 @@ db        stopped  -     -       0         SIGKILL
         assert_eq!(
             text,
             "\
-NAME  STATE    PID  UPTIME  RESTARTS  LAST EXIT  NOTE
-api   backoff  -    -       3         code 1     next in 1.2s
-web   failed   -    -       0         -          error: spawn failed: no such file: /usr/bin/webd
+NAME  STATE    PID  UPTIME  RESTARTS  LAST EXIT  ENABLED  NOTE
+api   backoff  -    -       3         code 1     enabled  next in 1.2s
+web   failed   -    -       0         -          enabled  error: spawn failed: no such file: /usr/bin/webd
 "
         );
     }

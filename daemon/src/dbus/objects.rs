@@ -91,6 +91,9 @@ pub fn all_props(e: &ProcessEntry) -> HashMap<String, OwnedVariant> {
     if let Ok(v) = OwnedVariant::try_from(Variant::from(e.name.to_string())) {
         m.insert("Name".to_owned(), v);
     }
+    if let Ok(v) = OwnedVariant::try_from(Variant::from(e.enabled())) {
+        m.insert("Enabled".to_owned(), v);
+    }
     m
 }
 
@@ -143,6 +146,31 @@ async fn lifecycle(
         ops::all_ok(&steps)?;
     }
     Ok(())
+}
+
+/// Enable or disable, as a D-Bus method: the names whose setting changed, or one named
+/// error (an empty list selects nothing and is refused, as on the socket).
+async fn enable(
+    d: &State,
+    conn: &Connection,
+    hdr: &Header<'_>,
+    names: Vec<String>,
+    on: bool,
+    now: bool,
+) -> Result<Vec<String>, BusError> {
+    let who = caller(d, conn, hdr).await?;
+    let sel = if names.is_empty() {
+        return Err(ops::OpError::NothingSelected.into());
+    } else {
+        Selection::Names(names)
+    };
+    let done = ops::enable::enable(d, &who, sel, on, now).await?;
+    ops::enable::all_ok(&done)?;
+    Ok(done
+        .iter()
+        .filter(|d| d.changed)
+        .map(|d| d.entry.name.to_string())
+        .collect())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -233,6 +261,32 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
         lifecycle(&self.daemon, conn, &hdr, Op::Stop, Selection::All).await
+    }
+
+    /// Sets the enable override of the named programs (kept across restarts and reboots);
+    /// with `now`, starts them too. Returns the names whose setting changed.
+    #[zbus(out_args("changed"))]
+    async fn enable(
+        &self,
+        names: Vec<String>,
+        now: bool,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<String>, BusError> {
+        enable(&self.daemon, conn, &hdr, names, true, now).await
+    }
+
+    /// Sets the disable override of the named programs; with `now`, stops them too.
+    /// Returns the names whose setting changed.
+    #[zbus(out_args("changed"))]
+    async fn disable(
+        &self,
+        names: Vec<String>,
+        now: bool,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<String>, BusError> {
+        enable(&self.daemon, conn, &hdr, names, false, now).await
     }
 
     /// Re-reads the configuration; returns the names added, removed and changed.
@@ -393,6 +447,13 @@ impl ProcessObject {
     #[zbus(property)]
     fn started_at(&self) -> u64 {
         self.entry.info.load().started_at.map(epoch_us).unwrap_or(0)
+    }
+
+    /// Starts with brummerd (the enable override, else `autostart`). Changed only by
+    /// Enable/Disable, which answer when it is in force: no PropertiesChanged.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn enabled(&self) -> bool {
+        self.entry.enabled()
     }
 
     #[zbus(property)]

@@ -27,6 +27,9 @@ pub enum OpError {
     ReloadBusy,
     #[error("reload failed, keeping the running configuration:\n{0}")]
     ConfigInvalid(String),
+    /// A state file could not be written (the text names it and why).
+    #[error("{0}")]
+    StateFile(String),
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
@@ -51,7 +54,9 @@ impl OpError {
             OpError::ShuttingDown => ErrorCode::ShuttingDown,
             OpError::NothingSelected => ErrorCode::InvalidParams,
             OpError::AlreadyRunning(_) => ErrorCode::AlreadyRunning,
-            OpError::Failed(_) | OpError::ReloadBusy => ErrorCode::OperationFailed,
+            OpError::Failed(_) | OpError::ReloadBusy | OpError::StateFile(_) => {
+                ErrorCode::OperationFailed
+            }
             OpError::ConfigInvalid(_) => ErrorCode::ConfigInvalid,
         }
     }

@@ -6,6 +6,7 @@
 //! Nothing here holds a lock across an `.await`; every wait is on a reply channel whose
 //! sender is owned by a task that answers or is dropped.
 
+pub mod enable;
 pub mod error;
 pub mod reload;
 pub mod resolve;
@@ -16,6 +17,7 @@ pub mod stop;
 pub use error::OpError;
 pub use resolve::Selection;
 
+use crate::desired::Manual;
 use crate::process::command::{Command, Reply};
 use crate::process::{Done, Outcome, ProcessEntry};
 use crate::state::State;
@@ -82,17 +84,29 @@ pub fn may_change(state: &State, caller: &Caller) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Checks the caller, resolves the selection and sends one command to every selected
-/// program in parallel; answers when all replied, in selection order.
+/// Checks the caller, resolves the selection, records the request by hand in the runtime
+/// state and sends one command to every selected program in parallel; answers when all
+/// replied and the runtime state recording the request (and the children it left) is on
+/// disk, in selection order.
 async fn lifecycle(
     state: &State,
     caller: &Caller,
     sel: Selection,
     make: fn(Reply) -> Command,
+    manual: Manual,
 ) -> Result<Vec<Step>, OpError> {
     may_change(state, caller)?;
     let entries = resolve::select(state, sel)?;
-    Ok(run(entries, make).await)
+    // Recorded first: a brummerd that dies during the command leaves the request behind,
+    // and the next one carries it out (stops the leftover, or starts the program).
+    let names: Vec<&str> = entries.iter().map(|e| &*e.name).collect();
+    state.desired().set_manual(&names, manual);
+    let steps = run(entries.clone(), make).await;
+    // The command's own record of the child it started or stopped is newer still.
+    if let Err(e) = state.desired().sync_runtime().await {
+        tracing::warn!(cause = %e, "the request is done but not recorded; a crash of brummerd would forget it");
+    }
+    Ok(steps)
 }
 
 async fn run(entries: Vec<Arc<ProcessEntry>>, make: fn(Reply) -> Command) -> Vec<Step> {

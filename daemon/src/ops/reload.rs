@@ -1,5 +1,5 @@
 //! `reload`: re-read the configuration and apply the difference. Programs added are created
-//! (and started when `autostart`), removed ones stopped, changed ones given their new
+//! (and started when they should: `State::add_process`), removed ones stopped, changed ones given their new
 //! definition (and restarted when they were running), unchanged ones left alone. A
 //! configuration that fails to load changes nothing.
 //!
@@ -27,18 +27,13 @@ pub async fn reload(state: &State, caller: &Caller) -> Result<ReloadResult, OpEr
     }
 }
 
-/// The programs of the first configuration, published at once; each starts when it says
-/// `autostart`.
+/// The programs of the first configuration, published at once; each starts when it should
+/// (`State::add_process`).
 pub fn install(state: &State, config: &Config) {
     let entries = config
         .processes
         .values()
-        .map(|def| {
-            (
-                def.name.clone(),
-                state.add_process(def.clone(), def.autostart),
-            )
-        })
+        .map(|def| (def.name.clone(), state.add_process(def.clone())))
         .collect();
     state.publish(entries);
 }
@@ -70,7 +65,7 @@ pub async fn apply(state: &State, load: &LoadOptions) -> Result<ReloadResult, St
             }
             None => {
                 result.added.push(name.clone());
-                next.insert(name.clone(), state.add_process(def.clone(), def.autostart));
+                next.insert(name.clone(), state.add_process(def.clone()));
             }
         }
     }
@@ -87,6 +82,7 @@ pub async fn apply(state: &State, load: &LoadOptions) -> Result<ReloadResult, St
         });
     }
     for name in &result.removed {
+        state.desired().forget(name);
         state.bus().publish(Event::ProcessRemoved {
             process: name.clone(),
         });

@@ -1,10 +1,12 @@
 //! `stop`: stops the selected programs and everything they started; one that does not run
-//! is noted ("already stopped").
+//! is noted ("already stopped"). The request is recorded in the runtime state (the program
+//! stays stopped across a crash or re-exec of brummerd, not across a reboot).
 
 use super::{Caller, OpError, Selection, Step};
+use crate::desired::Manual;
 use crate::process::Command;
 use crate::state::State;
 
 pub async fn stop(state: &State, caller: &Caller, sel: Selection) -> Result<Vec<Step>, OpError> {
-    super::lifecycle(state, caller, sel, Command::Stop).await
+    super::lifecycle(state, caller, sel, Command::Stop, Manual::Stopped).await
 }

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use brummer_core::StatusCell;
 use brummer_proto::methods::ProcessStatus;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,7 +37,14 @@ pub struct ProcessEntry {
     pub log: Arc<ProcessLog>,
     /// Commands to the supervisor task. Bounded: a full channel is an error, not a wait.
     pub cmd: mpsc::Sender<Command>,
+    /// The `enable`/`disable` override of `autostart` (`OVERRIDE_*`). Written by the
+    /// enable operation after the override is on disk, read by status.
+    enabled: AtomicU8,
 }
+
+const OVERRIDE_NONE: u8 = 0;
+const OVERRIDE_ENABLED: u8 = 1;
+const OVERRIDE_DISABLED: u8 = 2;
 
 impl ProcessEntry {
     pub fn new(
@@ -51,6 +59,26 @@ impl ProcessEntry {
             info: ArcSwap::from_pointee(ProcessInfo::default()),
             log,
             cmd,
+            enabled: AtomicU8::new(OVERRIDE_NONE),
+        }
+    }
+
+    /// Sets (or clears) the `enable`/`disable` override.
+    pub fn set_enabled_override(&self, on: Option<bool>) {
+        let v = match on {
+            None => OVERRIDE_NONE,
+            Some(true) => OVERRIDE_ENABLED,
+            Some(false) => OVERRIDE_DISABLED,
+        };
+        self.enabled.store(v, Ordering::Release);
+    }
+
+    /// Whether the program starts with brummerd: its override, else `autostart`.
+    pub fn enabled(&self) -> bool {
+        match self.enabled.load(Ordering::Acquire) {
+            OVERRIDE_ENABLED => true,
+            OVERRIDE_DISABLED => false,
+            _ => self.def.load().autostart,
         }
     }
 
@@ -102,6 +130,7 @@ impl ProcessEntry {
             next_attempt: info.next_attempt.map(rfc3339),
             last_error: info.last_error.clone(),
             autostart: def.autostart,
+            enabled: self.enabled(),
             restart_policy: def.restart.as_str().to_string(),
             logs: self.log.counters(),
             urls: self.log.urls.load().as_ref().clone(),

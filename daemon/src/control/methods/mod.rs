@@ -7,6 +7,8 @@
 //! connection goes on reading; or as a stream with a subscription id, which answers the
 //! request itself and then sends notifications until unsubscribed.
 
+mod disable;
+mod enable;
 mod follow;
 mod hello;
 mod list;
@@ -93,6 +95,8 @@ pub fn call(cx: &Ctx<'_>, req: Request) -> Call {
         Request::Restart(sel) => {
             Call::Later(Box::pin(restart::run(state.clone(), cx.caller(), sel)))
         }
+        Request::Enable(p) => Call::Later(Box::pin(enable::run(state.clone(), cx.caller(), p))),
+        Request::Disable(p) => Call::Later(Box::pin(disable::run(state.clone(), cx.caller(), p))),
         Request::Reload => Call::Later(Box::pin(reload::run(state.clone(), cx.caller()))),
         Request::Follow(p) => {
             let state = state.clone();

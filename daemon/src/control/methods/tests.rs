@@ -16,11 +16,22 @@ struct Stub {
 /// A state holding programs `web` and `worker` (`sleep 60`, not started).
 fn stub() -> Stub {
     let dir = tempfile::tempdir().expect("temp dir");
+    let (desired, _) = crate::desired::Desired::open(
+        dir.path().join("run/brummer.state.json"),
+        &dir.path().join("state"),
+        Mode::User,
+        None,
+    );
+    let tasks = Shutdown::new();
+    // Its writers run: `start`/`stop` answer once the runtime state is written.
+    desired.start(&tasks);
     let (state, _reload_rx) = State::new(
         Mode::User,
         dir.path().to_path_buf(),
         64 * 1024,
-        Shutdown::new(),
+        tasks,
+        Arc::new(desired),
+        &dir.path().join("run/brummer.sock"),
     )
     .expect("state");
     let mut config = Config::default();

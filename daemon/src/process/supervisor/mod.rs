@@ -4,6 +4,7 @@
 //! (`process::command`). Reads never come here.
 
 mod children;
+pub mod leftover;
 mod machine;
 mod procfs;
 mod procscan;
@@ -17,6 +18,7 @@ pub use spawn::base_env;
 
 use super::command::{Command, Done, Failure, Outcome};
 use super::entry::{ProcessEntry, ProcessInfo};
+use crate::desired::Desired;
 use crate::logs::capture::{CaptureHandle, Source};
 use crate::shutdown::Shutdown;
 use brummer_core::{EventBus, Hot};
@@ -37,6 +39,8 @@ pub struct Shared {
     pub base_env: Vec<(OsString, OsString)>,
     /// /proc scans shared by every stop (a shutdown stops all programs at once).
     pub procs: ProcScanner,
+    /// The runtime state: every change of child is recorded there (`set_state`).
+    pub desired: Arc<Desired>,
 }
 
 /// A running child: its pid and the pidfd that tells when it exits.
@@ -380,6 +384,11 @@ impl Task {
             restarts: self.restarts,
             generation: self.generation as u32,
         });
+        if old.pid != pid {
+            // For the next brummerd, should this one die (never waits on the disk).
+            let run = pid.and_then(|p| leftover::record(p, self.generation, &self.entry.def()));
+            self.shared.desired.set_run(&self.entry.name, run);
+        }
         if old.state != new || old.pid != pid {
             let info = self.entry.info.load();
             self.shared.bus.publish(Event::StateChanged {

@@ -203,6 +203,10 @@ impl Table {
         self.procs.len()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Proc> {
+        self.procs.iter()
+    }
+
     pub fn get(&self, pid: i32) -> Option<&Proc> {
         let i = self.procs.binary_search_by_key(&pid, |p| p.pid).ok()?;
         self.procs.get(i)

@@ -177,6 +177,8 @@ fn child_env(
 ) -> Vec<(OsString, OsString)> {
     let mut env: BTreeMap<OsString, OsString> = base.iter().cloned().collect();
     env.extend(def.env.iter().map(|(k, v)| (k.into(), v.into())));
+    // After the program's own env, which cannot override them.
+    super::leftover::mark(&mut env, base, &def.name);
     if let Some(c) = creds {
         if let Some(name) = &c.name {
             env.insert("USER".into(), name.into());

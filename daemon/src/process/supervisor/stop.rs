@@ -4,12 +4,16 @@
 //! after `stop_timeout` everything left gets SIGKILL. Returns only when no member is alive,
 //! or reports the survivors. The /proc tables come from the shared `ProcScanner`, so many
 //! stops at once share each scan; every table used after a signal was read after it.
+//! The same walk stops what a previous brummerd left behind (`leftover`), whose main
+//! process is not our child: its end is seen on its pidfd, not reaped.
 
 use super::procfs::{self, Ident, Proc};
 use super::procscan::ProcScanner;
 use super::{Child, ExitKind};
 use rustix::process::{Pid, Signal};
 use std::collections::HashSet;
+use std::future::Future;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
@@ -27,6 +31,24 @@ pub enum StopError {
     Survivors(Vec<i32>),
 }
 
+/// The main process of a tree being stopped.
+pub trait Main {
+    /// Its pidfd, when there is one to signal.
+    fn pidfd(&self) -> Option<BorrowedFd<'_>>;
+    /// Resolves when it has ended (cancel-safe).
+    fn wait_exit(&self) -> impl Future<Output = ExitKind> + Send;
+}
+
+impl Main for Child {
+    fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.pidfd.get_ref().as_fd())
+    }
+
+    fn wait_exit(&self) -> impl Future<Output = ExitKind> + Send {
+        Child::wait_exit(self)
+    }
+}
+
 /// Stops the child and all its descendants; returns how the main process ended.
 pub async fn stop_tree(
     child: &Child,
@@ -34,8 +56,21 @@ pub async fn stop_tree(
     stop_signal: i32,
     timeout: Duration,
 ) -> Result<ExitKind, StopError> {
-    let group = child.pid;
-    let mut known: HashSet<Ident> = HashSet::new();
+    stop_group(child, child.pid, &[], procs, stop_signal, timeout).await
+}
+
+/// Stops `main`, the members of process group (or session) `group`, the processes `roots`
+/// names that are still alive, and all their descendants.
+pub async fn stop_group(
+    main: &impl Main,
+    group: i32,
+    roots: &[Ident],
+    procs: &ProcScanner,
+    stop_signal: i32,
+    timeout: Duration,
+) -> Result<ExitKind, StopError> {
+    let child = main;
+    let mut known: HashSet<Ident> = roots.iter().copied().collect();
     let first = {
         let table = procs.fresh().await;
         // The main process itself may be a zombie already; its ident still roots the walk.
@@ -98,11 +133,13 @@ pub async fn stop_tree(
 }
 
 /// Signals the group, the main process and each member.
-fn send(child: &Child, group: i32, members: &[Proc], sig: Signal) {
-    if let Some(pg) = Pid::from_raw(group) {
+fn send(main: &impl Main, group: i32, members: &[Proc], sig: Signal) {
+    if let Some(pg) = Pid::from_raw(group).filter(|_| group > 1) {
         let _ = rustix::process::kill_process_group(pg, sig);
     }
-    let _ = rustix::process::pidfd_send_signal(child.pidfd.get_ref(), sig);
+    if let Some(fd) = main.pidfd() {
+        let _ = rustix::process::pidfd_send_signal(fd, sig);
+    }
     send_each(members, sig);
 }
 
