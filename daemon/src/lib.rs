@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod dbus;
 pub mod fd;
+pub mod handover;
 pub mod logs;
 pub mod mode;
 pub mod nofile;

@@ -7,7 +7,9 @@
 pub mod events;
 pub mod lifecycle;
 pub mod logs;
+pub mod reexec;
 pub mod reload;
+pub mod resume;
 pub mod status;
 pub mod version;
 

@@ -27,6 +27,9 @@ pub enum OpError {
     ReloadBusy,
     #[error("reload failed, keeping the running configuration:\n{0}")]
     ConfigInvalid(String),
+    /// A re-exec refused before anything was handed over; the running image goes on.
+    #[error("cannot re-execute brummerd, the running daemon goes on: {0}")]
+    ReexecRefused(String),
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
@@ -51,7 +54,9 @@ impl OpError {
             OpError::ShuttingDown => ErrorCode::ShuttingDown,
             OpError::NothingSelected => ErrorCode::InvalidParams,
             OpError::AlreadyRunning(_) => ErrorCode::AlreadyRunning,
-            OpError::Failed(_) | OpError::ReloadBusy => ErrorCode::OperationFailed,
+            OpError::Failed(_) | OpError::ReloadBusy | OpError::ReexecRefused(_) => {
+                ErrorCode::OperationFailed
+            }
             OpError::ConfigInvalid(_) => ErrorCode::ConfigInvalid,
         }
     }

@@ -7,6 +7,7 @@
 //! sender is owned by a task that answers or is dropped.
 
 pub mod error;
+pub mod reexec;
 pub mod reload;
 pub mod resolve;
 pub mod restart;

@@ -11,6 +11,7 @@ mod follow;
 mod hello;
 mod list;
 mod logs;
+mod reexec;
 mod reload;
 mod restart;
 mod start;
@@ -94,13 +95,14 @@ pub fn call(cx: &Ctx<'_>, req: Request) -> Call {
             Call::Later(Box::pin(restart::run(state.clone(), cx.caller(), sel)))
         }
         Request::Reload => Call::Later(Box::pin(reload::run(state.clone(), cx.caller()))),
+        Request::DaemonReexec => Call::Later(Box::pin(reexec::run(state.clone(), cx.caller()))),
         Request::Follow(p) => {
             let state = state.clone();
             Call::Stream(Box::new(move |s| follow::open(state, p, s)))
         }
-        Request::Subscribe(_) => {
+        Request::Subscribe(p) => {
             let state = state.clone();
-            Call::Stream(Box::new(move |s| subscribe::open(state, s)))
+            Call::Stream(Box::new(move |s| subscribe::open(state, p, s)))
         }
         Request::Unsubscribe(p) => Call::Unsubscribe(p.subscription),
     }

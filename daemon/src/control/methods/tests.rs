@@ -21,6 +21,7 @@ fn stub() -> Stub {
         dir.path().to_path_buf(),
         64 * 1024,
         Shutdown::new(),
+        0,
     )
     .expect("state");
     let mut config = Config::default();
