@@ -151,7 +151,7 @@ pub async fn run(
                 }
                 let _ = reply.send(Ok(ReexecResult {
                     pid: std::process::id(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    version: brummer_proto::VERSION.to_string(),
                     binary: opts.binary.display().to_string(),
                 }));
                 let err = reexec(&state, &opts, listener_fd.as_ref(), &mut watchdog).await;

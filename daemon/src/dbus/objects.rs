@@ -278,7 +278,7 @@ impl Manager {
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
-        env!("CARGO_PKG_VERSION").to_owned()
+        brummer_proto::VERSION.to_owned()
     }
 
     /// Sequence number of the last event published; StateChanged signals carry the same

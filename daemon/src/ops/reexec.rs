@@ -80,7 +80,7 @@ pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
     programs.sort_by(|a, b| a.name.cmp(&b.name));
     let h = Handover {
         format: handover::FORMAT,
-        from_version: env!("CARGO_PKG_VERSION").to_string(),
+        from_version: brummer_proto::VERSION.to_string(),
         written_mono_ns: handover::mono_ns(),
         listener: None,
         unlink_socket: false,
