@@ -235,6 +235,65 @@ impl Prepared {
     }
 }
 
+/// The signals that ask brummerd to stop or reload: none may be lost between the moment
+/// the old image stops looking at them and the moment the new one starts to.
+const HELD: [nix::sys::signal::Signal; 3] = [
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGHUP,
+];
+
+/// The thread that calls `execve`: held signals are made pending on it.
+static EXEC_TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let tid = EXEC_TID.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: getpid and tgkill are async-signal-safe system calls.
+    unsafe {
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, sig);
+    }
+}
+
+/// From here to the next image, a stop or reload request waits instead of being lost: the
+/// calling thread (the one that will exec) blocks SIGTERM, SIGINT and SIGHUP, and any other
+/// thread that receives one forwards it to this thread, where it stays pending. The
+/// signal mask and a thread's pending signals survive `execve`; the next image unblocks
+/// them once its handlers are installed ([`release_signals`]), and handles them then.
+pub fn hold_signals() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow};
+    EXEC_TID.store(
+        nix::unistd::gettid().as_raw(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let mut set = SigSet::empty();
+    for s in HELD {
+        set.add(s);
+    }
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    let action = SigAction::new(SigHandler::Handler(forward), SaFlags::SA_RESTART, set);
+    for s in HELD {
+        // SAFETY: `forward` only makes async-signal-safe system calls.
+        let _ = unsafe { nix::sys::signal::sigaction(s, &action) };
+    }
+}
+
+/// Makes `sig` pending on the exec thread: for a request the old image's own handler took
+/// before [`hold_signals`] but did not act on.
+pub fn hold_again(sig: nix::sys::signal::Signal) {
+    forward(sig as libc::c_int);
+}
+
+/// Unblocks the held signals in this thread: a request that came during a re-exec is
+/// delivered now, to the handlers this image installed. Harmless when nothing is held.
+pub fn release_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    let mut set = SigSet::empty();
+    for s in HELD {
+        set.add(s);
+    }
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+}
+
 /// Replaces this image with `binary`, giving it `args` (argv[1..]) and the environment
 /// less what described this image's start (socket activation) plus [`ENV`]. Returns only
 /// when `execve` failed.

@@ -98,6 +98,9 @@ pub async fn run(
     let state = Arc::new(state);
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;
+    // Every handler is installed (SIGTERM and SIGINT by main): a stop or reload request
+    // that came while the previous image re-executed into this one is delivered now.
+    handover::release_signals();
 
     // Programs first, then the planes: a client that connects sees every program.
     match handed {
@@ -154,7 +157,7 @@ pub async fn run(
                     version: brummer_proto::VERSION.to_string(),
                     binary: opts.binary.display().to_string(),
                 }));
-                let err = reexec(&state, &opts, listener_fd.as_ref(), &mut watchdog).await;
+                let err = reexec(&state, &opts, listener_fd.as_ref(), &mut watchdog, shutdown.as_mut(), &mut sighup).await;
                 // Only a failed execve returns, with nothing supervised any more: the
                 // programs are still our children, and the next start finds them.
                 tracing::error!(cause = %err, "re-exec failed; exiting so that the service manager starts brummerd again");
@@ -204,6 +207,8 @@ async fn reexec(
     opts: &Options,
     listener: Option<&OwnedFd>,
     watchdog: &mut Watchdog,
+    shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    sighup: &mut Signal,
 ) -> std::io::Error {
     tracing::info!(binary = %opts.binary.display(), "re-executing: handing every program over");
     notify::reloading();
@@ -224,6 +229,16 @@ async fn reexec(
         Err(e) => return std::io::Error::other(e.to_string()),
     };
     let prepared = handover::Prepared { memfd, keep };
+    // A stop or reload asked for from now on, or already taken by our handlers but not yet
+    // acted on, reaches the next image.
+    handover::hold_signals();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if shutdown.poll(&mut cx).is_ready() {
+        handover::hold_again(nix::sys::signal::Signal::SIGTERM);
+    }
+    if sighup.poll_recv(&mut cx).is_ready() {
+        handover::hold_again(nix::sys::signal::Signal::SIGHUP);
+    }
     if let Some(fd) = listener {
         handover::set_cloexec(fd.as_raw_fd(), false);
     }

@@ -267,3 +267,31 @@ fn an_unreadable_handover_is_refused_by_name_and_brummerd_starts_afresh() {
         drop(file);
     }
 }
+
+/// SIGTERM sent while brummerd hands over: the request is not lost between the images; the
+/// new image stops every program and exits cleanly.
+#[test]
+fn a_stop_asked_for_during_a_reexec_is_carried_out_by_the_new_image() {
+    let mut d = Daemon::start(
+        &Config::new()
+            .process("a", Proc::sleep())
+            .process("b", Proc::sleep()),
+    );
+    let pids = [d.pid_of("a"), d.pid_of("b")];
+    let reexec_call = std::thread::spawn({
+        let mut cmd = d.ctl_cmd(&["daemon-reexec"]);
+        move || cmd.output().expect("brummerctl")
+    });
+    wait_for("the hand-over to begin", T, || {
+        d.daemon_log()
+            .contains("re-executing: handing every program over")
+            .then_some(())
+    });
+    let st = d.terminate().expect("brummerd stops");
+    assert!(st.success(), "{st}\n{}", d.daemon_log());
+    let _ = reexec_call.join();
+    let log = d.daemon_log();
+    assert!(log.contains("took over from the previous image"), "{log}");
+    assert!(log.contains("SIGTERM received"), "{log}");
+    d.assert_no_program_process(&pids, "brummerd stopped after the re-exec");
+}
