@@ -212,6 +212,8 @@ async fn reexec(
 ) -> std::io::Error {
     tracing::info!(binary = %opts.binary.display(), "re-executing: handing every program over");
     notify::reloading();
+    // A stop or reload asked for from now on waits, pending, for the next image.
+    handover::hold_signals();
     state.begin_shutdown();
     let work = ops::reexec::hand_over(state);
     tokio::pin!(work);
@@ -229,9 +231,8 @@ async fn reexec(
         Err(e) => return std::io::Error::other(e.to_string()),
     };
     let prepared = handover::Prepared { memfd, keep };
-    // A stop or reload asked for from now on, or already taken by our handlers but not yet
-    // acted on, reaches the next image.
-    handover::hold_signals();
+    // A request our handlers took before `hold_signals` has been dispatched to its stream
+    // by now (the hand-over awaited many times): it is made pending for the next image too.
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     if shutdown.poll(&mut cx).is_ready() {
         handover::hold_again(nix::sys::signal::Signal::SIGTERM);

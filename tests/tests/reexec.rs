@@ -277,7 +277,7 @@ fn a_stop_asked_for_during_a_reexec_is_carried_out_by_the_new_image() {
             .process("a", Proc::sleep())
             .process("b", Proc::sleep()),
     );
-    let pids = [d.pid_of("a"), d.pid_of("b")];
+    let pids = ["a", "b"].map(|n| d.wait_state(n, "running")["pid"].as_u64().unwrap_or(0) as u32);
     let reexec_call = std::thread::spawn({
         let mut cmd = d.ctl_cmd(&["daemon-reexec"]);
         move || cmd.output().expect("brummerctl")
