@@ -17,6 +17,16 @@ it takes the control socket named \"control\" from LISTEN_FDS instead of binding
 systemd (JOURNAL_STREAM) it logs to the journal, otherwise to stderr; BRUMMER_LOG sets
 the level (e.g. BRUMMER_LOG=debug).
 
+Re-exec: `brummerctl daemon-reexec` (D-Bus Manager.Reexec; a package upgrade does it too)
+makes brummerd execute its binary on disk again, in the same process: every program goes
+on as its child with the same pid, its output pipes stay open (no line lost or doubled,
+sequence numbers go on), and states, restart counters and backoff timers carry over. The
+configuration on disk is read again; a program no longer in it is stopped, a changed one
+keeps running and gets its new definition at its next start (`brummerctl reload` applies
+changes). A configuration that does not load refuses the re-exec. `logs -f` and `events`
+reconnect and resume. A stop (SIGTERM) sent during a re-exec is carried out by the new
+image.
+
 Files: /etc/brummer/brummer.toml and /etc/brummer/processes.d/*.toml (see brummer.toml(5)),
 /run/brummer/brummer.sock, /var/log/brummer/NAME.log; with --user the same under
 $XDG_CONFIG_HOME/brummer/, $XDG_RUNTIME_DIR/brummer/ and $XDG_STATE_HOME/brummer/logs/.";
