@@ -7,6 +7,8 @@
 #   packaging/build.sh deb        # only the .deb (what the systemd e2e test needs)
 #   packaging/build.sh rpm        # only the .rpm
 #
+#   BRUMMER_VERSION=0.1.0+x packaging/build.sh deb   # binaries and .deb report that version
+#
 # Needs cargo-deb and cargo-generate-rpm (`cargo install cargo-deb cargo-generate-rpm`);
 # installs them when missing. Honours CARGO_TARGET_DIR.
 set -euo pipefail
@@ -43,7 +45,11 @@ mkdir -p "$out"
 if [ "$what" != rpm ]; then
     echo "build.sh: .deb" >&2
     rm -f "$out"/brummer_*.deb
-    cargo deb --no-build --strip --locked -p brummerd --output "$out"
+    # BRUMMER_VERSION (read by the binaries at build time, brummer_proto::VERSION) is the
+    # package's version too: packaging/e2e-systemd.sh builds a newer package that way.
+    deb_version=()
+    [ -z "${BRUMMER_VERSION:-}" ] || deb_version=(--deb-version "$BRUMMER_VERSION")
+    cargo deb --no-build --strip --locked -p brummerd --output "$out" "${deb_version[@]}"
 fi
 if [ "$what" != deb ]; then
     # cargo-generate-rpm copies files as they are: stage stripped binaries and compressed

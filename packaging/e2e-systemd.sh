@@ -2,7 +2,8 @@
 # End-to-end test of the .deb in a real systemd: builds the package, boots Debian 12 with
 # systemd as PID 1 (../shared/e2e/boot-systemd.sh, beside this repository), and checks
 # install, enable, READY/STATUS, control as root / group brummer / another user, logs,
-# reload, stop, the user unit, `systemd-analyze verify`; then installs the .rpm into an
+# reload, an upgrade (a reinstall, then a newer version: brummerd re-executed in place, the
+# same pids, no line lost), stop, the user unit, `systemd-analyze verify`; then installs the .rpm into an
 # `rpm --root` tree and lists its files and scriptlets. Ends with "N passed, M failed".
 #
 #   packaging/e2e-systemd.sh            # build, then test
@@ -39,6 +40,22 @@ chmod 755 "$work"   # the --user run reads the scripts as that user
 trap 'rm -rf "$work"' EXIT
 cp "$E2E_DEB" "$work/"
 deb=$work/$(basename "$E2E_DEB")
+
+# --- a newer package, for the upgrade check (re-exec, not restart) --------------------
+# The same code reporting a higher version: BRUMMER_VERSION reaches the binaries at build
+# time and becomes the package version. E2E_NEW_DEB=path/to.deb gives one instead.
+if [ -z "${E2E_NEW_DEB:-}" ]; then
+    base=$(cargo metadata --no-deps --format-version 1 --locked 2>/dev/null \
+        | sed -n 's/.*"name":"brummerd","version":"\([^"]*\)".*/\1/p')
+    BRUMMER_VERSION="${base:-0.0.0}+e2e.upgrade" packaging/build.sh deb >&2 \
+        || { bad "packaging/build.sh (newer version)"; echo "$pass passed, $fail failed"; exit 1; }
+    E2E_NEW_DEB=$(ls -t target/packages/brummer_*.deb 2>/dev/null | head -1)
+fi
+if [ -f "$E2E_NEW_DEB" ]; then
+    cp "$E2E_NEW_DEB" "$work/new.deb" && ok "newer deb built: $(basename "$E2E_NEW_DEB")"
+else
+    bad "no newer .deb"
+fi
 
 # --- the system instance: one boot, a check script inside ------------------------------
 # Each check prints "ok   - ..." or "FAIL - ..."; we count them here.
@@ -120,6 +137,35 @@ check "busctl reads a process property" sh -c 'busctl --system get-property io.g
 if setpriv --reuid=65534 --regid=65534 --clear-groups busctl --system call io.github.brummer.Brummer1 /io/github/brummer/Brummer1 io.github.brummer.Brummer1.Manager Stop s web >/tmp/out 2>&1; then bad "D-Bus Stop as uid 65534 should be denied"; else ok "D-Bus Stop as uid 65534 is denied"; fi
 check "web still running after the denied D-Bus Stop" sh -c 'brummerctl status web | grep -q running'
 # ---------------------------------------------------------------------------------------
+
+# ---- upgrade: brummerd is re-executed in place, no program restarted, no line lost ------
+cat > /etc/brummer/processes.d/ticker.toml <<'EOF2'
+[process.ticker]
+command = ["sh", "-c", "i=0; while :; do echo $i; i=$((i+1)); sleep 0.002; done"]
+EOF2
+check "reload adds the ticker" systemctl reload brummerd
+wait_for 5 "ticker running" sh -c 'brummerctl status ticker | grep -q running'
+tpid=$(brummerctl status ticker | awk 'NR==2 {print $3}')
+mpid=$(systemctl show -p MainPID --value brummerd)
+same_pids() { # same_pids WHAT: the ticker and brummerd kept their pids
+    now_t=$(brummerctl status ticker | awk 'NR==2 {print $3}')
+    now_m=$(systemctl show -p MainPID --value brummerd)
+    if [ "$now_t" = "$tpid" ] && [ "$now_m" = "$mpid" ]; then ok "$1: ticker pid $tpid and MainPID $mpid kept"
+    else bad "$1: ticker pid $tpid -> $now_t, MainPID $mpid -> $now_m"; journalctl -b -u brummerd --no-pager | tail -20; fi
+}
+check "reinstall the same package" dpkg -i "$(ls /e2e/brummer_*.deb | head -1)"
+same_pids "after a reinstall"
+check "journal: re-executed, not restarted" sh -c 'journalctl -b -u brummerd --no-pager | grep -q "took over from the previous image"'
+new=$(dpkg-deb -f /e2e/new.deb Version)
+check "install the newer version ($new)" dpkg -i /e2e/new.deb
+same_pids "after the upgrade"
+check "brummerctl version shows the new version" sh -c "brummerctl version | grep -qF 'brummerd ${new%%-*} '"
+check "brummerd still active" systemctl is-active brummerd
+check "stop the ticker" brummerctl stop ticker
+check "ticker numbers on disk: no gap, no duplicate" awk -v f=/var/log/brummer/ticker.log '$0 != NR - 1 { print f ": line " NR " is " $0; bad = 1; exit } END { if (!bad) print NR " lines"; exit bad }' /var/log/brummer/ticker.log
+check "ticker wrote through both upgrades" sh -c 'test "$(wc -l < /var/log/brummer/ticker.log)" -gt 100'
+rm /etc/brummer/processes.d/ticker.toml
+check "reload removes the ticker" systemctl reload brummerd
 
 check "systemctl stop brummerd" systemctl stop brummerd
 if pgrep -f "[w]eb line|[s]leep 1000" >/tmp/out; then bad "programs left after stop"; ps -ef | grep -E "[w]eb line|[s]leep 1000"; else ok "no program process left after stop"; fi

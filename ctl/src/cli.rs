@@ -76,6 +76,15 @@ pub enum Command {
     Reload,
     /// Print the versions of brummerctl and brummerd
     Version,
+    /// Re-execute brummerd (its binary on disk, e.g. after an upgrade) without stopping any process
+    #[command(
+        name = "daemon-reexec",
+        long_about = "Re-execute brummerd in place: it hands every process over to a new image of its binary on \
+disk, in the same process, so that no process is stopped or restarted and no output line is lost. \
+Use it after upgrading brummerd. Waits until the new image answers; followers (logs -f, events) \
+reconnect by themselves."
+    )]
+    DaemonReexec,
 }
 
 /// NAME... or --all, exactly one of them.

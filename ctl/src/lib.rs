@@ -58,5 +58,6 @@ fn run(ctx: &mut Ctx, command: Command) -> Result<i32, exit::CtlError> {
         Command::Events => commands::events::run(ctx),
         Command::Reload => commands::reload::run(ctx),
         Command::Version => commands::version::run(ctx),
+        Command::DaemonReexec => commands::reexec::run(ctx),
     }
 }

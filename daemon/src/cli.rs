@@ -25,6 +25,15 @@ before it starts anything, and logs what it stopped; it also finds them by BRUMM
 (its socket) in their environment. A torn runtime state, or one of a newer brummerd, is
 reported and ignored. Programs then start as asked by hand (until reboot), else as
 enabled (brummerctl enable/disable), else by autostart.
+Re-exec: `brummerctl daemon-reexec` (D-Bus Manager.Reexec; a package upgrade does it too)
+makes brummerd execute its binary on disk again, in the same process: every program goes
+on as its child with the same pid, its output pipes stay open (no line lost or doubled,
+sequence numbers go on), and states, restart counters and backoff timers carry over. The
+configuration on disk is read again; a program no longer in it is stopped, a changed one
+keeps running and gets its new definition at its next start (`brummerctl reload` applies
+changes). A configuration that does not load refuses the re-exec. `logs -f` and `events`
+reconnect and resume. A stop (SIGTERM) sent during a re-exec is carried out by the new
+image.
 
 Files: /etc/brummer/brummer.toml and /etc/brummer/processes.d/*.toml (see brummer.toml(5)),
 /run/brummer/brummer.sock, /run/brummer/brummer.state.json (runtime state),

@@ -20,6 +20,7 @@ pub mod control;
 pub mod dbus;
 pub mod desired;
 pub mod fd;
+pub mod handover;
 pub mod logs;
 pub mod mode;
 pub mod nofile;

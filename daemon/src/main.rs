@@ -13,9 +13,25 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     one_malloc_arena();
+    // First, while no other thread exists and before anything opens a descriptor: what a
+    // previous image of this process handed over (`brummerctl daemon-reexec`).
+    let handed = brummerd::handover::take_from_env();
+    if let Some(Err(_)) = &handed {
+        // Its descriptors are unknown: close them all, so that no program inherits one.
+        // SAFETY: no descriptor above 2 is owned by anything yet.
+        let _ = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    }
     let args = Args::parse();
     brummerd::systemd::journal::init();
-    match real_main(args) {
+    let handed = match handed {
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            tracing::error!(cause = %e, "cannot take over from the previous image of this brummerd; starting afresh, as after a crash: the programs it ran are not adopted");
+            None
+        }
+        None => None,
+    };
+    match real_main(args, handed) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("brummerd: {e:#}");
@@ -24,7 +40,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn real_main(args: Args) -> anyhow::Result<ExitCode> {
+fn real_main(args: Args, handed: Option<brummerd::handover::Handover>) -> anyhow::Result<ExitCode> {
     let mode = if args.user { Mode::User } else { Mode::System };
     let uid = nix::unistd::getuid().as_raw();
     let get = |k: &str| std::env::var(k).ok();
@@ -87,8 +103,11 @@ fn real_main(args: Args) -> anyhow::Result<ExitCode> {
             mode: args.dbus,
             address: args.dbus_address,
         },
+        binary: std::env::current_exe()
+            .context("cannot tell which binary runs (for daemon-reexec)")?,
+        args: std::env::args_os().skip(1).collect(),
     };
-    serve(opts, config)?;
+    serve(opts, config, handed)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -112,7 +131,11 @@ fn config_ok(config: &config::Config) -> String {
 
 /// Starts the runtime, the signal handlers and the listener, and runs the server until
 /// SIGTERM or SIGINT.
-fn serve(mut opts: Options, config: config::Config) -> anyhow::Result<()> {
+fn serve(
+    mut opts: Options,
+    config: config::Config,
+    handed: Option<brummerd::handover::Handover>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("brummerd")
@@ -137,7 +160,15 @@ fn serve(mut opts: Options, config: config::Config) -> anyhow::Result<()> {
         // only once SIGTERM/SIGINT are handled, so an early stop request still ends in a
         // clean shutdown that removes the socket. A passed socket belongs to the socket
         // unit: we must not unlink it when we stop.
-        let listener = match brummerd::systemd::activation::take_listener()
+        let handed_listener = handed.as_ref().and_then(|h| h.listener.map(|fd| (fd, h.unlink_socket)));
+        let listener = if let Some((fd, unlink)) = handed_listener {
+            // SAFETY: the previous image named this descriptor as its listener and nothing
+            // else in this image owns it.
+            let owned = unsafe { brummerd::handover::own(fd) };
+            opts.unlink_socket = unlink;
+            std::os::unix::net::UnixListener::from(owned)
+        } else {
+            match brummerd::systemd::activation::take_listener()
             .context("socket activation")?
         {
             Some((listener, path)) => {
@@ -149,8 +180,9 @@ fn serve(mut opts: Options, config: config::Config) -> anyhow::Result<()> {
                 listener
             }
             None => brummerd::control::listener::bind(&opts.socket, opts.mode)?,
+        }
         };
-        server::run(opts, config, listener, shutdown).await?;
+        server::run(opts, config, listener, handed, shutdown).await?;
         anyhow::Ok(())
     })
 }

@@ -15,15 +15,17 @@ use crate::config::{Config, LoadOptions};
 use crate::control;
 use crate::dbus::{self, DbusMode, DbusOptions};
 use crate::desired::{self, Desired};
+use crate::handover::{self, Handover};
 use crate::logs::{self, scanner};
 use crate::mode::Mode;
 use crate::ops;
 use crate::process::Command;
 use crate::process::supervisor::leftover;
 use crate::shutdown::Shutdown;
-use crate::state::{ReloadRequest, State};
+use crate::state::{ReexecRequest, ReloadRequest, State};
 use crate::systemd::notify;
-use brummer_proto::methods::ReloadResult;
+use brummer_proto::methods::{ReexecResult, ReloadResult};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +55,11 @@ pub struct Options {
     /// Persistent state (enable overrides); the runtime state lives beside the socket.
     pub state_dir: PathBuf,
     pub dbus: DbusOptions,
+    /// The binary a re-exec executes: the path this one was started from, so that after a
+    /// package upgrade it is the new one.
+    pub binary: PathBuf,
+    /// This image's arguments (argv[1..]), given to the next one.
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Error)]
@@ -72,6 +79,7 @@ pub async fn run(
     opts: Options,
     config: Config,
     listener: StdUnixListener,
+    handed: Option<Handover>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     // Before any program starts, so that `--dbus=on` without a bus fails cleanly.
@@ -92,27 +100,41 @@ pub async fn run(
         me,
     );
     let desired = Arc::new(desired);
-    let (state, mut reload_rx) = State::new(
+    let event_seq = handed.as_ref().map_or(0, |h| h.event_seq);
+    let (state, mut requests) = State::new(
         opts.mode,
         opts.log_dir.clone(),
         ring_bytes,
         tasks.clone(),
         desired.clone(),
         &opts.socket,
+        event_seq,
     )
     .map_err(RunError::LogThreads)?;
     let state = Arc::new(state);
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;
+    // Every handler is installed (SIGTERM and SIGINT by main): a stop or reload request
+    // that came while the previous image re-executed into this one is delivered now.
+    handover::release_signals();
 
     // Before anything starts: what a brummerd that died left running on this socket is
-    // stopped, so no second copy of a program runs beside it (or fails on its port).
-    let leftovers = leftover::find(&previous, &opts.socket, &config.processes, state.procs()).await;
-    leftover::stop(leftovers, state.procs()).await;
+    // stopped, so no second copy of a program runs beside it (or fails on its port). Not
+    // after a re-exec: what the previous image left is ours and handed over. (A handover
+    // this image could not read is a crash: `handed` is None then, and its children are
+    // found and stopped here.)
+    if handed.is_none() {
+        let leftovers =
+            leftover::find(&previous, &opts.socket, &config.processes, state.procs()).await;
+        leftover::stop(leftovers, state.procs()).await;
+    }
     desired.start(&tasks);
 
     // Programs first, then the planes: a client that connects sees every program.
-    ops::reload::install(&state, &config);
+    match handed {
+        Some(h) => ops::reexec::adopt(&state, &config, h),
+        None => ops::reload::install(&state, &config),
+    }
     tracing::info!(processes = config.processes.len(), socket = %opts.socket.display(), mode = opts.mode.as_str(), "brummerd ready");
 
     // The name is requested only once every object is exported (inside `serve`).
@@ -129,6 +151,9 @@ pub async fn run(
     }
     // After D-Bus: a client that reaches the socket finds the bus name owned too.
     scanner::spawn(state.logs().clone(), state.bus().clone(), &tasks);
+    // The listener's descriptor, kept for a re-exec (the same socket: pending clients wait
+    // in its backlog while the image is replaced).
+    let listener_fd: Option<OwnedFd> = listener.try_clone().ok().map(OwnedFd::from);
     control::serve(state.clone(), listener).map_err(RunError::Listener)?;
     // Config loaded and every control plane serving: READY=1.
     notify::ready_and_follow(state.clone());
@@ -149,7 +174,24 @@ pub async fn run(
                     Err(e) => tracing::error!(cause = %e, "reload failed; keeping the running configuration"),
                 }
             }
-            Some(ReloadRequest { reply }) = reload_rx.recv() => {
+            Some(ReexecRequest { reply }) = requests.reexec.recv() => {
+                if let Err(e) = ops::reexec::check(&opts.binary, &opts.load) {
+                    tracing::error!(cause = %e, "re-exec refused");
+                    let _ = reply.send(Err(e));
+                    continue;
+                }
+                let _ = reply.send(Ok(ReexecResult {
+                    pid: std::process::id(),
+                    version: brummer_proto::VERSION.to_string(),
+                    binary: opts.binary.display().to_string(),
+                }));
+                let err = reexec(&state, &opts, listener_fd.as_ref(), &mut watchdog, shutdown.as_mut(), &mut sighup).await;
+                // Only a failed execve returns, with nothing supervised any more: the
+                // programs are still our children, and the next start finds them.
+                tracing::error!(cause = %err, "re-exec failed; exiting so that the service manager starts brummerd again");
+                std::process::exit(1);
+            }
+            Some(ReloadRequest { reply }) = requests.reload.recv() => {
                 let r = reload_notified(&state, &opts.load, &mut watchdog).await;
                 if let Err(e) = &r {
                     tracing::error!(cause = %e, "reload failed; keeping the running configuration");
@@ -191,6 +233,61 @@ pub async fn run(
     }
     tracing::info!("brummerd stopped");
     fatal.map_or(Ok(()), Err)
+}
+
+/// Hands every program over and replaces the image; returns only if `execve` failed (with
+/// the binary on disk and then with this image's own).
+async fn reexec(
+    state: &State,
+    opts: &Options,
+    listener: Option<&OwnedFd>,
+    watchdog: &mut Watchdog,
+    shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    sighup: &mut Signal,
+) -> std::io::Error {
+    tracing::info!(binary = %opts.binary.display(), "re-executing: handing every program over");
+    notify::reloading();
+    // A stop or reload asked for from now on waits, pending, for the next image.
+    handover::hold_signals();
+    state.begin_shutdown();
+    let work = ops::reexec::hand_over(state);
+    tokio::pin!(work);
+    let (mut h, keep) = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = watchdog.tick() => notify::watchdog(),
+        }
+    };
+    h.listener = listener.map(|fd| fd.as_raw_fd());
+    h.unlink_socket = opts.unlink_socket;
+    let programs = h.programs.len();
+    let memfd = match h.to_memfd() {
+        Ok(fd) => fd,
+        Err(e) => return std::io::Error::other(e.to_string()),
+    };
+    let prepared = handover::Prepared { memfd, keep };
+    // A request our handlers took before `hold_signals` has been dispatched to its stream
+    // by now (the hand-over awaited many times): it is made pending for the next image too.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if shutdown.poll(&mut cx).is_ready() {
+        handover::hold_again(nix::sys::signal::Signal::SIGTERM);
+    }
+    if sighup.poll_recv(&mut cx).is_ready() {
+        handover::hold_again(nix::sys::signal::Signal::SIGHUP);
+    }
+    if let Some(fd) = listener {
+        handover::set_cloexec(fd.as_raw_fd(), false);
+    }
+    tracing::info!(programs, "handed over; executing {}", opts.binary.display());
+    let err = handover::exec(&opts.binary, &opts.args, &prepared);
+    tracing::error!(binary = %opts.binary.display(), cause = %err, "execve failed; trying this image's own binary");
+    let err2 = handover::exec(
+        std::path::Path::new("/proc/self/exe"),
+        &opts.args,
+        &prepared,
+    );
+    tracing::error!(cause = %err2, "execve of /proc/self/exe failed too");
+    err
 }
 
 /// Stops every program in parallel, reaping orphans (which keep dying meanwhile) and

@@ -31,6 +31,12 @@ pub struct ReloadRequest {
     pub reply: oneshot::Sender<Result<ReloadResult, String>>,
 }
 
+/// A re-exec asked for by a control plane; the server's top loop checks it, answers, and
+/// then hands over and replaces the image (the answer is all the caller gets).
+pub struct ReexecRequest {
+    pub reply: oneshot::Sender<Result<brummer_proto::methods::ReexecResult, String>>,
+}
+
 pub struct State {
     mode: Mode,
     registry: Registry<ProcessEntry>,
@@ -48,12 +54,20 @@ pub struct State {
     /// Set when shutdown begins: no new work is accepted from then on.
     stopping: AtomicBool,
     reload_tx: mpsc::Sender<ReloadRequest>,
+    reexec_tx: mpsc::Sender<ReexecRequest>,
+}
+
+/// The receiving ends of the requests the server's top loop runs.
+pub struct TopRequests {
+    pub reload: mpsc::Receiver<ReloadRequest>,
+    pub reexec: mpsc::Receiver<ReexecRequest>,
 }
 
 impl State {
-    /// A state with no programs, and the receiving end of its reload channel (the
-    /// server's top loop holds it). Every child's environment names `socket` (the
-    /// daemon's mark, by which the next brummerd finds leftovers).
+    /// A state with no programs, and the receiving ends of its request channels (the
+    /// server's top loop holds them). Every child's environment names `socket` (the
+    /// daemon's mark, by which the next brummerd finds leftovers). Events are numbered
+    /// from `event_seq + 1` (non-zero after a re-exec: the previous image's came before).
     pub fn new(
         mode: Mode,
         log_dir: PathBuf,
@@ -61,9 +75,11 @@ impl State {
         shutdown: Shutdown,
         desired: Arc<Desired>,
         socket: &Path,
-    ) -> std::io::Result<(State, mpsc::Receiver<ReloadRequest>)> {
+        event_seq: u64,
+    ) -> std::io::Result<(State, TopRequests)> {
         let (reload_tx, reload_rx) = mpsc::channel(RELOAD_QUEUE);
-        let bus = Arc::new(EventBus::new());
+        let (reexec_tx, reexec_rx) = mpsc::channel(1);
+        let bus = Arc::new(EventBus::after(event_seq));
         let mut base_env = supervisor::base_env();
         base_env.retain(|(k, _)| k != supervisor::leftover::DAEMON_ENV);
         base_env.push((
@@ -87,8 +103,15 @@ impl State {
             shutdown,
             stopping: AtomicBool::new(false),
             reload_tx,
+            reexec_tx,
         };
-        Ok((state, reload_rx))
+        Ok((
+            state,
+            TopRequests {
+                reload: reload_rx,
+                reexec: reexec_rx,
+            },
+        ))
     }
 
     pub fn mode(&self) -> Mode {
@@ -147,6 +170,17 @@ impl State {
             .map(|_| rx)
     }
 
+    /// Queues a re-exec for the top loop; `None` when one is queued already.
+    pub fn request_reexec(
+        &self,
+    ) -> Option<oneshot::Receiver<Result<brummer_proto::methods::ReexecResult, String>>> {
+        let (tx, rx) = oneshot::channel();
+        self.reexec_tx
+            .try_send(ReexecRequest { reply: tx })
+            .ok()
+            .map(|_| rx)
+    }
+
     /// Creates a program: its log (ring, disk log, capture task) and its supervisor task,
     /// which starts it at once when it should run (a start by hand recorded in the
     /// runtime state, else its enable setting: `Desired::should_run`). Not visible to
@@ -162,7 +196,37 @@ impl State {
             rx,
             capture,
             self.programs.clone(),
-            autostart,
+            supervisor::Begin::Fresh { autostart },
+            &self.shutdown,
+        );
+        entry
+    }
+
+    /// Creates a program the previous brummerd image handed over (re-exec): its log goes
+    /// on from the handed-over sequence number and pipes, its supervisor from the handed
+    /// state and child. Not visible to readers until [`publish`](Self::publish).
+    pub fn adopt_process(
+        &self,
+        def: Arc<ProcessDef>,
+        mut adopted: supervisor::Adopted,
+        pipes: Vec<(std::os::fd::OwnedFd, crate::handover::Pipe)>,
+    ) -> Arc<ProcessEntry> {
+        let p = &adopted.program;
+        let (log, capture) = self.logs.open_from(&def, p.next_seq);
+        log.urls
+            .store(Arc::new(std::mem::take(&mut adopted.program.urls)));
+        if let Err(e) = capture.adopt(pipes) {
+            tracing::error!(process = %def.name, cause = e, "the handed-over output is not captured");
+        }
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let entry = Arc::new(ProcessEntry::new(def, log, tx));
+        entry.set_enabled_override(self.desired.enabled_override(&entry.name));
+        supervisor::spawn_task(
+            entry.clone(),
+            rx,
+            capture,
+            self.programs.clone(),
+            supervisor::Begin::Adopted(Box::new(adopted)),
             &self.shutdown,
         );
         entry

@@ -24,6 +24,14 @@ pub use state::{ProcessState, Stream};
 /// Version of the wire protocol, exchanged by `hello`. Bumped on incompatible changes only.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The version brummerd and brummerctl report: the crate's, unless the build set
+/// `BRUMMER_VERSION` (packaging/e2e-systemd.sh builds a newer package that way, to test an
+/// upgrade).
+pub const VERSION: &str = match option_env!("BRUMMER_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// Longest request line the daemon reads; a longer one is answered with
 /// [`ErrorCode::RequestTooLarge`] and skipped up to the next newline
 /// ([`codec::LineDecoder`]). Replies have no limit: a `logs` reply may be far longer.

@@ -8,9 +8,10 @@ use crate::state::{ProcessState, Stream};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Method names, in the order `docs/protocol.md` documents them.
-pub const METHODS: [&str; 14] = [
+pub const METHODS: [&str; 15] = [
     "hello",
     "version",
     "list",
@@ -25,6 +26,7 @@ pub const METHODS: [&str; 14] = [
     "subscribe",
     "unsubscribe",
     "reload",
+    "daemon-reexec",
 ];
 
 /// A decoded request.
@@ -44,6 +46,8 @@ pub enum Request {
     Subscribe(SubscribeParams),
     Unsubscribe(UnsubscribeParams),
     Reload,
+    /// Replace the daemon's image with its binary on disk, keeping every program.
+    DaemonReexec,
 }
 
 impl Request {
@@ -71,6 +75,10 @@ impl Request {
             "reload" => {
                 params_of::<Empty>(method, params)?;
                 Request::Reload
+            }
+            "daemon-reexec" => {
+                params_of::<Empty>(method, params)?;
+                Request::DaemonReexec
             }
             other => {
                 let hint = crate::name::suggest(other, METHODS)
@@ -105,6 +113,7 @@ impl Request {
             Request::Subscribe(p) => ("subscribe", v(p)),
             Request::Unsubscribe(p) => ("unsubscribe", v(p)),
             Request::Reload => ("reload", Value::Object(Default::default())),
+            Request::DaemonReexec => ("daemon-reexec", Value::Object(Default::default())),
         }
     }
 
@@ -118,6 +127,7 @@ impl Request {
                 | Request::Enable(_)
                 | Request::Disable(_)
                 | Request::Reload
+                | Request::DaemonReexec
         )
     }
 }
@@ -416,12 +426,35 @@ pub struct FollowParams {
     /// Only lines matching this regular expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grep: Option<String>,
+    /// Resume: start these processes at these sequence numbers (the next line a client
+    /// that lost its connection wants), whatever `lines` and `since_us` say. Lines no
+    /// longer in memory or on disk are reported as `missed`, with the exact count.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resume: BTreeMap<String, u64>,
 }
 
 /// `subscribe`: stream events as `event` notifications.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SubscribeParams {}
+pub struct SubscribeParams {
+    /// Resume after this event's seq (a client that lost its connection): events since
+    /// then that the daemon no longer has are reported as one `missed` notification with
+    /// the exact count, right after the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
+}
+
+/// `daemon-reexec`: the answer, sent before the daemon replaces its image; the
+/// connection then closes. A client reconnects to talk to the new image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReexecResult {
+    /// The daemon's pid, which the new image keeps.
+    pub pid: u32,
+    /// The version of the image that answers (the old one).
+    pub version: String,
+    /// The binary that will be executed.
+    pub binary: String,
+}
 
 /// Result of `follow` and `subscribe`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -430,6 +463,10 @@ pub struct SubscribeResult {
     /// For `subscribe`: the sequence number of the last event published before this call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// For `follow`: per process, the sequence number of the first line the stream sends
+    /// (what a client resumes from if it loses the connection before any line came).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cursors: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -515,7 +552,7 @@ mod tests {
                 grep: Some("x".into()),
             }),
             Request::Follow(FollowParams::default()),
-            Request::Subscribe(SubscribeParams {}),
+            Request::Subscribe(SubscribeParams::default()),
             Request::Unsubscribe(UnsubscribeParams { subscription: 3 }),
             Request::Reload,
         ];

@@ -9,11 +9,12 @@ use std::fmt;
 /// # use brummer_proto::ProcessState;
 /// assert_eq!(serde_json::to_string(&ProcessState::Backoff).unwrap(), r#""backoff""#);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[repr(u8)]
 pub enum ProcessState {
     /// Not running and not going to run until asked.
+    #[default]
     Stopped = 0,
     /// Spawn in progress.
     Starting = 1,

@@ -117,6 +117,21 @@ impl LineChild {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
+        Self::reading(child, stdout)
+    }
+
+    /// Spawns `cmd` with stderr piped and read line by line (stdout as the caller set it):
+    /// for a daemon that logs to stderr.
+    pub fn spawn_stderr(cmd: &mut Command) -> LineChild {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        Self::reading(child, stderr)
+    }
+
+    fn reading(child: Child, stdout: impl std::io::Read + Send + 'static) -> LineChild {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {

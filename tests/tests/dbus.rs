@@ -33,6 +33,7 @@ trait Manager {
     fn stop(&self, name: &str) -> zbus::Result<()>;
     fn restart(&self, name: &str) -> zbus::Result<()>;
     fn reload(&self) -> zbus::Result<(Vec<String>, Vec<String>, Vec<String>)>;
+    fn reexec(&self) -> zbus::Result<String>;
     #[allow(clippy::type_complexity)]
     fn get_state(&self) -> zbus::Result<(u64, HashMap<String, HashMap<String, OwnedVariant>>)>;
     #[zbus(property)]
@@ -264,6 +265,70 @@ async fn state_changed_signals_arrive_in_order_with_increasing_seq() {
         "seq not increasing: {seen:?}"
     );
     assert!(d.state_of("web")["pid"].is_null());
+}
+
+/// A D-Bus client that follows StateChanged keeps following across Manager.Reexec: the
+/// new image takes the name again, the pids are the same, and the signals' seq numbers go
+/// on from the old image's without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dbus_client_follows_across_a_reexec() {
+    let bus = DbusDaemon::session();
+    let d = start(&bus, &two());
+    let conn = connect(&bus).await;
+    let m = ManagerProxy::new(&conn).await.expect("manager proxy");
+    let mut signals = m.receive_state_changed().await.expect("subscribe");
+    let app_pid = d.pid_of("my-app");
+    m.start("web").await.expect("Start");
+    let binary = m.reexec().await.expect("Reexec");
+    assert!(binary.ends_with("brummerd"), "{binary}");
+    // The new image owns the name once it answers on the socket (D-Bus comes up first).
+    wait_for("the new image to answer", T, || {
+        d.ctl(&["status"]).status.success().then_some(())
+    });
+    let web_pid = d.pid_of("web");
+    // Called on the new image through the same proxy (the well-known name).
+    m.stop("web").await.expect("Stop after the re-exec");
+    let mut seen = Vec::new();
+    within(
+        "web's four transitions, two before and two after the re-exec",
+        async {
+            while let Some(s) = signals.next().await {
+                let a = s.args().expect("args");
+                if a.name == "web" {
+                    seen.push((a.old.clone(), a.new.clone(), a.seq));
+                }
+                if seen.len() == 4 {
+                    break;
+                }
+            }
+        },
+    )
+    .await;
+    let chain: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(o, n, _)| (o.as_str(), n.as_str()))
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            ("stopped", "starting"),
+            ("starting", "running"),
+            ("running", "stopping"),
+            ("stopping", "stopped"),
+        ]
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1].2 == w[0].2 + 1),
+        "seq numbers go on without a gap: {seen:?}"
+    );
+    assert_eq!(d.pid_of("my-app"), app_pid, "my-app kept its pid");
+    assert_ne!(web_pid, 0);
+    let p = ProcessProxy::builder(&conn)
+        .path(m.get_process("my-app").await.expect("path"))
+        .build()
+        .await
+        .expect("proxy");
+    assert_eq!(p.pid().await.expect("Pid"), app_pid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! `brummerctl events`: subscribe and print one line per daemon event until interrupted or
 //! until the daemon goes away (exit 3). `--json` prints each notification's params object.
 
-use super::Ctx;
+use super::{Ctx, resume};
 use crate::client::RawNotification;
 use crate::exit::CtlError;
 use crate::output::{Printer, last_exit, paint, state_color, warn};
@@ -12,37 +12,76 @@ use serde_json::Value;
 use std::io::Write;
 
 pub fn run(ctx: &mut Ctx) -> Result<i32, CtlError> {
-    let mut client = ctx.connect()?;
     let (json, color) = (ctx.json, ctx.color);
-    client.session(vec![Request::Subscribe(SubscribeParams {})], &mut |n| {
-        handle(&mut ctx.out, n.into(), json, color)
-    })?;
+    // The seq of the last event printed (or the subscription's starting point): after a
+    // lost connection the stream resumes after it (`resume`).
+    let last = std::cell::Cell::new(None::<u64>);
+    let requests = || {
+        vec![Request::Subscribe(SubscribeParams {
+            after_seq: last.get(),
+        })]
+    };
+    let mut client = ctx.connect()?;
+    let (socket, out) = (&ctx.socket, &mut ctx.out);
+    let mut resumed = false;
+    let opened = client.session(requests(), &mut |n| {
+        handle(out, n.into(), json, color, &last, resumed)
+    });
+    let mut session = opened?;
     loop {
-        if !client.has_buffered_message() {
-            ctx.out.flush()?;
+        if last.get().is_none() {
+            last.set(session.results.first().and_then(|r| r["seq"].as_u64()));
         }
-        let n = client.next_notification()?;
-        handle(&mut ctx.out, n, json, color)?;
+        let dropped = loop {
+            if !client.has_buffered_message() {
+                out.flush()?;
+            }
+            match client.next_notification() {
+                Ok(n) => handle(out, n, json, color, &last, false)?,
+                Err(e) if resume::is_drop(&e) => break e,
+                Err(e) => return Err(e),
+            }
+        };
+        out.flush()?;
+        resumed = true;
+        (client, session) = resume::reopen(socket, dropped, &requests, &mut |n| {
+            handle(out, n, json, color, &last, resumed)
+        })?;
     }
 }
 
+/// Prints one notification; `resumed`: it came while a new connection was opened, where a
+/// `missed` report means events that happened while the client was away.
 fn handle<W: Write>(
     out: &mut Printer<W>,
     n: RawNotification,
     json: bool,
     color: bool,
+    last: &std::cell::Cell<Option<u64>>,
+    resumed: bool,
 ) -> Result<(), CtlError> {
     match n.method.as_str() {
-        EVENT if json => out.json_line(&n.params),
-        EVENT => out.line(&render(&n.decode()?, color)),
+        EVENT => {
+            let v: Value = n.decode()?;
+            if let Some(seq) = v["seq"].as_u64() {
+                last.set(Some(seq));
+            }
+            if json {
+                out.json_line(&v)
+            } else {
+                out.line(&render(&v, color))
+            }
+        }
         MISSED => {
             let m: MissedParams = n.decode()?;
             out.flush()?;
             let what = if m.count == 1 { "event" } else { "events" };
-            warn(&format!(
-                "missed {} {what}: brummerctl read them too slowly",
-                m.count
-            ));
+            let why = if resumed {
+                "they happened while brummerctl was reconnecting"
+            } else {
+                "brummerctl read them too slowly"
+            };
+            warn(&format!("missed {} {what}: {why}", m.count));
             Ok(())
         }
         _ => Ok(()),
@@ -194,10 +233,13 @@ mod tests {
         let v = params(Event::ProcessRemoved {
             process: "old".into(),
         });
+        let last = std::cell::Cell::new(None);
         handle(
             &mut out,
             Notification::new(EVENT, v.clone()).into(),
             true,
+            false,
+            &last,
             false,
         )
         .unwrap();
@@ -206,8 +248,11 @@ mod tests {
             Notification::new("log", json!({})).into(),
             true,
             false,
+            &last,
+            false,
         )
         .unwrap();
+        assert_eq!(last.get(), v["seq"].as_u64());
         let text = String::from_utf8(out.into_inner()).unwrap();
         assert_eq!(text.lines().count(), 1);
         let back: Value = serde_json::from_str(text.trim()).unwrap();

@@ -5,7 +5,7 @@
 //! longest name; `--json` prints one `LogLine` object per line (NDJSON). Lines the daemon
 //! could no longer deliver are reported on stderr, never mixed into stdout.
 
-use super::Ctx;
+use super::{Ctx, resume};
 use crate::cli::LogsArgs;
 use crate::client::{RawNotification, decode};
 use crate::exit::{CtlError, OK};
@@ -13,7 +13,7 @@ use crate::output::{Printer, name_color, paint, warn};
 use brummer_proto::Stream;
 use brummer_proto::events::{LOG, LogParams, MISSED, MissedParams};
 use brummer_proto::methods::{
-    FollowParams, ListResult, LogLine, LogsParams, LogsResult, Missed, Request,
+    FollowParams, ListResult, LogLine, LogsParams, LogsResult, Missed, Request, SubscribeResult,
 };
 use std::io::{IsTerminal, Write};
 
@@ -67,27 +67,57 @@ pub fn run(ctx: &mut Ctx, args: LogsArgs) -> Result<i32, CtlError> {
         requests.push(Request::List);
     }
     requests.push(Request::Follow(FollowParams {
-        names: args.names,
+        names: args.names.clone(),
         lines: Some(args.lines.unwrap_or(DEFAULT_FOLLOW_LINES)),
         stream,
         since_us: args.since,
-        grep: args.grep,
+        grep: args.grep.clone(),
+        resume: Default::default(),
     }));
     let mut client = ctx.connect()?;
-    let session = client.session(requests, &mut |n| {
-        printer.notification(&mut ctx.out, n.into())
-    })?;
+    let (socket, out) = (&ctx.socket, &mut ctx.out);
+    let mut session = client.session(requests, &mut |n| printer.notification(out, n.into()))?;
     if with_list {
-        let list: ListResult = decode(session.results[0].clone())?;
+        let list: ListResult = decode(session.results.remove(0))?;
         printer.widen(list.processes.iter().map(|p| p.name.as_str()));
     }
     loop {
-        // Lines show up as they arrive: what is printed goes out before waiting for more.
-        if !client.has_buffered_message() {
-            ctx.out.flush()?;
+        // Where each process's stream starts, for a resume before its first line.
+        if let Some(r) = session.results.last()
+            && let Ok(sub) = decode::<SubscribeResult>(r.clone())
+        {
+            for (name, seq) in sub.cursors {
+                printer.next.entry(name).or_insert(seq);
+            }
         }
-        let n = client.next_notification()?;
-        printer.notification(&mut ctx.out, n)?;
+        let dropped = loop {
+            // Lines show up as they arrive: what is printed goes out before waiting for more.
+            if !client.has_buffered_message() {
+                out.flush()?;
+            }
+            match client.next_notification() {
+                Ok(n) => printer.notification(out, n)?,
+                Err(e) if resume::is_drop(&e) => break e,
+                Err(e) => return Err(e),
+            }
+        };
+        out.flush()?;
+        // Lines are asked for from where each process's stream stopped: none twice, and
+        // those no longer kept anywhere come back as `missed`, counted.
+        let resume_at = printer.next.clone();
+        let requests = || {
+            vec![Request::Follow(FollowParams {
+                names: args.names.clone(),
+                lines: Some(0),
+                stream,
+                since_us: None,
+                grep: args.grep.clone(),
+                resume: resume_at.clone(),
+            })]
+        };
+        (client, session) = resume::reopen(socket, dropped, &requests, &mut |n| {
+            printer.notification(out, n)
+        })?;
     }
 }
 
@@ -126,6 +156,8 @@ pub struct LinePrinter {
     pub escape: bool,
     /// Width of the longest name seen so far.
     width: usize,
+    /// Per process, the seq of the next line a follower wants (the last printed + 1).
+    pub next: std::collections::BTreeMap<String, u64>,
 }
 
 /// Text safe for a terminal: control characters (C0 but tab, DEL, C1) become `\xNN`, so a
@@ -184,6 +216,7 @@ impl LinePrinter {
             timestamps: false,
             escape: false,
             width: 0,
+            next: Default::default(),
         }
     }
 
@@ -234,6 +267,13 @@ impl LinePrinter {
         match n.method.as_str() {
             LOG => {
                 let p: LogParams = n.decode()?;
+                let next = p.line.seq + 1;
+                match self.next.get_mut(&p.line.process) {
+                    Some(n) => *n = next,
+                    None => {
+                        self.next.insert(p.line.process.clone(), next);
+                    }
+                }
                 self.print(out, &p.line)
             }
             MISSED => {

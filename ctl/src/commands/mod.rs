@@ -8,7 +8,9 @@ pub mod enable;
 pub mod events;
 pub mod lifecycle;
 pub mod logs;
+pub mod reexec;
 pub mod reload;
+pub mod resume;
 pub mod status;
 pub mod version;
 

@@ -8,7 +8,7 @@ use brummer_proto::PROTOCOL_VERSION;
 use brummer_proto::methods::{HelloResult, Request, VersionResult};
 use serde_json::{Value, json};
 
-pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const CLIENT_VERSION: &str = brummer_proto::VERSION;
 
 pub fn run(ctx: &mut Ctx) -> Result<i32, CtlError> {
     let client = json!({ "version": CLIENT_VERSION, "protocol": PROTOCOL_VERSION });

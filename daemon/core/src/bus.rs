@@ -98,15 +98,21 @@ fn now_us() -> u64 {
 
 impl<T: Clone + Send> EventBus<T> {
     pub fn new() -> Self {
+        Self::after(0)
+    }
+
+    /// A bus whose first event has seq `last + 1`: the sequence goes on from another
+    /// bus's (a re-exec of the daemon), so subscribers can tell a gap from a restart.
+    pub fn after(last: u64) -> Self {
         EventBus {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {
-                    seq: 0,
+                    seq: last,
                     next_id: 1,
                     closed: false,
                     subs: Vec::new(),
                 }),
-                last_seq: AtomicU64::new(0),
+                last_seq: AtomicU64::new(last),
             }),
         }
     }

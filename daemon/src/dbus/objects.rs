@@ -301,6 +301,20 @@ impl Manager {
         Ok((r.added, r.removed, r.changed))
     }
 
+    /// Re-executes brummerd in place (its binary on disk), keeping every program. The
+    /// answer comes before the image is replaced; the bus name is then released and taken
+    /// again by the new image, whose events go on from the same sequence number.
+    #[zbus(out_args("binary"))]
+    async fn reexec(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let who = caller(&self.daemon, conn, &hdr).await?;
+        let r = ops::reexec::reexec(&self.daemon, &who).await?;
+        Ok(r.binary)
+    }
+
     /// A full resync: the event sequence number read first, then every program's properties.
     /// Events with a higher seq may already be reflected in the properties.
     #[zbus(out_args("seq", "processes"))]
@@ -318,7 +332,7 @@ impl Manager {
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
-        env!("CARGO_PKG_VERSION").to_owned()
+        brummer_proto::VERSION.to_owned()
     }
 
     /// Sequence number of the last event published; StateChanged signals carry the same

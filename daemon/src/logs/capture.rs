@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Bytes read from a pipe per system call. Larger reads amortise the wake-up, and one read
 /// must keep up with a producer that fills the large pipe buffer brummerd asks for
@@ -48,10 +48,20 @@ pub struct Source {
     pub generation: u32,
 }
 
+/// What the capture task is told.
+enum Msg {
+    /// A new child's pipes.
+    Attach(Source),
+    /// Pipes handed over by the previous brummerd image, with their unfinished lines.
+    Adopt(Vec<(OwnedFd, crate::handover::Pipe)>),
+    /// Stop reading, write what is held, and hand every pipe back (re-exec).
+    Detach(oneshot::Sender<Vec<(OwnedFd, crate::handover::Pipe)>>),
+}
+
 /// The supervisor task's end of the capture task.
 #[derive(Clone)]
 pub struct CaptureHandle {
-    tx: mpsc::Sender<Source>,
+    tx: mpsc::Sender<Msg>,
 }
 
 impl CaptureHandle {
@@ -59,8 +69,27 @@ impl CaptureHandle {
     /// a full channel means the task is gone, and the pipes are dropped with the error.
     pub fn attach(&self, source: Source) -> Result<(), &'static str> {
         self.tx
-            .try_send(source)
+            .try_send(Msg::Attach(source))
             .map_err(|_| "log capture task is not accepting output")
+    }
+
+    /// Gives the capture task the pipes the previous image handed over. Sent before any
+    /// other message, on a new task.
+    pub fn adopt(&self, pipes: Vec<(OwnedFd, crate::handover::Pipe)>) -> Result<(), &'static str> {
+        self.tx
+            .try_send(Msg::Adopt(pipes))
+            .map_err(|_| "log capture task is not accepting output")
+    }
+
+    /// Ends the capture task once everything it read is written (ring and disk), and
+    /// returns its pipes, still open, with the unfinished line of each. Call after the
+    /// program's supervisor task detached, so that no new pipe follows.
+    pub async fn detach(&self) -> Vec<(OwnedFd, crate::handover::Pipe)> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Detach(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 }
 
@@ -121,7 +150,7 @@ async fn run(
     entry: Arc<ProcessLog>,
     writer: RingWriter,
     disk: Option<DiskLog>,
-    mut rx: mpsc::Receiver<Source>,
+    mut rx: mpsc::Receiver<Msg>,
 ) {
     let mut sink = Sink {
         plane,
@@ -134,6 +163,7 @@ async fn run(
     };
     let mut pipes: Vec<Pipe> = Vec::new();
     let mut rx_open = true;
+    let mut detach = None;
     loop {
         if !rx_open && pipes.is_empty() {
             break;
@@ -143,20 +173,40 @@ async fn run(
             let mut progressed = false;
             while rx_open {
                 match rx.poll_recv(cx) {
-                    Poll::Ready(Some(src)) => {
-                        for (fd, stream) in [(src.stdout, Stream::Stdout), (src.stderr, Stream::Stderr)] {
-                            match crate::fd::watch_readable(fd) {
-                                Ok(fd) => pipes.push(Pipe {
-                                    fd,
-                                    stream,
-                                    pid: src.pid,
-                                    generation: src.generation,
-                                    carry: Vec::new(),
-                                }),
-                                Err(e) => tracing::error!(process = %sink.entry.name, cause = %e, "cannot watch output pipe"),
-                            }
+                    Poll::Ready(Some(Msg::Attach(src))) => {
+                        for (fd, stream) in
+                            [(src.stdout, Stream::Stdout), (src.stderr, Stream::Stderr)]
+                        {
+                            watch(
+                                &mut pipes,
+                                &sink.entry.name,
+                                fd,
+                                stream,
+                                src.pid,
+                                src.generation,
+                                Vec::new(),
+                            );
                         }
                         progressed = true;
+                    }
+                    Poll::Ready(Some(Msg::Adopt(handed))) => {
+                        for (fd, p) in handed {
+                            watch(
+                                &mut pipes,
+                                &sink.entry.name,
+                                fd,
+                                p.stream,
+                                p.pid,
+                                p.generation,
+                                p.carry,
+                            );
+                        }
+                        progressed = true;
+                    }
+                    Poll::Ready(Some(Msg::Detach(reply))) => {
+                        // Nothing more is read: the next image reads the rest.
+                        detach = Some(reply);
+                        return Poll::Ready(());
                     }
                     Poll::Ready(None) => {
                         rx_open = false;
@@ -198,8 +248,48 @@ async fn run(
         }
         sink.flush_pending();
         sink.plane.activity.notify_waiters();
+        if let Some(reply) = detach.take() {
+            let handed = pipes
+                .drain(..)
+                .map(|p| {
+                    let pipe = crate::handover::Pipe {
+                        fd: -1,
+                        stream: p.stream,
+                        pid: p.pid,
+                        generation: p.generation,
+                        carry: p.carry,
+                    };
+                    (p.fd.into_inner(), pipe)
+                })
+                .collect();
+            let _ = reply.send(handed);
+            tracing::debug!(process = %sink.entry.name, "log capture handed over");
+            return;
+        }
     }
     tracing::debug!(process = %sink.entry.name, "log capture ended");
+}
+
+/// Starts watching one pipe; a pipe that cannot be watched is dropped with an error.
+fn watch(
+    pipes: &mut Vec<Pipe>,
+    name: &str,
+    fd: OwnedFd,
+    stream: Stream,
+    pid: u32,
+    generation: u32,
+    carry: Vec<u8>,
+) {
+    match crate::fd::watch_readable(fd) {
+        Ok(fd) => pipes.push(Pipe {
+            fd,
+            stream,
+            pid,
+            generation,
+            carry,
+        }),
+        Err(e) => tracing::error!(process = %name, cause = %e, "cannot watch output pipe"),
+    }
 }
 
 enum Drained {

@@ -8,7 +8,7 @@ use super::read::{self, Filter, RingRead};
 use super::threads::{LocalFollower, ThreadWake};
 use super::{LogPlane, ProcessLog};
 use brummer_core::Line;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -32,6 +32,9 @@ pub struct FollowSpec {
     pub back: u64,
     /// Start at the first line written at or after this time (µs since the epoch).
     pub since_us: Option<u64>,
+    /// Start these programs at these sequence numbers (a client resuming after a lost
+    /// connection), whatever `back` and `since_us` say.
+    pub resume: BTreeMap<String, u64>,
 }
 
 /// One followed process: its cursor, and whether this follower is counted as behind.
@@ -122,9 +125,10 @@ impl Follower {
         };
         let mut cursors = HashMap::new();
         for (i, e) in wanted.iter().enumerate() {
-            let next = match starts.get(i) {
-                Some(s) => *s,
-                None => e.ring.next_seq().saturating_sub(spec.back),
+            let next = match (spec.resume.get(&*e.name), starts.get(i)) {
+                (Some(r), _) => *r,
+                (None, Some(s)) => *s,
+                (None, None) => e.ring.next_seq().saturating_sub(spec.back),
             };
             cursors.insert(e.name.clone(), Cursor { next, behind: None });
         }
@@ -136,6 +140,16 @@ impl Follower {
             },
             local,
         }
+    }
+
+    /// Where each followed program starts: the sequence number of the first line this
+    /// follower will send of it.
+    pub fn starts(&self) -> BTreeMap<String, u64> {
+        self.reader
+            .cursors
+            .iter()
+            .map(|(n, c)| (n.to_string(), c.next))
+            .collect()
     }
 
     /// Sends lines to `sink` until it reports that nobody listens, or the caller drops

@@ -146,6 +146,16 @@ impl LogPlane {
     /// Opens the log of a new program: its disk log (sequence numbers continue where an
     /// earlier run's ended), its ring and its capture task on the next log thread.
     pub fn open(self: &Arc<Self>, def: &ProcessDef) -> (Arc<ProcessLog>, CaptureHandle) {
+        self.open_from(def, 0)
+    }
+
+    /// [`open`](Self::open), with sequence numbers going on from no lower than `min_seq`
+    /// (a re-exec: the previous image's ring may be ahead of a disk log that failed).
+    pub fn open_from(
+        self: &Arc<Self>,
+        def: &ProcessDef,
+        min_seq: u64,
+    ) -> (Arc<ProcessLog>, CaptureHandle) {
         let ring_bytes = **self.ring_bytes.load();
         // The ring's line limit decides how long lines are cut; the disk index records it.
         let max_payload = LogRing::new(ring_bytes, 0).0.max_payload();
@@ -156,6 +166,7 @@ impl LogPlane {
                 (None, 0)
             }
         };
+        let first_seq = first_seq.max(min_seq);
         let (ring, writer) = LogRing::new(ring_bytes, first_seq);
         let log = Arc::new(ProcessLog {
             name: Arc::from(def.name.as_str()),

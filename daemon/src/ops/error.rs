@@ -30,6 +30,9 @@ pub enum OpError {
     /// A state file could not be written (the text names it and why).
     #[error("{0}")]
     StateFile(String),
+    /// A re-exec refused before anything was handed over; the running image goes on.
+    #[error("cannot re-execute brummerd, the running daemon goes on: {0}")]
+    ReexecRefused(String),
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
@@ -54,9 +57,10 @@ impl OpError {
             OpError::ShuttingDown => ErrorCode::ShuttingDown,
             OpError::NothingSelected => ErrorCode::InvalidParams,
             OpError::AlreadyRunning(_) => ErrorCode::AlreadyRunning,
-            OpError::Failed(_) | OpError::ReloadBusy | OpError::StateFile(_) => {
-                ErrorCode::OperationFailed
-            }
+            OpError::Failed(_)
+            | OpError::ReloadBusy
+            | OpError::StateFile(_)
+            | OpError::ReexecRefused(_) => ErrorCode::OperationFailed,
             OpError::ConfigInvalid(_) => ErrorCode::ConfigInvalid,
         }
     }

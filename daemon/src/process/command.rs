@@ -23,6 +23,16 @@ pub enum Command {
     Reconfigure(Arc<ProcessDef>, Reply),
     /// Stop the program and end the task (removal on reload, daemon shutdown).
     Remove(Reply),
+    /// End the task without touching the program, handing its state and its pidfd over to
+    /// the next brummerd image (re-exec).
+    Detach(oneshot::Sender<Detached>),
+}
+
+/// A supervisor task's state as it ended for a re-exec: what the handover records, and the
+/// descriptor (the pidfd) that must stay open until `execve`.
+pub struct Detached {
+    pub program: crate::handover::Program,
+    pub keep: Vec<std::os::fd::OwnedFd>,
 }
 
 /// A command that did what was asked, or found it already done.

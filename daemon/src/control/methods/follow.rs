@@ -58,11 +58,13 @@ async fn run(
         filter,
         back: p.lines.unwrap_or(0) as u64,
         since_us: p.since_us,
+        resume: p.resume,
     };
     let follower = Follower::open(state.logs().clone(), spec, local).await;
     let reply = SubscribeResult {
         subscription: sub,
         seq: None,
+        cursors: follower.starts(),
     };
     if !out.reply(id, to_raw(&reply)).await {
         return;

@@ -13,6 +13,7 @@ mod follow;
 mod hello;
 mod list;
 mod logs;
+mod reexec;
 mod reload;
 mod restart;
 mod start;
@@ -98,13 +99,14 @@ pub fn call(cx: &Ctx<'_>, req: Request) -> Call {
         Request::Enable(p) => Call::Later(Box::pin(enable::run(state.clone(), cx.caller(), p))),
         Request::Disable(p) => Call::Later(Box::pin(disable::run(state.clone(), cx.caller(), p))),
         Request::Reload => Call::Later(Box::pin(reload::run(state.clone(), cx.caller()))),
+        Request::DaemonReexec => Call::Later(Box::pin(reexec::run(state.clone(), cx.caller()))),
         Request::Follow(p) => {
             let state = state.clone();
             Call::Stream(Box::new(move |s| follow::open(state, p, s)))
         }
-        Request::Subscribe(_) => {
+        Request::Subscribe(p) => {
             let state = state.clone();
-            Call::Stream(Box::new(move |s| subscribe::open(state, s)))
+            Call::Stream(Box::new(move |s| subscribe::open(state, p, s)))
         }
         Request::Unsubscribe(p) => Call::Unsubscribe(p.subscription),
     }

@@ -6,29 +6,45 @@ use super::{Stream, StreamCtx, notify, to_raw};
 use crate::state::State;
 use brummer_core::Recv;
 use brummer_proto::events::{self, EventParams, MissedParams};
-use brummer_proto::methods::SubscribeResult;
+use brummer_proto::methods::{SubscribeParams, SubscribeResult};
 use std::sync::Arc;
 
 /// Event queue length per subscriber; beyond it the oldest events are dropped and counted.
 const EVENT_QUEUE: usize = 1024;
 
-pub fn open(state: Arc<State>, s: StreamCtx) -> Stream {
+pub fn open(state: Arc<State>, p: SubscribeParams, s: StreamCtx) -> Stream {
     Stream {
-        task: Box::pin(run(state, s)),
+        task: Box::pin(run(state, p, s)),
         on: None,
     }
 }
 
-async fn run(state: Arc<State>, s: StreamCtx) {
+async fn run(state: Arc<State>, p: SubscribeParams, s: StreamCtx) {
     let StreamCtx { sub, out, id } = s;
     // Subscribed before the reply: the reply's seq is a point after which nothing is lost.
     let queue = state.bus().subscribe(EVENT_QUEUE);
+    let last = state.bus().last_seq();
     let reply = SubscribeResult {
         subscription: sub,
-        seq: Some(state.bus().last_seq()),
+        seq: Some(last),
+        cursors: Default::default(),
     };
     if !out.reply(id, to_raw(&reply)).await {
         return;
+    }
+    // A resuming client: the events after its last one up to now are gone (the bus keeps
+    // no history; a re-exec starts a new bus whose numbers go on from the old one's).
+    if let Some(after) = p.after_seq
+        && last > after
+    {
+        let m = MissedParams {
+            subscription: sub,
+            process: None,
+            count: last - after,
+        };
+        if !notify(&out, events::MISSED, m).await {
+            return;
+        }
     }
     loop {
         match std::future::poll_fn(|cx| queue.poll_recv(cx)).await {

@@ -32,6 +32,7 @@ fn stub() -> Stub {
         tasks,
         Arc::new(desired),
         &dir.path().join("run/brummer.sock"),
+        0,
     )
     .expect("state");
     let mut config = Config::default();

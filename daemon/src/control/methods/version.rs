@@ -6,12 +6,12 @@ use brummer_proto::methods::VersionResult;
 
 pub fn run() -> Reply {
     to_raw(&VersionResult {
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: brummer_proto::VERSION.into(),
         protocol: PROTOCOL_VERSION,
     })
 }
 
 /// "brummerd VERSION", as `hello` reports it.
 pub fn daemon() -> String {
-    format!("brummerd {}", env!("CARGO_PKG_VERSION"))
+    format!("brummerd {}", brummer_proto::VERSION)
 }

@@ -38,6 +38,16 @@ impl Children {
         Ok((pid, t))
     }
 
+    /// Tracks a child this process already has: one handed over by the previous image of
+    /// a re-exec, which its new supervisor task will reap.
+    pub fn adopt(&self, pid: i32) {
+        let _spawning = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        self.tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid);
+    }
+
     /// The supervisor task reaped `pid` itself.
     pub fn untrack(&self, pid: i32) {
         self.tracked

@@ -63,6 +63,26 @@ impl RestartState {
         self.recent.clear();
     }
 
+    /// Its memory as ages at `now` (for the re-exec handover): consecutive unstable runs,
+    /// and how long ago each restart inside the window was.
+    pub fn to_ages(&self, now: Instant) -> (u32, Vec<Duration>) {
+        let ages = self
+            .recent
+            .iter()
+            .map(|t| now.saturating_duration_since(*t))
+            .collect();
+        (self.attempts, ages)
+    }
+
+    /// The state [`to_ages`](Self::to_ages) described, at `now`. An age older than the
+    /// monotonic clock's origin is dropped: it is outside any window anyway.
+    pub fn from_ages(attempts: u32, ages: &[Duration], now: Instant) -> RestartState {
+        RestartState {
+            attempts,
+            recent: ages.iter().filter_map(|a| now.checked_sub(*a)).collect(),
+        }
+    }
+
     /// Decides what follows an exit. `jitter` is a sample in [0, 1).
     // Every input of the decision is a parameter: that is what keeps it pure and testable.
     #[allow(clippy::too_many_arguments)]
@@ -235,6 +255,38 @@ mod tests {
             ),
             Decision::Restart(Duration::from_millis(100))
         );
+    }
+
+    #[test]
+    fn ages_round_trip() {
+        let t0 = Instant::now();
+        let mut s = RestartState::default();
+        let (b, l) = (backoff(), limit(10));
+        for i in 0..3 {
+            let _ = s.on_exit(
+                RestartPolicy::Always,
+                &b,
+                &l,
+                ExitKind::Code(1),
+                QUICK,
+                t0 + Duration::from_secs(i),
+                0.5,
+            );
+        }
+        let now = t0 + Duration::from_secs(5);
+        let (attempts, ages) = s.to_ages(now);
+        assert_eq!(attempts, 3);
+        assert_eq!(
+            ages,
+            vec![
+                Duration::from_secs(5),
+                Duration::from_secs(4),
+                Duration::from_secs(3)
+            ]
+        );
+        let back = RestartState::from_ages(attempts, &ages, now);
+        assert_eq!(back.attempts, 3);
+        assert_eq!(back.recent, s.recent);
     }
 
     #[test]

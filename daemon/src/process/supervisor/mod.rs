@@ -10,11 +10,13 @@ mod procfs;
 mod procscan;
 mod spawn;
 mod stop;
+mod takeover;
 
 pub use children::Children;
 pub use machine::ExitKind;
 pub use procscan::ProcScanner;
 pub use spawn::base_env;
+pub use takeover::Adopted;
 
 use super::command::{Command, Done, Failure, Outcome};
 use super::entry::{ProcessEntry, ProcessInfo};
@@ -78,16 +80,25 @@ impl Child {
     }
 }
 
+/// How a supervisor task begins.
+pub enum Begin {
+    /// A new program: started at once when `autostart`.
+    Fresh { autostart: bool },
+    /// A program the previous brummerd image handed over (re-exec): its child, if any, is
+    /// still running and still ours.
+    Adopted(Box<Adopted>),
+}
+
 /// Starts the supervisor task of one program.
 pub fn spawn_task(
     entry: Arc<ProcessEntry>,
     rx: mpsc::Receiver<Command>,
     capture: CaptureHandle,
     shared: Arc<Shared>,
-    autostart: bool,
+    begin: Begin,
     shutdown: &Shutdown,
 ) {
-    let task = Task {
+    let mut task = Task {
         entry,
         shared,
         capture,
@@ -97,6 +108,13 @@ pub fn spawn_task(
         generation: 0,
         restarts: 0,
         rng: seed(),
+    };
+    let autostart = match begin {
+        Begin::Fresh { autostart } => autostart,
+        Begin::Adopted(a) => {
+            task.adopt(*a);
+            false
+        }
     };
     shutdown.spawn(task.run(rx, autostart));
 }
@@ -188,6 +206,10 @@ impl Task {
             Command::Remove(reply) => {
                 let r = self.stop().await;
                 let _ = reply.send(r);
+                return false;
+            }
+            Command::Detach(reply) => {
+                let _ = reply.send(self.detach().await);
                 return false;
             }
         }

@@ -1,0 +1,164 @@
+//! `daemon-reexec`: brummerd replaces its own image with its binary on disk, in the same
+//! process, and every program goes on as the new image's child (`handover` has the rules).
+//!
+//! A plane asks with [`reexec`]; the server's top loop runs [`check`] and answers, then
+//! [`hand_over`] (every supervisor and capture task detaches, in parallel) and `execve`. The
+//! next image calls [`adopt`] instead of `reload::install`.
+
+use super::{Caller, OpError, may_change};
+use crate::config::{self, CommandSpec, Config, LoadOptions, ProcessDef};
+use crate::handover::{self, Handover, Pipe, Program};
+use crate::process::Command;
+use crate::process::supervisor::Adopted;
+use crate::state::State;
+use brummer_proto::methods::ReexecResult;
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Asks the top loop to re-execute and waits for its answer, which comes before the
+/// image is replaced.
+pub async fn reexec(state: &State, caller: &Caller) -> Result<ReexecResult, OpError> {
+    may_change(state, caller)?;
+    let rx = state
+        .request_reexec()
+        .ok_or_else(|| OpError::ReexecRefused("a re-exec is already under way".into()))?;
+    match rx.await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(msg)) => Err(OpError::ReexecRefused(msg)),
+        Err(_) => Err(OpError::ShuttingDown),
+    }
+}
+
+/// What must hold before anything is handed over, so that a refused re-exec changes
+/// nothing: the binary is there and executable, and the configuration the next image
+/// will read loads.
+pub fn check(binary: &Path, load: &LoadOptions) -> Result<(), String> {
+    rustix::fs::access(binary, rustix::fs::Access::EXEC_OK).map_err(|e| {
+        format!(
+            "{} is not an executable file ({e}); reinstall brummer",
+            binary.display()
+        )
+    })?;
+    config::load(load).map_err(|e| {
+        format!("the configuration does not load, so the new image could not start:\n{e}")
+    })?;
+    Ok(())
+}
+
+/// Detaches every program (in parallel) and returns what the next image needs, with the
+/// descriptors that must stay open until `execve`. From here on nothing supervises or
+/// reads: the caller must exec.
+pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
+    let mut set = tokio::task::JoinSet::new();
+    for e in state.entries() {
+        set.spawn(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if let Err(err) = e.cmd.send(Command::Detach(tx)).await {
+                drop(err);
+                return Err(e.name.to_string());
+            }
+            rx.await.map_err(|_| e.name.to_string())
+        });
+    }
+    let mut programs = Vec::new();
+    let mut keep = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(d)) => {
+                programs.push(d.program);
+                keep.extend(d.keep);
+            }
+            Ok(Err(name)) => {
+                tracing::error!(process = %name, "its supervisor ended before handing over; the next image does not adopt it");
+            }
+            Err(e) => tracing::error!(cause = %e, "a hand-over task failed"),
+        }
+    }
+    programs.sort_by(|a, b| a.name.cmp(&b.name));
+    let h = Handover {
+        format: handover::FORMAT,
+        from_version: brummer_proto::VERSION.to_string(),
+        written_mono_ns: handover::mono_ns(),
+        listener: None,
+        unlink_socket: false,
+        event_seq: state.bus().last_seq(),
+        programs,
+    };
+    (h, keep)
+}
+
+/// The first configuration, with the programs the previous image handed over adopted: a
+/// handed-over program that is still configured keeps its child, state and log (its
+/// definition is the one on disk now, in force from its next start, as systemd's
+/// daemon-reexec does with unit files); one that is not is stopped; the others are new and
+/// start when `autostart`.
+pub fn adopt(state: &State, config: &Config, h: Handover) {
+    let elapsed = h.elapsed();
+    let mut handed: BTreeMap<String, Program> = h
+        .programs
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
+    let mut entries = Vec::new();
+    let mut gone = Vec::new();
+    for def in config.processes.values() {
+        let entry = match handed.remove(&def.name) {
+            Some(p) => take(state, def.clone(), p, elapsed),
+            None => state.add_process(def.clone()),
+        };
+        entries.push((def.name.clone(), entry));
+    }
+    for (name, p) in handed {
+        let mut def = ProcessDef::with_defaults(name.clone(), CommandSpec::Shell(String::new()));
+        def.autostart = false;
+        def.restart = crate::config::RestartPolicy::Never;
+        def.stop_signal = p.stop_signal;
+        def.stop_timeout = Duration::from_millis(p.stop_timeout_ms);
+        gone.push(take(state, Arc::new(def), p, elapsed));
+    }
+    let adopted = entries.len();
+    state.publish(entries);
+    tracing::info!(
+        programs = adopted,
+        from = %h.from_version,
+        after = ?elapsed,
+        "took over from the previous image"
+    );
+    // Stopped as a reload stops a removed program; never published.
+    for e in gone {
+        tracing::info!(process = %e.name, "no longer in the configuration: stopping it");
+        state.shutdown().spawn(async move {
+            if let Err(err) = e.send(Command::Remove).await {
+                tracing::error!(process = %e.name, cause = %err, "stop failed");
+            }
+        });
+    }
+}
+
+/// Adopts one handed-over program, taking ownership of its descriptors.
+fn take(
+    state: &State,
+    def: Arc<ProcessDef>,
+    mut p: Program,
+    elapsed: Duration,
+) -> Arc<crate::process::ProcessEntry> {
+    // SAFETY: `handover::take_from_env` read these numbers from the handover, which names
+    // each descriptor once, and nothing else in this image has taken them.
+    let pidfd = p.child.as_ref().map(|c| unsafe { handover::own(c.pidfd) });
+    let pipes: Vec<(OwnedFd, Pipe)> = std::mem::take(&mut p.pipes)
+        .into_iter()
+        .map(|pipe| (unsafe { handover::own(pipe.fd) }, pipe))
+        .collect();
+    state.adopt_process(
+        def,
+        Adopted {
+            program: p,
+            pidfd,
+            elapsed,
+        },
+        pipes,
+    )
+}
