@@ -72,7 +72,8 @@ pub struct LogsArgs {
     /// Keep printing new lines as they are captured
     #[arg(short = 'f', long)]
     pub follow: bool,
-    /// Number of lines to show first [default: 100, or 10 with --follow]
+    /// Show the most recent N lines (of those --since/--until/--grep/--stream keep)
+    /// [default: 100, 10 with --follow, all (up to 1,000,000) with --since]
     #[arg(short = 'n', long, value_name = "N")]
     pub lines: Option<usize>,
     /// Only lines from this stream
@@ -82,7 +83,8 @@ pub struct LogsArgs {
     #[arg(short = 't', long)]
     pub timestamps: bool,
     /// Only lines captured since TIME: a duration ago (`10m`, `2h`, `1h30m`, `3d`) or RFC 3339
-    /// (`2026-11-22T10:00:00Z`); shows every line from there (up to 1,000,000) unless -n
+    /// (`2026-11-22T10:00:00Z`); shows every line from there (up to 1,000,000), or with -n N
+    /// the most recent N of them
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub since: Option<u64>,
     /// Only lines captured until TIME (same forms as --since)

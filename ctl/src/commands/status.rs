@@ -5,6 +5,7 @@ use crate::client::decode;
 use crate::exit::{CtlError, OK};
 use crate::output::{Cell, Table, last_exit, paint, state_color};
 use crate::time::{countdown, now_us, parse_rfc3339, short_duration};
+use brummer_proto::ProcessState;
 use brummer_proto::methods::{ProcessStatus, Request, Selector, StatusResult};
 
 pub fn run(ctx: &mut Ctx, names: Vec<String>) -> Result<i32, CtlError> {
@@ -78,7 +79,9 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
 /// `next in 1.2s; error: spawn failed: ...` or empty.
 fn note(p: &ProcessStatus, now_us: i64) -> String {
     let mut parts = Vec::new();
-    if let Some(next) = &p.next_attempt {
+    // Only a program in backoff waits for an attempt (a daemon before issue 17 kept the
+    // time of a cancelled one after `stop`).
+    if let Some(next) = p.next_attempt.as_ref().filter(|_| p.state == ProcessState::Backoff) {
         match parse_rfc3339(next) {
             Some(at) => parts.push(format!("next in {}", countdown((at - now_us) as f64 / 1e6))),
             None => parts.push(format!("next at {next}")),
@@ -174,6 +177,13 @@ api   backoff  -    -       3         code 1     next in 1.2s
 web   failed   -    -       0         -          error: spawn failed: no such file: /usr/bin/webd
 "
         );
+    }
+
+    #[test]
+    fn a_stale_next_attempt_outside_backoff_is_not_counted_down() {
+        let mut api = proc("api", ProcessState::Stopped);
+        api.next_attempt = Some("2026-11-22T10:00:01.200Z".into());
+        assert!(!render(&[api], NOW, false).contains("next in"));
     }
 
     #[test]
