@@ -50,13 +50,11 @@ pub struct Client {
 pub fn connect_error(path: &Path, user_mode: bool, e: io::Error) -> CtlError {
     let path = path.to_path_buf();
     match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ECONNREFUSED | libc::ENOTDIR) => {
-            CtlError::Unreachable {
-                path,
-                user_mode,
-                user_instances: Vec::new(),
-            }
-        }
+        Some(libc::ENOENT | libc::ECONNREFUSED | libc::ENOTDIR) => CtlError::Unreachable {
+            path,
+            user_mode,
+            user_instances: Vec::new(),
+        },
         Some(libc::EACCES | libc::EPERM) => CtlError::PermissionDenied { path },
         _ => CtlError::Connect { path, source: e },
     }

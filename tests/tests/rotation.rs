@@ -449,7 +449,15 @@ fn since_on_a_1gib_history_answers_from_the_index() {
 
     // --since alone: the newest lines of the history, also without reading it all.
     let before = bytes_read(d.pid());
-    let out = d.ctl_ok(&["--json", "logs", "--since", &rfc3339(since), "-n", "3", "hist"]);
+    let out = d.ctl_ok(&[
+        "--json",
+        "logs",
+        "--since",
+        &rfc3339(since),
+        "-n",
+        "3",
+        "hist",
+    ]);
     let read = bytes_read(d.pid()) - before;
     let seqs: Vec<u64> = ndjson(&out)
         .iter()

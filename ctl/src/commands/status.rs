@@ -76,12 +76,16 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
     }
 }
 
-/// `next in 1.2s; error: spawn failed: ...` or empty.
+/// `next in 1.2s; error: spawn failed: ...; disk log: ...` or empty.
 fn note(p: &ProcessStatus, now_us: i64) -> String {
     let mut parts = Vec::new();
     // Only a program in backoff waits for an attempt (a daemon before issue 17 kept the
     // time of a cancelled one after `stop`).
-    if let Some(next) = p.next_attempt.as_ref().filter(|_| p.state == ProcessState::Backoff) {
+    if let Some(next) = p
+        .next_attempt
+        .as_ref()
+        .filter(|_| p.state == ProcessState::Backoff)
+    {
         match parse_rfc3339(next) {
             Some(at) => parts.push(format!("next in {}", countdown((at - now_us) as f64 / 1e6))),
             None => parts.push(format!("next at {next}")),
@@ -89,6 +93,14 @@ fn note(p: &ProcessStatus, now_us: i64) -> String {
     }
     if let Some(err) = &p.last_error {
         parts.push(format!("error: {err}"));
+    }
+    if let Some(disk) = &p.logs.disk_failing {
+        parts.push(format!("disk log: {disk}"));
+    }
+    match p.logs.disk_lost_lines {
+        0 => {}
+        1 => parts.push("1 line never reached the disk log".to_owned()),
+        n => parts.push(format!("{n} lines never reached the disk log")),
     }
     parts.join("; ")
 }
@@ -176,6 +188,21 @@ NAME  STATE    PID  UPTIME  RESTARTS  LAST EXIT  NOTE
 api   backoff  -    -       3         code 1     next in 1.2s
 web   failed   -    -       0         -          error: spawn failed: no such file: /usr/bin/webd
 "
+        );
+    }
+
+    #[test]
+    fn a_failing_disk_log_and_lost_lines_get_a_note() {
+        let mut web = proc("web", ProcessState::Running);
+        web.logs.disk_failing = Some("cannot write /l/web.log: No space left on device".into());
+        web.logs.disk_lost_lines = 12;
+        let text = render(&[web], NOW, false);
+        assert!(
+            text.contains(
+                "disk log: cannot write /l/web.log: No space left on device; \
+                 12 lines never reached the disk log"
+            ),
+            "{text}"
         );
     }
 

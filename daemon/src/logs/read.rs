@@ -129,9 +129,10 @@ pub fn read_forward(
             let on_disk = e.counters.disk_seq.load(Ordering::Acquire);
             let upto = oldest.min(on_disk).min(to);
             if cur < upto {
-                let r = disklog::read_range(
+                let r = disklog::read_range_stable(
                     log_dir,
                     &e.name,
+                    &e.epoch,
                     cur,
                     upto,
                     max - kept,
