@@ -35,6 +35,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the state of processes (all when no NAME is given)
+    ///
+    /// The NOTE column says when a program in backoff is started again, the last error,
+    /// what fails on its disk log (full, unwritable, deleted) and how many of its lines
+    /// never reached the disk. With --json, the `logs` object of each process has the
+    /// log counters (docs/logs.md).
     Status {
         #[arg(value_name = "NAME", value_parser = parse_name)]
         names: Vec<String>,
