@@ -50,6 +50,9 @@ pub struct Persist {
     target: Target,
     /// `None` when the disk log could not be opened or was deleted: made again on a retry.
     disk: Option<DiskLog>,
+    /// The log was open once this run, so the ring's sequence numbers continue the disk's;
+    /// if not, a retry must check that they do.
+    was_open: bool,
     /// The first line not on disk because the disk failed; `None` while it is healthy.
     unwritten: Option<u64>,
     /// When the active file was last found linked, and the first line written after that.
@@ -74,6 +77,7 @@ impl Persist {
             write_error: None,
             rotate_error: None,
             lost_now: 0,
+            was_open: disk.is_some(),
             disk,
         };
         if p.disk.is_none() {
@@ -133,14 +137,22 @@ impl Persist {
         if !linked {
             self.disk = None;
             let start = from.max(ring_oldest);
-            match self.recreate(start) {
+            let made = if self.was_open {
+                self.recreate(start)
+            } else {
+                self.open_late(from)
+            };
+            match made {
                 Ok(d) => {
-                    tracing::warn!(process = %self.log.name, dir = %self.target.dir.display(), first_seq = start, "disk log made again (its file or folder was deleted)");
+                    if self.was_open {
+                        tracing::warn!(process = %self.log.name, dir = %self.target.dir.display(), first_seq = start, "disk log made again (its file or folder was deleted)");
+                    }
                     self.disk = Some(d);
+                    self.was_open = true;
                 }
                 Err(e) => {
                     self.count_error();
-                    self.note_write_error("create", &e);
+                    self.note_write_error("open", &e);
                     return;
                 }
             }
@@ -304,6 +316,23 @@ impl Persist {
             (None, None) => None,
         };
         self.log.disk_failing.store(text.map(Arc::new));
+    }
+
+    /// The disk log that could not be opened when the program was added. Its lines must
+    /// continue where the ring began (a fresh log, or one whose last line is just before
+    /// the ring's first): otherwise the disk has lines of an earlier run under the numbers
+    /// this run gave its own, and the lines stay in memory (until brummerd restarts and
+    /// opens the log first).
+    fn open_late(&self, from: u64) -> io::Result<DiskLog> {
+        let t = &self.target;
+        let (d, next) = DiskLog::open(&t.dir, &t.name, t.max_payload)?;
+        if next != from {
+            return Err(io::Error::other(format!(
+                "it holds lines up to {} from an earlier run, this run numbered its own from {from}; restart brummerd to continue the log",
+                next.saturating_sub(1)
+            )));
+        }
+        Ok(d)
     }
 
     /// A new active segment at `first_seq`, in a log folder made again if it is gone (with
