@@ -404,3 +404,31 @@ fn rotation_on_a_full_disk_keeps_the_active_segment_until_space_returns() {
     assert!(stderr.is_empty(), "{stderr}");
     drop(s);
 }
+
+/// A log folder that takes no files when the program is added (`chattr +i`): its disk log
+/// cannot be opened, the lines stay in memory, and once the folder is writable the log is
+/// opened and gets them, from the first.
+#[test]
+#[ignore = "needs root"]
+fn log_dir_unwritable_at_start_gets_the_lines_once_writable() {
+    require_root();
+    let fs = Tmpfs::mount("16m");
+    let log_dir = fs.path().join("logs");
+    std::fs::create_dir(&log_dir).unwrap();
+    let chattr = |flag: &str| run_ok(Command::new("chattr").arg(flag).arg(&log_dir));
+    chattr("+i");
+    let s = Setup::start(&log_dir);
+    s.emit_to(100);
+    let l = s.logs();
+    let text = l["disk_failing"].as_str().expect("disk_failing");
+    assert!(text.contains("cannot open"), "{l:#}");
+    assert!(l["disk_errors"].as_u64().unwrap() >= 1, "{l:#}");
+    assert!(text.contains("Operation not permitted"), "{l:#}");
+    assert_eq!(l["disk_pending"], 100, "{l:#}");
+    assert!(!log_dir.join("web.log").exists());
+    chattr("-i");
+    let l = s.wait_disk_caught_up();
+    assert_eq!(l["disk_lost_lines"], 0, "{l:#}");
+    assert_eq!(disk_numbers(&log_dir), (0..100).collect::<Vec<_>>());
+    drop(s);
+}

@@ -83,7 +83,7 @@ pub(super) fn spawn(
     plane: Arc<LogPlane>,
     log: Arc<ProcessLog>,
     writer: RingWriter,
-    disk: Option<DiskLog>,
+    disk: std::io::Result<DiskLog>,
     target: Target,
 ) -> CaptureHandle {
     let (tx, rx) = mpsc::channel(4);

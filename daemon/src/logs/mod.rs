@@ -180,10 +180,10 @@ impl LogPlane {
         // The ring's line limit decides how long lines are cut; the disk index records it.
         let max_payload = LogRing::new(ring_bytes, 0).0.max_payload();
         let (disk, first_seq) = match DiskLog::open(&self.dir, &def.name, max_payload) {
-            Ok((d, next)) => (Some(d), next),
+            Ok((d, next)) => (Ok(d), next),
             Err(e) => {
-                tracing::error!(process = %def.name, dir = %self.dir.display(), cause = %e, "cannot open disk log; output kept in memory only");
-                (None, 0)
+                tracing::error!(process = %def.name, dir = %self.dir.display(), cause = %e, "cannot open disk log; output kept in memory until it can be opened");
+                (Err(e), 0)
             }
         };
         let (ring, writer) = LogRing::new(ring_bytes, first_seq);

@@ -65,10 +65,14 @@ pub struct Persist {
 }
 
 impl Persist {
-    /// `disk` is `None` when the disk log could not be opened: lines then wait in memory
-    /// and the log is made again on a retry.
-    pub fn new(log: Arc<ProcessLog>, disk: Option<DiskLog>, target: Target) -> Persist {
+    /// `disk` is the error when the disk log could not be opened: lines then wait in
+    /// memory and the log is opened on a retry.
+    pub fn new(log: Arc<ProcessLog>, disk: io::Result<DiskLog>, target: Target) -> Persist {
         let next = log.ring.next_seq();
+        let (disk, error) = match disk {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(e)),
+        };
         let mut p = Persist {
             log,
             target,
@@ -80,15 +84,10 @@ impl Persist {
             was_open: disk.is_some(),
             disk,
         };
-        if p.disk.is_none() {
+        if let Some(e) = error {
             p.set_unwritten(Some(next));
-            p.write_error = Some(format!(
-                "cannot open {}",
-                p.target
-                    .dir
-                    .join(format!("{}.log", p.target.name))
-                    .display()
-            ));
+            p.count_error();
+            p.write_error = Some(p.error_text("open", &e));
             p.publish();
         }
         p
@@ -277,18 +276,23 @@ impl Persist {
     }
 
     fn note_write_error(&mut self, what: &str, e: &io::Error) {
-        let text = format!(
-            "cannot {what} {}: {e}",
-            self.target
-                .dir
-                .join(format!("{}.log", self.target.name))
-                .display()
-        );
+        let text = self.error_text(what, e);
         if self.write_error.as_deref() != Some(text.as_str()) {
             tracing::error!(process = %self.log.name, cause = %text, "disk log failing; lines stay in memory and are written when it takes writes again");
             self.write_error = Some(text);
             self.publish();
         }
+    }
+
+    /// `cannot write /var/log/brummer/web.log: No space left on device (os error 28)`.
+    fn error_text(&self, what: &str, e: &io::Error) -> String {
+        format!(
+            "cannot {what} {}: {e}",
+            self.target
+                .dir
+                .join(format!("{}.log", self.target.name))
+                .display()
+        )
     }
 
     fn count_error(&self) {
