@@ -392,6 +392,11 @@ brtest!(
         assert!(all.starts_with("w0\n"), "{all}");
         // Nothing in the window: nothing printed.
         assert_eq!(d.ctl_ok(&["logs", "--until", "1h", "-n", "3", "web"]), "");
+        // Following: the last N of the window first, then new lines.
+        let f = LineChild::spawn(&mut d.ctl_cmd(&["logs", "-f", "--since", "10m", "-n", "2", "web"]));
+        assert_eq!([f.next_line(), f.next_line()], ["w48", "w49"]);
+        let f = LineChild::spawn(&mut d.ctl_cmd(&["logs", "-f", "--since", "10m", "web"]));
+        assert_eq!(f.next_line(), "w0");
     }
 );
 
