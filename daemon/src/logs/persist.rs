@@ -256,7 +256,17 @@ impl Persist {
                 self.set_unwritten(Some(c.meta.first_seq + c.meta.lines));
             }
         }
-        let written = cursor - start;
+        if cursor < end {
+            // Not in the ring after all (it cannot shrink under its only writer, so this
+            // is not expected): counted as lost rather than waited for.
+            let gone = end - cursor;
+            self.log
+                .counters
+                .disk_lost_lines
+                .fetch_add(gone, Ordering::Relaxed);
+            self.lost_now += gone;
+        }
+        let written = cursor.min(end) - start;
         self.set_unwritten(None);
         self.checked = (Instant::now(), end);
         if self.write_error.take().is_some() {
