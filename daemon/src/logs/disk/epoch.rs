@@ -14,9 +14,13 @@ use brummer_core::Line;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-/// Reads repeated at most because a rotation overlapped them (each rotation is a few
+/// Reads repeated at most because rotations overlapped them (each rotation is a few
 /// renames; a writer that rotates this often in a row is not rotating by size).
 const MAX_RETRIES: u32 = 64;
+
+/// Polls (50 us apart) for a rotation in progress to end before reading again: 2 s. A
+/// rotation is a few renames, but its thread may be descheduled in the middle of them.
+const MAX_WAITS: u32 = 40_000;
 
 /// Odd while the writer rotates. Written by the capture task only.
 #[derive(Debug, Default)]
@@ -65,6 +69,11 @@ pub fn read_range_stable(
         }
         tries += 1;
         out.truncate(start);
-        std::thread::yield_now();
+        // Read again once the rotation is over.
+        let mut waits = 0;
+        while epoch.now() % 2 == 1 && waits < MAX_WAITS {
+            waits += 1;
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
     }
 }
