@@ -35,6 +35,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the state of processes (all when no NAME is given)
+    ///
+    /// The NOTE column says when a program in backoff is started again, the last error,
+    /// what fails on its disk log (full, unwritable, deleted) and how many of its lines
+    /// never reached the disk. With --json, the `logs` object of each process has the
+    /// log counters (docs/logs.md).
     Status {
         #[arg(value_name = "NAME", value_parser = parse_name)]
         names: Vec<String>,
@@ -113,7 +118,8 @@ pub struct LogsArgs {
     /// Keep printing new lines as they are captured
     #[arg(short = 'f', long)]
     pub follow: bool,
-    /// Number of lines to show first [default: 100, or 10 with --follow]
+    /// Show the most recent N lines (of those --since/--until/--grep/--stream keep)
+    /// [default: 100, 10 with --follow, all (up to 1,000,000) with --since]
     #[arg(short = 'n', long, value_name = "N")]
     pub lines: Option<usize>,
     /// Only lines from this stream
@@ -123,7 +129,8 @@ pub struct LogsArgs {
     #[arg(short = 't', long)]
     pub timestamps: bool,
     /// Only lines captured since TIME: a duration ago (`10m`, `2h`, `1h30m`, `3d`) or RFC 3339
-    /// (`2026-11-22T10:00:00Z`); shows every line from there (up to 1,000,000) unless -n
+    /// (`2026-11-22T10:00:00Z`); shows every line from there (up to 1,000,000), or with -n N
+    /// the most recent N of them
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub since: Option<u64>,
     /// Only lines captured until TIME (same forms as --since)

@@ -7,7 +7,7 @@
 //! No async runtime, no threads, no timeouts: a command ends when its replies do.
 
 use crate::exit::CtlError;
-use crate::socket::SocketChoice;
+use crate::socket::{RUN_USER, SocketChoice, SocketEnv, Source};
 use brummer_proto::codec::{Frame, LineDecoder};
 use brummer_proto::methods::{HelloParams, HelloResult, Request};
 use brummer_proto::rpc::{Incoming, JSONRPC, Notification, Response};
@@ -50,9 +50,11 @@ pub struct Client {
 pub fn connect_error(path: &Path, user_mode: bool, e: io::Error) -> CtlError {
     let path = path.to_path_buf();
     match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ECONNREFUSED | libc::ENOTDIR) => {
-            CtlError::Unreachable { path, user_mode }
-        }
+        Some(libc::ENOENT | libc::ECONNREFUSED | libc::ENOTDIR) => CtlError::Unreachable {
+            path,
+            user_mode,
+            user_instances: Vec::new(),
+        },
         Some(libc::EACCES | libc::EPERM) => CtlError::PermissionDenied { path },
         _ => CtlError::Connect { path, source: e },
     }
@@ -60,8 +62,21 @@ pub fn connect_error(path: &Path, user_mode: bool, e: io::Error) -> CtlError {
 
 impl Client {
     pub fn connect(socket: &SocketChoice) -> Result<Client, CtlError> {
-        let stream = UnixStream::connect(&socket.path)
-            .map_err(|e| connect_error(&socket.path, socket.user_mode, e))?;
+        let stream = UnixStream::connect(&socket.path).map_err(|e| {
+            let mut err = connect_error(&socket.path, socket.user_mode, e);
+            if let CtlError::Unreachable { user_instances, .. } = &mut err
+                && socket.source == Source::System
+            {
+                // Chosen by default (as root, or with no user socket of ours): say where a
+                // user instance answers, if one does.
+                *user_instances = crate::socket::listening_user_sockets(
+                    &SocketEnv::from_process(),
+                    Path::new(RUN_USER),
+                    |p| UnixStream::connect(p).is_ok(),
+                );
+            }
+            err
+        })?;
         let reader = stream.try_clone().map_err(|e| CtlError::Lost {
             path: socket.path.clone(),
             source: e,

@@ -37,13 +37,14 @@ else the system socket /run/brummer/brummer.sock.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    /// connect(2) failed with ENOENT or ECONNREFUSED.
-    #[error(
-        "cannot reach brummerd at {}: is it running? ({})",
-        path.display(),
-        if *user_mode { "start it with: brummerd --user" } else { "systemctl status brummerd" }
-    )]
-    Unreachable { path: PathBuf, user_mode: bool },
+    /// connect(2) failed with ENOENT or ECONNREFUSED. `user_instances`: the `brummerd
+    /// --user` sockets that answer, when brummerctl chose the system socket by itself.
+    #[error("{}", unreachable_message(path, *user_mode, user_instances))]
+    Unreachable {
+        path: PathBuf,
+        user_mode: bool,
+        user_instances: Vec<PathBuf>,
+    },
 
     /// connect(2) failed with EACCES or EPERM.
     #[error(
@@ -96,6 +97,28 @@ pub enum CtlError {
     /// Writing our own output failed (a broken pipe is not reported, see `is_broken_pipe`).
     #[error("cannot write output: {0}")]
     Output(io::Error),
+}
+
+/// `cannot reach brummerd at SOCKET: is it running? (FIX)`, and where a user instance
+/// listens instead, if one does.
+fn unreachable_message(path: &std::path::Path, user_mode: bool, users: &[PathBuf]) -> String {
+    let fix = if user_mode {
+        "start it with: brummerd --user"
+    } else {
+        "systemctl status brummerd"
+    };
+    let mut m = format!(
+        "cannot reach brummerd at {}: is it running? ({fix})",
+        path.display()
+    );
+    for u in users {
+        m.push_str(&format!(
+            "; a user instance (brummerd --user) listens at {0}: reach it with \
+             brummerctl --socket {0} (or BRUMMER_SOCKET={0})",
+            u.display()
+        ));
+    }
+    m
 }
 
 impl CtlError {
@@ -164,6 +187,7 @@ mod tests {
         let e = CtlError::Unreachable {
             path: "/run/brummer/brummer.sock".into(),
             user_mode: false,
+            user_instances: vec![],
         };
         assert_eq!(
             e.to_string(),
@@ -171,9 +195,23 @@ mod tests {
              (systemctl status brummerd)"
         );
         assert_eq!(e.exit_code(), UNREACHABLE);
+        // Issue 17: root, the system daemon down, a user instance up.
+        let e = CtlError::Unreachable {
+            path: "/run/brummer/brummer.sock".into(),
+            user_mode: false,
+            user_instances: vec!["/run/user/0/brummer/brummer.sock".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot reach brummerd at /run/brummer/brummer.sock: is it running? \
+             (systemctl status brummerd); a user instance (brummerd --user) listens at \
+             /run/user/0/brummer/brummer.sock: reach it with brummerctl --socket \
+             /run/user/0/brummer/brummer.sock (or BRUMMER_SOCKET=/run/user/0/brummer/brummer.sock)"
+        );
         let e = CtlError::Unreachable {
             path: "/run/user/1000/brummer/brummer.sock".into(),
             user_mode: true,
+            user_instances: vec![],
         };
         assert!(
             e.to_string()

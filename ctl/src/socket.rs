@@ -100,6 +100,36 @@ pub fn discover(
     }
 }
 
+/// Where per-user runtime folders live (`/run/user/UID`).
+pub const RUN_USER: &str = "/run/user";
+
+/// The `brummerd --user` sockets for which `listening` holds: the caller's own user socket
+/// and those of every user under `run_user`, each once. For the message when the system
+/// socket does not answer: as root the user socket is never chosen on its own (a root
+/// shell's `XDG_RUNTIME_DIR` often is another user's), so brummerctl names it instead.
+pub fn listening_user_sockets(
+    env: &SocketEnv,
+    run_user: &Path,
+    listening: impl Fn(&Path) -> bool,
+) -> Vec<PathBuf> {
+    let mut candidates = vec![env.user_socket()];
+    if let Ok(rd) = std::fs::read_dir(run_user) {
+        let mut others: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path().join("brummer").join(SOCKET_FILE))
+            .collect();
+        others.sort();
+        candidates.extend(others);
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for c in candidates {
+        if !out.contains(&c) && listening(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn non_empty(v: &Option<OsString>) -> Option<&OsString> {
     v.as_ref().filter(|s| !s.is_empty())
 }
@@ -174,6 +204,23 @@ mod tests {
         assert_eq!(e.user_socket(), Path::new("/tmp/rt/brummer/brummer.sock"));
         let c = discover(None, &e, |p| p == Path::new("/tmp/rt/brummer/brummer.sock"));
         assert_eq!(c.source, Source::User);
+    }
+
+    #[test]
+    fn listening_user_instances_are_found_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        for uid in ["0", "1000", "1001"] {
+            std::fs::create_dir_all(dir.path().join(uid).join("brummer")).unwrap();
+        }
+        let own = dir.path().join("0/brummer/brummer.sock");
+        let other = dir.path().join("1000/brummer/brummer.sock");
+        let e = env(None, Some(dir.path().join("0").to_str().unwrap()), 0);
+        let found = listening_user_sockets(&e, dir.path(), |p| p == own || p == other);
+        assert_eq!(found, [own.clone(), other]);
+        assert!(listening_user_sockets(&e, dir.path(), |_| false).is_empty());
+        // No /run/user at all: only the caller's own socket is asked about.
+        let found = listening_user_sockets(&e, &dir.path().join("none"), |p| p == own);
+        assert_eq!(found, [own]);
     }
 
     #[test]

@@ -291,8 +291,17 @@ pub struct LogCounters {
     pub bytes: u64,
     /// Lines that left the in-memory ring (still on disk).
     pub ring_evicted: u64,
-    /// Bytes that could not be written to the disk log (disk full, I/O error).
+    /// Failed disk log operations: writes (each try while the disk fails), rotations,
+    /// making the log again (until 2026-12-02: bytes that could not be written).
     pub disk_errors: u64,
+    /// Lines that never reached the disk log: the ring overwrote them while the disk
+    /// failed. Readers are told of them as missed.
+    #[serde(default)]
+    pub disk_lost_lines: u64,
+    /// What fails on the disk log now (full, read-only, deleted, cannot rotate); `null`
+    /// while it is healthy.
+    #[serde(default)]
+    pub disk_failing: Option<String>,
     /// Disk log segments rotated since brummerd started.
     #[serde(default)]
     pub rotations: u64,
@@ -311,7 +320,8 @@ pub struct LogCounters {
     /// Lines followers asked for that were neither in memory nor on disk.
     #[serde(default)]
     pub follower_missed: u64,
-    /// Lines captured but not written to the disk log yet (queued for the disk writer).
+    /// Lines captured but not on the disk log yet: the chunk being written, and the lines
+    /// the ring keeps while the disk fails.
     #[serde(default)]
     pub disk_pending: u64,
 }

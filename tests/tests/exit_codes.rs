@@ -123,3 +123,39 @@ brtest!(
         assert_eq!(out.lines().last(), Some("20000"));
     }
 );
+
+brtest!(
+    /// Issue 17: as root, brummerctl goes to the system socket; when no system daemon
+    /// answers but a `brummerd --user` does, the error names that socket and how to reach
+    /// it. The system socket is hidden by an empty /run in a mount namespace of its own, so
+    /// a system brummerd on this machine changes nothing.
+    #[ignore = "needs root"]
+    issue17_root_without_system_daemon_is_told_where_a_user_instance_listens,
+    Config::new().process("web", Proc::sleep().autostart(false)),
+    |d| {
+        brummer_tests::require_root();
+        let out = run(Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t tmpfs brummer-test /run && exec \"$0\" status")
+            .arg(bin("brummerctl"))
+            .env("XDG_RUNTIME_DIR", d.dir.path().join("run"))
+            .env_remove("BRUMMER_SOCKET")
+            .env("NO_COLOR", "1"));
+        let (code, stderr) = code_and_stderr(&out);
+        assert_eq!(code, Some(3), "{stderr}");
+        let sock = d.socket.display();
+        assert!(
+            stderr.contains("cannot reach brummerd at /run/brummer/brummer.sock"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "a user instance (brummerd --user) listens at {sock}: reach it with \
+                 brummerctl --socket {sock}"
+            )),
+            "{stderr}"
+        );
+        // And that way works.
+        assert!(d.ctl_ok(&["status"]).contains("web"));
+    }
+);

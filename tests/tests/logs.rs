@@ -366,6 +366,40 @@ brtest!(
     }
 );
 
+brtest!(
+    /// Issue 17: `-n` is the most recent N lines with `--since`/`--until` too, as in
+    /// journalctl (it used to be the first N of the window).
+    issue17_n_counts_back_from_the_newest_line_with_since,
+    Config::new().process(
+        "web",
+        Proc::sh("i=0; while [ $i -lt 50 ]; do echo w$i; i=$((i+1)); done; exec sleep 1000"),
+    ),
+    |d| {
+        wait_for("all lines captured", T, || {
+            (d.status()["web"]["logs"]["lines"] == 50).then_some(())
+        });
+        assert_eq!(
+            d.ctl_ok(&["logs", "--since", "10m", "-n", "3", "web"]),
+            "w47\nw48\nw49\n"
+        );
+        assert_eq!(
+            d.ctl_ok(&["logs", "--since", "10m", "--until", "now", "-n", "2", "web"]),
+            "w48\nw49\n"
+        );
+        // Without -n, every line since then, oldest first.
+        let all = d.ctl_ok(&["logs", "--since", "10m", "web"]);
+        assert_eq!(all.lines().count(), 50, "{all}");
+        assert!(all.starts_with("w0\n"), "{all}");
+        // Nothing in the window: nothing printed.
+        assert_eq!(d.ctl_ok(&["logs", "--until", "1h", "-n", "3", "web"]), "");
+        // Following: the last N of the window first, then new lines.
+        let f = LineChild::spawn(&mut d.ctl_cmd(&["logs", "-f", "--since", "10m", "-n", "2", "web"]));
+        assert_eq!([f.next_line(), f.next_line()], ["w48", "w49"]);
+        let f = LineChild::spawn(&mut d.ctl_cmd(&["logs", "-f", "--since", "10m", "web"]));
+        assert_eq!(f.next_line(), "w0");
+    }
+);
+
 /// The bytes of the odd-output program: a line with invalid UTF-8, a 200 KiB line, `end`.
 fn odd_bytes(long_len: usize) -> (Vec<u8>, Vec<u8>) {
     let long: Vec<u8> = (0..long_len)

@@ -180,3 +180,28 @@ brtest!(
         );
     }
 );
+
+brtest!(
+    /// Issue 17: a program stopped by hand while in backoff has no next attempt, and
+    /// `status` shows no countdown to one.
+    issue17_stop_in_backoff_cancels_the_next_attempt,
+    Config::new().process(
+        "api",
+        Proc::new(["false"])
+            .autostart(false)
+            .restart("always")
+            .backoff("1h", "1h"),
+    ),
+    |d| {
+        d.ctl_ok(&["start", "api"]);
+        let s = d.wait_state("api", "backoff");
+        assert!(s["next_attempt"].is_string(), "{s:#}");
+        assert!(d.ctl_ok(&["status", "api"]).contains("next in"));
+
+        d.ctl_ok(&["stop", "api"]);
+        let s = d.wait_state("api", "stopped");
+        assert!(s["next_attempt"].is_null(), "{s:#}");
+        let text = d.ctl_ok(&["status", "api"]);
+        assert!(!text.contains("next"), "{text}");
+    }
+);

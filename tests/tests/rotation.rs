@@ -409,23 +409,36 @@ fn since_on_a_1gib_history_answers_from_the_index() {
     assert_eq!(total * 128, 1 << 30);
     d.restart_daemon();
 
-    // A time in the middle of the 6th segment: chunk 2600.
+    // A window in the middle of the 6th segment: chunks 2600 and 2601 (every line of a
+    // chunk has the chunk's time). `-n` counts back from the window's newest line.
     let chunk = 2600u64;
     let since = wall0 + chunk * STEP;
-    let since_s = rfc3339(since);
+    let until = since + STEP;
     let before = bytes_read(d.pid());
-    let out = d.ctl_ok(&["--json", "logs", "--since", &since_s, "-n", "100", "hist"]);
+    let out = d.ctl_ok(&[
+        "--json",
+        "logs",
+        "--since",
+        &rfc3339(since),
+        "--until",
+        &rfc3339(until),
+        "-n",
+        "100",
+        "hist",
+    ]);
     let read = bytes_read(d.pid()) - before;
     let lines = ndjson(&out);
     assert_eq!(lines.len(), 100);
-    assert_eq!(lines[0]["seq"], chunk * LPC);
-    assert_eq!(lines[0]["time_us"], since);
+    let first = (chunk + 2) * LPC - 100;
+    assert_eq!(lines[0]["seq"], first);
+    assert_eq!(lines[99]["seq"], first + 99);
+    assert_eq!(lines[0]["time_us"], until);
     assert_eq!(lines[0]["pid"], 4242);
     assert!(
         lines[0]["text"]
             .as_str()
             .unwrap()
-            .starts_with(&format!("L{:012}x", chunk * LPC))
+            .starts_with(&format!("L{first:012}x"))
     );
     // Through the index: brummerd read the indexes and a chunk or two, not the history.
     assert!(
@@ -433,6 +446,25 @@ fn since_on_a_1gib_history_answers_from_the_index() {
         "--since made brummerd read {read} bytes of a {} byte history",
         total * 128
     );
+
+    // --since alone: the newest lines of the history, also without reading it all.
+    let before = bytes_read(d.pid());
+    let out = d.ctl_ok(&[
+        "--json",
+        "logs",
+        "--since",
+        &rfc3339(since),
+        "-n",
+        "3",
+        "hist",
+    ]);
+    let read = bytes_read(d.pid()) - before;
+    let seqs: Vec<u64> = ndjson(&out)
+        .iter()
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [total - 3, total - 2, total - 1]);
+    assert!(read < MAX_READ, "--since -n 3 read {read} bytes");
 
     // --until: the last lines before a time, also through the index.
     let until = wall0 + 1000 * STEP;

@@ -68,7 +68,11 @@ pub fn run(ctx: &mut Ctx, args: LogsArgs) -> Result<i32, CtlError> {
     }
     requests.push(Request::Follow(FollowParams {
         names: args.names.clone(),
-        lines: Some(args.lines.unwrap_or(DEFAULT_FOLLOW_LINES)),
+        // With --since every line from then on, unless -n keeps only the most recent N.
+        lines: match args.since {
+            Some(_) => args.lines,
+            None => Some(args.lines.unwrap_or(DEFAULT_FOLLOW_LINES)),
+        },
         stream,
         since_us: args.since,
         grep: args.grep.clone(),

@@ -5,6 +5,7 @@ use crate::client::decode;
 use crate::exit::{CtlError, OK};
 use crate::output::{Cell, Table, last_exit, paint, state_color};
 use crate::time::{countdown, now_us, parse_rfc3339, short_duration};
+use brummer_proto::ProcessState;
 use brummer_proto::methods::{ProcessStatus, Request, Selector, StatusResult};
 
 pub fn run(ctx: &mut Ctx, names: Vec<String>) -> Result<i32, CtlError> {
@@ -84,10 +85,16 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
     }
 }
 
-/// `next in 1.2s; error: spawn failed: ...` or empty.
+/// `next in 1.2s; error: spawn failed: ...; disk log: ...` or empty.
 fn note(p: &ProcessStatus, now_us: i64) -> String {
     let mut parts = Vec::new();
-    if let Some(next) = &p.next_attempt {
+    // Only a program in backoff waits for an attempt (a daemon before issue 17 kept the
+    // time of a cancelled one after `stop`).
+    if let Some(next) = p
+        .next_attempt
+        .as_ref()
+        .filter(|_| p.state == ProcessState::Backoff)
+    {
         match parse_rfc3339(next) {
             Some(at) => parts.push(format!("next in {}", countdown((at - now_us) as f64 / 1e6))),
             None => parts.push(format!("next at {next}")),
@@ -95,6 +102,14 @@ fn note(p: &ProcessStatus, now_us: i64) -> String {
     }
     if let Some(err) = &p.last_error {
         parts.push(format!("error: {err}"));
+    }
+    if let Some(disk) = &p.logs.disk_failing {
+        parts.push(format!("disk log: {disk}"));
+    }
+    match p.logs.disk_lost_lines {
+        0 => {}
+        1 => parts.push("1 line never reached the disk log".to_owned()),
+        n => parts.push(format!("{n} lines never reached the disk log")),
     }
     parts.join("; ")
 }
@@ -185,6 +200,28 @@ api   backoff  -    -       3         code 1     enabled  next in 1.2s
 web   failed   -    -       0         -          enabled  error: spawn failed: no such file: /usr/bin/webd
 "
         );
+    }
+
+    #[test]
+    fn a_failing_disk_log_and_lost_lines_get_a_note() {
+        let mut web = proc("web", ProcessState::Running);
+        web.logs.disk_failing = Some("cannot write /l/web.log: No space left on device".into());
+        web.logs.disk_lost_lines = 12;
+        let text = render(&[web], NOW, false);
+        assert!(
+            text.contains(
+                "disk log: cannot write /l/web.log: No space left on device; \
+                 12 lines never reached the disk log"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_stale_next_attempt_outside_backoff_is_not_counted_down() {
+        let mut api = proc("api", ProcessState::Stopped);
+        api.next_attempt = Some("2026-11-22T10:00:01.200Z".into());
+        assert!(!render(&[api], NOW, false).contains("next in"));
     }
 
     #[test]

@@ -13,10 +13,11 @@
 
 use super::defer::Deferred;
 use super::disk::{ChunkMeta, DiskLog};
-use super::persist::{Persist, Write};
+use super::persist::{Persist, RETRY_EVERY, Target, Write};
 use super::{LogPlane, ProcessLog};
 use brummer_core::{RingWriter, Stamp};
 use brummer_proto::Stream;
+use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::task::Poll;
@@ -111,13 +112,15 @@ pub(super) fn spawn(
     plane: Arc<LogPlane>,
     log: Arc<ProcessLog>,
     writer: RingWriter,
-    disk: Option<DiskLog>,
+    disk: std::io::Result<DiskLog>,
+    target: Target,
 ) -> CaptureHandle {
     let (tx, rx) = mpsc::channel(4);
     let handle = log.thread.handle.clone();
+    let persist = Persist::new(log.clone(), disk, target);
     plane
         .captures
-        .spawn_on(run(plane.clone(), log, writer, disk, rx), &handle);
+        .spawn_on(run(plane.clone(), log, writer, persist, rx), &handle);
     CaptureHandle { tx }
 }
 
@@ -149,12 +152,12 @@ async fn run(
     plane: Arc<LogPlane>,
     entry: Arc<ProcessLog>,
     writer: RingWriter,
-    disk: Option<DiskLog>,
+    persist: Persist,
     mut rx: mpsc::Receiver<Msg>,
 ) {
     let mut sink = Sink {
         plane,
-        persist: Persist::new(entry.clone(), disk),
+        persist,
         entry,
         writer,
         writes: Vec::new(),
@@ -164,13 +167,28 @@ async fn run(
     let mut pipes: Vec<Pipe> = Vec::new();
     let mut rx_open = true;
     let mut detach = None;
+    // While the disk log fails: when to try it again.
+    let mut retry: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         if !rx_open && pipes.is_empty() {
+            // A last try, so lines kept for a disk that came back are not lost with us.
+            sink.persist.retry();
             break;
         }
         sink.followers = sink.entry.thread.has_followers();
+        if sink.persist.needs_retry() && retry.is_none() {
+            retry = Some(Box::pin(tokio::time::sleep(RETRY_EVERY)));
+        }
         std::future::poll_fn(|cx| {
             let mut progressed = false;
+            if let Some(t) = retry.as_mut()
+                && t.as_mut().poll(cx).is_ready()
+                && !sink.has_pending()
+            {
+                retry = None;
+                sink.persist.retry();
+                progressed = true;
+            }
             while rx_open {
                 match rx.poll_recv(cx) {
                     Poll::Ready(Some(Msg::Attach(src))) => {

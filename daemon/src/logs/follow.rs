@@ -28,8 +28,9 @@ pub struct FollowSpec {
     /// The programs (they must exist now); `None` follows all, also ones added later.
     pub names: Option<Vec<String>>,
     pub filter: Arc<Filter>,
-    /// Lines before the newest to start with (ignored with `since_us`).
-    pub back: u64,
+    /// Lines before the newest to start with; with `since_us`, at most this many of the
+    /// lines since then (`None`: all of them).
+    pub back: Option<u64>,
     /// Start at the first line written at or after this time (µs since the epoch).
     pub since_us: Option<u64>,
     /// Start these programs at these sequence numbers (a client resuming after a lost
@@ -125,10 +126,12 @@ impl Follower {
         };
         let mut cursors = HashMap::new();
         for (i, e) in wanted.iter().enumerate() {
-            let next = match (spec.resume.get(&*e.name), starts.get(i)) {
-                (Some(r), _) => *r,
-                (None, Some(s)) => *s,
-                (None, None) => e.ring.next_seq().saturating_sub(spec.back),
+            let last_n = e.ring.next_seq().saturating_sub(spec.back.unwrap_or(0));
+            let next = match (spec.resume.get(&*e.name), starts.get(i), spec.back) {
+                (Some(r), _, _) => *r,
+                (None, Some(s), Some(_)) => (*s).max(last_n),
+                (None, Some(s), None) => *s,
+                (None, None, _) => last_n,
             };
             cursors.insert(e.name.clone(), Cursor { next, behind: None });
         }

@@ -14,12 +14,13 @@ pub mod disk;
 pub mod follow;
 mod persist;
 pub mod read;
+mod refill;
 pub mod scanner;
 pub mod threads;
 
 use crate::config::{LogSettings, ProcessDef};
 use crate::shutdown::Shutdown;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use brummer_core::{LogRing, Registry, Snapshot};
 use brummer_proto::methods::LogCounters;
 use capture::CaptureHandle;
@@ -37,11 +38,19 @@ pub const DEFAULT_RING_BYTES: usize = 1024 * 1024;
 /// Counters of one program's log, each written by one task and read by `status`.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Bytes the disk log could not take (plus failed rotations). Written by the capture task.
+    /// Failed disk operations: writes (each try while the disk fails), rotations, making
+    /// the log again. Written by the capture task.
     pub disk_errors: AtomicU64,
-    /// Every line with a smaller seq is on disk or was lost to a disk error: a reader that
-    /// misses a line in the ring may look for it on disk. Written by the capture task.
+    /// Lines that never reached the disk: the ring overwrote them while the disk failed.
+    /// Written by the capture task.
+    pub disk_lost_lines: AtomicU64,
+    /// Every line with a smaller seq is on disk, lost to a disk error, or waiting in the
+    /// ring for a failing disk: a reader that misses a line in the ring may look for it on
+    /// disk. Written by the capture task.
     pub disk_seq: AtomicU64,
+    /// The first line waiting in the ring for a failing disk; `u64::MAX` while the disk
+    /// is healthy. Written by the capture task.
+    pub disk_unwritten: AtomicU64,
     /// Segments rotated (this run of brummerd).
     pub rotations: AtomicU64,
     /// Lines the scanners did not see because the ring overwrote them first.
@@ -67,6 +76,12 @@ pub struct ProcessLog {
     /// The log thread the capture task runs on, and its followers' wake-up.
     pub thread: Arc<ThreadWake>,
     pub counters: Counters,
+    /// What fails on the disk log now (`status`'s `disk_failing`), `None` while it is
+    /// healthy. Written by the capture task.
+    pub disk_failing: ArcSwapOption<String>,
+    /// Odd while the capture task rotates the disk log: readers that found lines missing
+    /// then read again. Written by the capture task.
+    pub epoch: disk::Epoch,
     /// URLs the scanner found in the output, oldest first, each once. Written by the scanner.
     pub urls: ArcSwap<Vec<String>>,
 }
@@ -81,16 +96,24 @@ impl ProcessLog {
             bytes: stats.bytes,
             ring_evicted: stats.evicted,
             disk_errors: c.disk_errors.load(Ordering::Relaxed),
+            disk_lost_lines: c.disk_lost_lines.load(Ordering::Relaxed),
+            disk_failing: self.disk_failing.load_full().map(|s| (*s).clone()),
             rotations: c.rotations.load(Ordering::Relaxed),
             scanned: c.scanned.load(Ordering::Relaxed),
             scanner_skips: c.scanner_skips.load(Ordering::Relaxed),
             followers_behind: c.followers_behind.load(Ordering::Relaxed),
             follower_lag_max: c.follower_lag_max.load(Ordering::Relaxed),
             follower_missed: c.follower_missed.load(Ordering::Relaxed),
-            disk_pending: self
-                .ring
-                .next_seq()
-                .saturating_sub(c.disk_seq.load(Ordering::Acquire)),
+            // Lines not on disk yet: the chunk being written, and those the ring keeps for
+            // a failing disk.
+            disk_pending: {
+                let written = c.disk_seq.load(Ordering::Acquire);
+                let waiting = c
+                    .disk_unwritten
+                    .load(Ordering::Acquire)
+                    .max(self.ring.oldest_seq());
+                self.ring.next_seq().saturating_sub(written.min(waiting))
+            },
         }
     }
 }
@@ -99,6 +122,9 @@ impl ProcessLog {
 /// reads or writes logs.
 pub struct LogPlane {
     dir: PathBuf,
+    /// Mode and owner of the log folder at start, for making it again if it is deleted.
+    dir_mode: u32,
+    dir_owner: Option<(u32, u32)>,
     /// Size of a new program's ring; a reload may change it for programs added later.
     ring_bytes: ArcSwap<usize>,
     /// The origin of every line's monotonic timestamp.
@@ -115,7 +141,11 @@ pub struct LogPlane {
 
 impl LogPlane {
     pub fn start(dir: PathBuf, ring_bytes: usize) -> std::io::Result<LogPlane> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&dir).ok();
         Ok(LogPlane {
+            dir_mode: meta.as_ref().map_or(0o700, |m| m.mode() & 0o7777),
+            dir_owner: meta.map(|m| (m.uid(), m.gid())),
             dir,
             ring_bytes: ArcSwap::from_pointee(ring_bytes),
             origin: Instant::now(),
@@ -160,10 +190,10 @@ impl LogPlane {
         // The ring's line limit decides how long lines are cut; the disk index records it.
         let max_payload = LogRing::new(ring_bytes, 0).0.max_payload();
         let (disk, first_seq) = match DiskLog::open(&self.dir, &def.name, max_payload) {
-            Ok((d, next)) => (Some(d), next),
+            Ok((d, next)) => (Ok(d), next),
             Err(e) => {
-                tracing::error!(process = %def.name, dir = %self.dir.display(), cause = %e, "cannot open disk log; output kept in memory only");
-                (None, 0)
+                tracing::error!(process = %def.name, dir = %self.dir.display(), cause = %e, "cannot open disk log; output kept in memory until it can be opened");
+                (Err(e), 0)
             }
         };
         let first_seq = first_seq.max(min_seq);
@@ -174,10 +204,22 @@ impl LogPlane {
             settings: ArcSwap::from_pointee(def.logs.clone()),
             thread: self.threads.next(),
             counters: Counters::default(),
+            disk_failing: ArcSwapOption::empty(),
+            epoch: disk::Epoch::default(),
             urls: ArcSwap::from_pointee(Vec::new()),
         });
         log.counters.disk_seq.store(first_seq, Ordering::Release);
-        let capture = capture::spawn(self.clone(), log.clone(), writer, disk);
+        log.counters
+            .disk_unwritten
+            .store(u64::MAX, Ordering::Release);
+        let target = persist::Target {
+            dir: self.dir.clone(),
+            name: def.name.clone(),
+            max_payload,
+            dir_mode: self.dir_mode,
+            dir_owner: self.dir_owner,
+        };
+        let capture = capture::spawn(self.clone(), log.clone(), writer, disk, target);
         (log, capture)
     }
 

@@ -129,9 +129,10 @@ pub fn read_forward(
             let on_disk = e.counters.disk_seq.load(Ordering::Acquire);
             let upto = oldest.min(on_disk).min(to);
             if cur < upto {
-                let r = disklog::read_range(
+                let r = disklog::read_range_stable(
                     log_dir,
                     &e.name,
+                    &e.epoch,
                     cur,
                     upto,
                     max - kept,
@@ -240,8 +241,8 @@ pub fn oldest_seq(log_dir: &Path, e: &ProcessLog) -> u64 {
     }
 }
 
-/// The last `n` lines of `e` kept by `f` (and before `until`), oldest first; returns the
-/// lines missed among the last `n` when `f` keeps every line.
+/// The last `n` lines of `e` kept by `f` (between its `since` and `until`), oldest first;
+/// returns the lines missed among the last `n` when `f` keeps every line.
 pub fn tail(log_dir: &Path, e: &ProcessLog, n: usize, f: &Filter, out: &mut Vec<Line>) -> u64 {
     let mut end = e.ring.next_seq();
     if let Some(u) = f.until_us {
@@ -260,8 +261,12 @@ pub fn tail(log_dir: &Path, e: &ProcessLog, n: usize, f: &Filter, out: &mut Vec<
         let from = end.saturating_sub(n as u64);
         return read_forward(log_dir, e, from, end, n, f, out).missed;
     }
-    // Filtered: windows of growing size, backwards, until enough lines matched.
-    let floor = oldest_seq(log_dir, e);
+    // Filtered: windows of growing size, backwards, until enough lines matched; never below
+    // the first line `since` could keep.
+    let mut floor = oldest_seq(log_dir, e);
+    if let Some(s) = f.since_us {
+        floor = floor.max(seq_at_time(log_dir, e, s));
+    }
     let mut hi = end;
     let mut window = (n as u64).saturating_mul(4).max(4096);
     let mut parts: Vec<Vec<Line>> = Vec::new();

@@ -110,8 +110,10 @@ impl LogThread {
         std::thread::Builder::new()
             .name("brummerd-logs".into())
             .spawn(move || {
+                // Time for the retries of a failing disk log (`persist`).
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_io()
+                    .enable_time()
                     .build()
                 {
                     Ok(rt) => rt,

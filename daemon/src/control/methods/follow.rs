@@ -56,7 +56,7 @@ async fn run(
     let spec = FollowSpec {
         names,
         filter,
-        back: p.lines.unwrap_or(0) as u64,
+        back: p.lines.map(|n| n as u64),
         since_us: p.since_us,
         resume: p.resume,
     };

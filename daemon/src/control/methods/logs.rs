@@ -1,5 +1,5 @@
-//! `logs`: lines from the rings and, below them, the disk logs: the last N, or the first N
-//! from a sequence number or a time. Disk reads block, so it runs on a blocking thread.
+//! `logs`: lines from the rings and, below them, the disk logs: the last N (of a time
+//! window, when one is given), or the first N from a sequence number. Disk reads block, so it runs on a blocking thread.
 
 use super::{Reply, to_raw, wire_line};
 use crate::logs::read::{self, Filter};
@@ -33,20 +33,16 @@ fn read(state: &State, p: LogsParams) -> Reply {
     }
     let filter = Filter::new(p.stream, p.grep.as_deref(), p.since_us, p.until_us)?;
     let dir = state.logs().dir();
-    // With a starting point the first N lines from there, else the last N.
-    let forward = p.from_seq.is_some() || p.since_us.is_some();
+    // From a sequence number (paging) the first N lines from there; else the last N of
+    // what the filter keeps, `since_us`/`until_us` included (as journalctl's `-n`).
+    let forward = p.from_seq.is_some();
     let mut merged: Vec<(u64, usize, Line)> = Vec::new();
     let mut missed = Vec::new();
     let mut buf = Vec::new();
     for (idx, e) in entries.iter().enumerate() {
         buf.clear();
         let log = &e.log;
-        let lost = if forward {
-            let from = match (p.from_seq, p.since_us) {
-                (Some(seq), _) => seq,
-                (None, Some(us)) => read::seq_at_time(dir, log, us),
-                (None, None) => 0,
-            };
+        let lost = if let Some(from) = p.from_seq {
             let to = log.ring.next_seq();
             read::read_forward(dir, log, from, to, n, &filter, &mut buf).missed
         } else {

@@ -11,12 +11,14 @@
 //! read-only and use `pread`, so they never take a lock the writer holds.
 //!
 //! `format` holds the layout both sides share, `writer` the capture task's side, `reader`
-//! the readers'.
+//! the readers', `epoch` how readers tell a rotation from lines really missing.
 
+mod epoch;
 mod format;
 mod reader;
 mod writer;
 
+pub use epoch::*;
 pub use format::*;
 pub use reader::*;
 pub use writer::*;

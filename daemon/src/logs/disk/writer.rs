@@ -1,6 +1,7 @@
 //! The writing side of a disk log: the capture task owns the only `DiskLog` of a program,
 //! appends each chunk with its index record, and rotates segments by the program's limits.
 
+use super::epoch::Epoch;
 use super::format::*;
 use brummer_proto::Stream;
 use std::fs::{File, OpenOptions};
@@ -46,6 +47,8 @@ pub struct DiskLog {
     idx: File,
     /// Bytes in the active segment.
     size: u64,
+    /// Bytes in its index.
+    idx_size: u64,
     /// First seq of the active segment.
     seg_first: u64,
     /// Segments rotated away (all time, this run).
@@ -98,6 +101,7 @@ impl DiskLog {
                 data,
                 idx,
                 size,
+                idx_size: 0,
                 seg_first: h.first_seq,
                 rotations: 0,
             };
@@ -118,12 +122,43 @@ impl DiskLog {
                 data,
                 idx,
                 size: 0,
+                idx_size: 0,
                 seg_first: next,
                 rotations: 0,
             }
         };
         log.size = log.data.metadata()?.len();
+        log.idx_size = log.idx.metadata()?.len();
         Ok((log, next))
+    }
+
+    /// A new, empty active segment whose first line is `first_seq`: for a log whose file
+    /// or folder was deleted while brummerd wrote it (the folder must exist). A file found
+    /// under the active name was not written by this writer: it is kept aside as
+    /// `NAME.log.unindexed`, as `open` keeps a log it cannot read.
+    pub fn create(
+        dir: &Path,
+        name: &str,
+        max_payload: usize,
+        first_seq: u64,
+    ) -> io::Result<DiskLog> {
+        let data_path = active_path(dir, name);
+        if data_path.exists() {
+            std::fs::rename(&data_path, dir.join(format!("{name}.log.unindexed")))?;
+        }
+        let max_payload = max_payload as u32;
+        let (data, idx) = create_segment(dir, name, max_payload, first_seq)?;
+        Ok(DiskLog {
+            dir: dir.to_path_buf(),
+            name: name.to_owned(),
+            max_payload,
+            data,
+            idx,
+            size: 0,
+            idx_size: REC as u64,
+            seg_first: first_seq,
+            rotations: 0,
+        })
     }
 
     /// Cuts a torn index record and indexes data bytes that have none. Returns the next seq.
@@ -169,17 +204,17 @@ impl DiskLog {
         Ok(next)
     }
 
-    /// Appends one chunk and its index record. On an error the bytes that did land are
-    /// still counted in `size` (the offset of the next record stays right).
+    /// Appends one chunk and its index record. On an error neither stays: what did land
+    /// of the chunk and of its record is cut off again (truncating needs no free space), so
+    /// the segment holds no bytes without a record and the index no torn record, and the
+    /// chunk can be written again later.
     pub fn append(&mut self, parts: &[&[u8]], meta: &ChunkMeta) -> io::Result<()> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let offset = self.size;
-        let r = write_all_vectored(&mut self.data, parts);
-        if r.is_err() {
-            self.size = self.data.metadata().map(|m| m.len()).unwrap_or(offset);
-            return r;
+        if let Err(e) = write_all_vectored(&mut self.data, parts) {
+            self.cut_back(offset);
+            return Err(e);
         }
-        self.size += total as u64;
         let mut rec = Rec {
             first_seq: meta.first_seq,
             offset,
@@ -211,7 +246,23 @@ impl DiskLog {
         for r in &recs {
             bytes.extend_from_slice(&r.encode());
         }
-        self.idx.write_all(&bytes)
+        if let Err(e) = self.idx.write_all(&bytes) {
+            let _ = self.idx.set_len(self.idx_size);
+            self.cut_back(offset);
+            return Err(e);
+        }
+        self.size += total as u64;
+        self.idx_size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// After a failed append: the segment back to `offset` bytes. Should even that fail,
+    /// `size` follows the file, so the next record's offset is still right.
+    fn cut_back(&mut self, offset: u64) {
+        self.size = match self.data.set_len(offset) {
+            Ok(()) => offset,
+            Err(_) => self.data.metadata().map_or(offset, |m| m.len()),
+        };
     }
 
     /// Bytes in the active segment.
@@ -221,17 +272,38 @@ impl DiskLog {
 
     /// Closes the active segment under its rotated name, starts a new one whose first line
     /// is `next_seq`, and deletes the oldest segments beyond `max_files`.
-    pub fn rotate(&mut self, next_seq: u64, max_files: u32) -> io::Result<()> {
+    ///
+    /// The new segment is made first, under a name no reader lists, so a full or read-only
+    /// disk fails the rotation before anything was renamed: the active segment then stays
+    /// as it is (and grows past `max_bytes` until a rotation succeeds). `epoch` is odd
+    /// while names change (see `epoch`).
+    pub fn rotate(&mut self, next_seq: u64, max_files: u32, epoch: &Epoch) -> io::Result<()> {
         let data_path = active_path(&self.dir, &self.name);
+        let idx_path = idx_of(&data_path);
         let keep = rotated_path(&self.dir, &self.name, self.seg_first);
-        // Index first: a reader that lists between the two renames finds the data under
-        // the active name without an index and retries.
-        std::fs::rename(idx_of(&data_path), idx_of(&keep))?;
-        std::fs::rename(&data_path, &keep)?;
-        let (data, idx) = create_segment(&self.dir, &self.name, self.max_payload, next_seq)?;
+        let next_data = self.dir.join(format!("{}.log.next", self.name));
+        let next_idx = idx_of(&next_data);
+        let (data, idx) = match create_segment_at(&next_data, &next_idx, self.max_payload, next_seq)
+        {
+            Ok(files) => files,
+            Err(e) => {
+                let _ = std::fs::remove_file(&next_data);
+                let _ = std::fs::remove_file(&next_idx);
+                return Err(e);
+            }
+        };
+        epoch.begin();
+        let moved = swap_segments(&data_path, &idx_path, &keep, &next_data, &next_idx);
+        epoch.end();
+        if let Err(e) = moved {
+            let _ = std::fs::remove_file(&next_data);
+            let _ = std::fs::remove_file(&next_idx);
+            return Err(e);
+        }
         self.data = data;
         self.idx = idx;
         self.size = 0;
+        self.idx_size = REC as u64;
         self.seg_first = next_seq;
         self.rotations += 1;
         let rotated = rotated_segments(&self.dir, &self.name);
@@ -244,6 +316,44 @@ impl DiskLog {
         }
         Ok(())
     }
+
+    /// Whether the active segment was unlinked (its folder or the file deleted) since it
+    /// was opened: the writes would then go to a file nobody can open.
+    pub fn unlinked(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self.data.metadata()?.nlink() == 0)
+    }
+
+    /// First seq of the active segment.
+    pub fn seg_first(&self) -> u64 {
+        self.seg_first
+    }
+}
+
+/// Renames the active segment to `keep` and the made-ready next one to the active names,
+/// index before data each time (a reader that finds data finds its index). On a failure,
+/// puts back what was moved, so the active segment is still the one written.
+fn swap_segments(
+    data_path: &Path,
+    idx_path: &Path,
+    keep: &Path,
+    next_data: &Path,
+    next_idx: &Path,
+) -> io::Result<()> {
+    let keep_idx = idx_of(keep);
+    std::fs::rename(idx_path, &keep_idx)?;
+    if let Err(e) = std::fs::rename(data_path, keep) {
+        let _ = std::fs::rename(&keep_idx, idx_path);
+        return Err(e);
+    }
+    let installed =
+        std::fs::rename(next_idx, idx_path).and_then(|()| std::fs::rename(next_data, data_path));
+    if let Err(e) = installed {
+        let _ = std::fs::rename(keep, data_path);
+        let _ = std::fs::rename(&keep_idx, idx_path);
+        return Err(e);
+    }
+    Ok(())
 }
 
 pub(super) fn create_segment(
@@ -254,6 +364,15 @@ pub(super) fn create_segment(
 ) -> io::Result<(File, File)> {
     let data_path = active_path(dir, name);
     let idx_path = idx_of(&data_path);
+    create_segment_at(&data_path, &idx_path, max_payload, first_seq)
+}
+
+fn create_segment_at(
+    data_path: &Path,
+    idx_path: &Path,
+    max_payload: u32,
+    first_seq: u64,
+) -> io::Result<(File, File)> {
     // The index (with its header) first, so a reader that sees the data file finds it.
     let mut idx = OpenOptions::new()
         .create(true)
@@ -261,7 +380,7 @@ pub(super) fn create_segment(
         .truncate(true)
         .read(true)
         .mode(0o640)
-        .open(&idx_path)?;
+        .open(idx_path)?;
     idx.write_all(
         &Header {
             max_payload,
@@ -271,16 +390,16 @@ pub(super) fn create_segment(
         .encode(),
     )?;
     drop(idx);
-    let idx = open_append(&idx_path)?;
+    let idx = open_append(idx_path)?;
     let data = OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
         .read(true)
         .mode(0o640)
-        .open(&data_path)?;
+        .open(data_path)?;
     drop(data);
-    let data = open_append(&data_path)?;
+    let data = open_append(data_path)?;
     Ok((data, idx))
 }
 

@@ -357,6 +357,10 @@ impl Task {
     /// Stops the child and everything it started.
     async fn stop(&mut self) -> Outcome {
         if self.retry_at.take().is_some() {
+            // No attempt is due any more: status must not count down to one (issue 17).
+            let mut info = (**self.entry.info.load()).clone();
+            info.next_attempt = None;
+            self.entry.info.store(Arc::new(info));
             self.set_state(ProcessState::Stopped, None);
             return Ok(Done::Done);
         }
