@@ -10,6 +10,7 @@
 //! streams, scanner, D-Bus forwarder, STATUS= task) ends at its next await; the server
 //! waits for them (bounded) and removes the socket file.
 
+use crate::clockwatch;
 use crate::codepages;
 use crate::config::{Config, LoadOptions};
 use crate::control;
@@ -103,6 +104,7 @@ pub async fn run(
     }
     // After D-Bus: a client that reaches the socket finds the bus name owned too.
     scanner::spawn(state.logs().clone(), state.bus().clone(), &tasks);
+    clockwatch::spawn(&tasks);
     control::serve(state.clone(), listener).map_err(RunError::Listener)?;
     // Config loaded and every control plane serving: READY=1.
     notify::ready_and_follow(state.clone());

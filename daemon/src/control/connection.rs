@@ -49,8 +49,11 @@ impl Connection {
     pub async fn run(self) {
         let (read, write) = match super::sock::split(self.stream) {
             Ok(halves) => halves,
-            Err(e) => {
+            Err((e, fd)) => {
                 tracing::warn!(cause = %e, "cannot set up a client connection; closing it");
+                if let Some(fd) = fd {
+                    refuse(fd, &e);
+                }
                 return;
             }
         };
@@ -201,5 +204,23 @@ fn parse(frame: Frame) -> Next {
         // A notification (no id) gets no answer, not even an error (JSON-RPC 2.0, 4.1).
         Err(_) if id.is_none() => Next::Skip,
         Err(e) => Next::Answer(Response::err(id, e)),
+    }
+}
+
+/// Tells a client that brummerd could not take its connection (an error reply with id
+/// null, which brummerctl prints as the answer to its request), instead of a bare close.
+/// One small write on the non-blocking socket: it fits the empty send buffer, and if it
+/// does not, the client still sees the close.
+pub(super) fn refuse(fd: std::os::fd::OwnedFd, cause: &std::io::Error) {
+    let why = match cause.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE) => format!(
+            "brummerd cannot take this connection: it is out of file descriptors ({cause}): raise LimitNOFILE= (or ulimit -n), run fewer programs or close idle clients"
+        ),
+        _ => format!("brummerd cannot take this connection: {cause}"),
+    };
+    let reply = Response::err(None, RpcError::new(ErrorCode::OperationFailed, why));
+    if let Ok(mut line) = serde_json::to_vec(&reply) {
+        line.push(b'\n');
+        let _ = rustix::io::write(&fd, &line);
     }
 }
