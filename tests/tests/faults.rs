@@ -4,7 +4,7 @@
 //! docs/reliability.md ("Faults").
 
 use brummer_tests::{Config, Daemon, Proc, Rpc, T, pid_alive, require_root, wait_for};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,8 @@ fn a_hundred_mib_line_of_binary_garbage_is_kept_and_memory_stays_bounded() {
         let s = d.state_of("garbage");
         (s["logs"]["bytes"].as_u64() >= Some(100 * MIB + 6)).then_some(s)
     });
-    d.wait_logged("garbage", "done");
+    let last = brummer_tests::ndjson(&d.ctl_ok(&["--json", "logs", "-n", "1", "garbage"]));
+    assert_eq!(last[0]["text"], "done", "{last:?}");
     assert_eq!(s["logs"]["disk_errors"], 0, "{s:#}");
     let on_disk = std::fs::metadata(d.log_dir.join("garbage.log")).unwrap().len();
     assert_eq!(on_disk, 100 * MIB + 6, "the disk log holds every byte");
@@ -73,30 +74,31 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// A program that forks 10,000 children: `stop` ends every one of them.
+/// A program that forks thousands of children (2,000 here; `BRUMMER_FAULT_FORKS=10000` for
+/// the issue's 10,000, which takes minutes on a loaded 2-core machine): `stop` ends every
+/// one of them, and says so.
 #[test]
-fn a_program_with_ten_thousand_children_is_stopped_with_all_of_them() {
+fn a_program_with_thousands_of_children_is_stopped_with_all_of_them() {
+    let forks: usize = std::env::var("BRUMMER_FAULT_FORKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let d = Daemon::start(&Config::new().process(
         "forker",
-        Proc::python(
-            "import os, sys, time\n\
-             for i in range(10000):\n\
-             \x20   if os.fork() == 0:\n\
-             \x20       time.sleep(1000); os._exit(0)\n\
-             print('forked 10000', flush=True)\n\
-             time.sleep(1000)",
-        ),
+        Proc::sh(&format!(
+            "i=0; while [ $i -lt {forks} ]; do sleep 1000 & i=$((i+1)); done; echo forked $i; wait"
+        )),
     ));
-    // Forking 10,000 children takes a few seconds on a busy machine: a workload, not a wait
-    // for brummerd.
-    wait_for("forker to fork 10,000 children", Duration::from_secs(120), || {
-        d.log_lines("forker").iter().any(|l| l == "forked 10000").then_some(())
+    // Forking takes a while on a busy machine: the workload's time, not a wait for brummerd.
+    wait_for("forker to fork its children", Duration::from_secs(300), || {
+        let want = format!("forked {forks}");
+        d.log_lines("forker").iter().any(|l| *l == want).then_some(())
     });
     let n = d.tagged_processes().len();
-    assert!(n > 10000, "{n} tagged processes");
+    assert!(n > forks, "{n} tagged processes");
     let out = d.ctl_ok(&["stop", "forker"]);
-    assert!(out.contains("stopped"), "{out}");
-    d.assert_no_program_process(&[], "stop of a program with 10,000 children");
+    assert_eq!(out.trim(), "forker: stopped", "{out}");
+    d.assert_no_program_process(&[], "stop of a program with thousands of children");
 }
 
 /// 1,000 idle connections from one client: every other client still gets answers.
@@ -110,6 +112,10 @@ fn a_thousand_idle_connections_do_not_keep_others_from_answers() {
     let mut rpc = d.rpc();
     let r = rpc.call("status", serde_json::json!({}));
     assert!(r["result"]["processes"].is_array(), "{r}");
+    d.ctl_ok(&["stop", "web"]);
+    // Nothing failed, so brummerd has nothing to say: no failed accept, no refused client.
+    let log = d.daemon_log();
+    assert!(!log.contains("cannot accept") && !log.contains("cannot set up"), "{log}");
     drop(conns);
 }
 
@@ -237,12 +243,16 @@ fn emfile_fails_the_programs_that_do_not_fit_and_keeps_answering_clients() {
     let mut open = vec![];
     let refusal = (0..200)
         .find_map(|_| {
-            let mut c = d.rpc();
-            let r = c.call("list", serde_json::json!({}));
+            let mut c = UnixStream::connect(&d.socket).expect("connect");
+            c.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\"}\n").unwrap();
+            let mut line = String::new();
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            r.read_line(&mut line).unwrap_or_else(|e| panic!("{e}\n{}", d.daemon_log()));
             open.push(c);
-            r.get("error").map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON reply");
+            v.get("error").map(|e| e["message"].as_str().unwrap_or_default().to_owned())
         })
-        .expect("200 connections fit in 32 descriptors");
+        .expect("200 connections do not fit in 32 descriptors");
     assert!(refusal.contains("out of file descriptors"), "{refusal}");
     let out = d.ctl(&["status"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -313,4 +323,109 @@ fn fork_failing_with_eagain_is_reported_and_brummerd_keeps_working() {
     d.ctl_ok(&["stop", "hog"]);
     d.ctl_ok(&["start", "victim"]);
     assert_eq!(d.state_of("victim")["state"], "running");
+}
+
+/// libfaketime's library, from Debian's `faketime` package.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The wall clock set back by an hour while brummerd runs (libfaketime: CLOCK_REALTIME is
+/// not namespaced, so `date -s` in a time namespace cannot move it for one process; the
+/// monotonic clock is left real, as `date -s` would). brummerd says the clock jumped; the
+/// restart backoff, on the monotonic clock, goes on as before; rotation (by size) loses no
+/// line across the jump; `logs -n` still gives the newest lines in sequence order although
+/// they carry earlier times (it sorted by time before: regression); `--since` a time after
+/// the jump finds every line captured after it.
+#[test]
+fn the_wall_clock_set_back_an_hour_is_reported_and_timers_and_logs_hold() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} missing: apt-get install faketime"
+    );
+    let spec = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(spec.path(), "+0\n").unwrap();
+    let config = Config::new()
+        .process(
+            "ticker",
+            Proc::sh(
+                "i=0; while :; do i=$((i+1)); \
+                 echo \"tick $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; \
+                 sleep 0.02; done",
+            )
+            .env("LD_PRELOAD", "")
+            .logs("max_bytes", "4KiB")
+            .logs("max_files", 100),
+        )
+        .process(
+            "crasher",
+            Proc::sh("exit 1")
+                .env("LD_PRELOAD", "")
+                .restart("always")
+                .backoff("1s", "1s")
+                .start_limit(1000000, "1s"),
+        );
+    let d = Daemon::builder(&config)
+        .env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME_TIMESTAMP_FILE", &spec.path().display().to_string())
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .start();
+    let lines_now = |d: &Daemon| d.state_of("ticker")["logs"]["lines"].as_u64().unwrap();
+    wait_for("ticker to log 50 lines", T, || (lines_now(&d) >= 50).then_some(()));
+    std::fs::write(spec.path(), "-3600\n").unwrap();
+    let said = wait_for("brummerd to say the clock jumped", T, || {
+        d.daemon_log()
+            .lines()
+            .find(|l| l.contains("the wall clock jumped") && l.contains("direction=\"back\""))
+            .map(str::to_owned)
+    });
+    assert!(said.contains("seconds=-3"), "{said}");
+
+    // Backoff runs on the monotonic clock: restarts go on at their pace.
+    let r0 = d.state_of("crasher")["restarts"].as_u64().unwrap();
+    wait_for("two more restarts of crasher", T, || {
+        (d.state_of("crasher")["restarts"].as_u64().unwrap() >= r0 + 2).then_some(())
+    });
+
+    let after = lines_now(&d);
+    wait_for("ticker to log 50 lines after the jump", T, || {
+        (lines_now(&d) >= after + 50).then_some(())
+    });
+    let all = brummer_tests::ndjson(&d.ctl_ok(&["--json", "logs", "-n", "100000", "ticker"]));
+    let seqs: Vec<u64> = all.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "lines out of order or lost around the jump: {seqs:?}"
+    );
+    let jump = all
+        .windows(2)
+        .position(|w| w[1]["time_us"].as_u64() < w[0]["time_us"].as_u64())
+        .expect("times go back once, at the jump");
+    let back = all[jump]["time_us"].as_u64().unwrap() - all[jump + 1]["time_us"].as_u64().unwrap();
+    assert!(back > 3_500_000_000, "the times went back {back} µs");
+    let s = d.state_of("ticker");
+    assert!(s["logs"]["rotations"].as_u64() > Some(2), "{s:#}");
+    assert_eq!(s["logs"]["disk_errors"], 0, "{s:#}");
+
+    // The last lines are the newest, in order (they were the oldest by time).
+    let tail = brummer_tests::ndjson(&d.ctl_ok(&["--json", "logs", "-n", "5", "ticker"]));
+    let last_seq = tail.last().unwrap()["seq"].as_u64().unwrap();
+    assert!(last_seq >= *seqs.last().unwrap(), "{tail:?}");
+    assert!(tail.windows(2).all(|w| w[1]["seq"].as_u64().unwrap() == w[0]["seq"].as_u64().unwrap() + 1), "{tail:?}");
+
+    // --since the first line after the jump: every line captured after it is there.
+    let since = all[jump + 1]["time_us"].as_u64().unwrap();
+    let mut rpc = d.rpc();
+    let r = rpc.call(
+        "logs",
+        serde_json::json!({"names": ["ticker"], "since_us": since, "lines": 100000}),
+    );
+    let got: Vec<u64> = r["result"]["lines"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    for want in &seqs[jump + 1..] {
+        assert!(got.contains(want), "--since after the jump lacks seq {want}: got {got:?}");
+    }
 }

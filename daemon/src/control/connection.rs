@@ -223,4 +223,10 @@ pub(super) fn refuse(fd: std::os::fd::OwnedFd, cause: &std::io::Error) {
         line.push(b'\n');
         let _ = rustix::io::write(&fd, &line);
     }
+    // A close with the client's request still unread would reset the connection, and the
+    // client could see the reset instead of the reply: read what already came (the socket
+    // is non-blocking) and half-close first.
+    let _ = rustix::net::shutdown(&fd, rustix::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    while matches!(rustix::io::read(&fd, &mut sink), Ok(n) if n > 0) {}
 }
