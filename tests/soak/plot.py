@@ -26,11 +26,17 @@ def main():
         rows = list(csv.DictReader(f))
     t = [float(r["t_s"]) / 60 for r in rows]
     rss = [int(r["rss_kib"]) / 1024 for r in rows]
+    # ring_kib: what the log rings hold (soak.py samples it; older CSVs lack it).
+    ring = [max(0, int(r["ring_kib"])) / 1024 for r in rows] if "ring_kib" in rows[0] else None
     fds = [int(r["fds"]) for r in rows]
     children = [int(r["children"]) for r in rows]
 
     fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
-    ax1.plot(t, rss, color="tab:blue", lw=1)
+    ax1.plot(t, rss, color="tab:blue", lw=1, label="RSS")
+    if ring:
+        ax1.plot(t, ring, color="tab:green", lw=1, label="log rings' contents")
+        ax1.plot(t, [a - b for a, b in zip(rss, ring)], color="tab:purple", lw=1, label="RSS less the rings")
+        ax1.legend(loc="lower right")
     ax1.set_ylabel("RSS (MiB)")
     ax1.set_ylim(0, max(rss) * 1.2)
     ax1.set_title(a.title)

@@ -17,8 +17,9 @@ and removes programs every RELOAD_EVERY seconds.
 
 Measured and checked (exit status 1 when a check fails):
 
-- brummerd's RSS, fd count, threads and CPU time, sampled into samples.csv; the last
-  window's RSS and fds against the first window after warm-up;
+- brummerd's RSS, fd count, threads and CPU time, sampled into samples.csv, with what the
+  log rings hold (they fill by design, up to ring_bytes per program); the last window's
+  RSS less the rings, and fds, against the first window after warm-up;
 - every request got its answer (timeouts, dropped connections and unexpected errors are
   counted per role); streams: every log line and event arrives in sequence order, or its
   absence is announced by a `missed` notification with the exact count;
@@ -294,9 +295,23 @@ class Soak:
                     children += len(f.read().split())
             except OSError:
                 pass
-        return dict(t_s=round(time.time() - t0, 1), rss_kib=rss, hwm_kib=hwm, fds=fds, threads=threads,
-                    cpu_s=round(cpu, 2), children=children, answers=self.stats.total("answers"),
+        return dict(t_s=round(time.time() - t0, 1), rss_kib=rss, ring_kib=self.ring_kib(), hwm_kib=hwm, fds=fds,
+                    threads=threads, cpu_s=round(cpu, 2), children=children, answers=self.stats.total("answers"),
                     stream_lines=self.stats.total("lines"), events=self.stats.total("events"))
+
+    def ring_kib(self):
+        """What the log rings hold (the memory brummerd is meant to fill, up to ring_bytes
+        per program), estimated from status: captured bytes plus a 48-byte header per line
+        (one record per read, and quiet programs write a line per read), capped at the ring
+        size. RSS grows with it until the rings are full; RSS minus this is what must stay flat."""
+        try:
+            c = Conn(self.sock, self.a.answer_timeout)
+            ps = c.call("status")["result"]["processes"]
+            c.close()
+        except (OSError, EOFError, KeyError):
+            return -1
+        cap = 1 << 20
+        return sum(min(cap, p["logs"]["bytes"] + 48 * p["logs"]["lines"]) for p in ps) // 1024
 
     def sampler(self, t0, rows):
         path = os.path.join(self.out, "samples.csv")
@@ -759,17 +774,20 @@ class Soak:
         if len(post) >= 4:
             w = max(1, len(post) // 10)
             first, last = post[:w], post[-w:]
-            for k in ["rss_kib", "fds", "threads"]:
+            for r in rows:
+                r["rss_less_ring_kib"] = r["rss_kib"] - max(0, r["ring_kib"])
+            for k in ["rss_kib", "ring_kib", "rss_less_ring_kib", "fds", "threads"]:
                 summary[f"{k}_after_warmup"] = max(r[k] for r in first)
                 summary[f"{k}_at_end"] = max(r[k] for r in last)
                 summary[f"{k}_max"] = max(r[k] for r in rows)
             summary["cpu_s"] = rows[-1]["cpu_s"]
             # Flat: the last tenth of the run does not exceed the first tenth after warm-up
-            # by more than noise (connections and children come and go).
-            grow_rss = summary["rss_kib_at_end"] - summary["rss_kib_after_warmup"]
+            # by more than noise (connections and children come and go). RSS less what the
+            # rings hold: they fill by design, up to ring_bytes per program.
+            grow_rss = summary["rss_less_ring_kib_at_end"] - summary["rss_less_ring_kib_after_warmup"]
             grow_fds = summary["fds_at_end"] - summary["fds_after_warmup"]
             summary["rss_growth_kib"], summary["fd_growth"] = grow_rss, grow_fds
-            flat = grow_rss <= max(8192, summary["rss_kib_after_warmup"] // 4) and \
+            flat = grow_rss <= max(8192, summary["rss_less_ring_kib_after_warmup"] // 4) and \
                 grow_fds <= 16 + summary["fds_after_warmup"] // 10
             summary["flat"] = flat
             ok = ok and flat
