@@ -782,13 +782,14 @@ class Soak:
                 summary[f"{k}_max"] = max(r[k] for r in rows)
             summary["cpu_s"] = rows[-1]["cpu_s"]
             # Flat: the last tenth of the run does not exceed the first tenth after warm-up
-            # by more than noise (connections and children come and go). RSS less what the
+            # by more than noise: connections and children come and go (a client holds at
+            # most two connections, two descriptors each, at a time). RSS less what the
             # rings hold: they fill by design, up to ring_bytes per program.
             grow_rss = summary["rss_less_ring_kib_at_end"] - summary["rss_less_ring_kib_after_warmup"]
             grow_fds = summary["fds_at_end"] - summary["fds_after_warmup"]
             summary["rss_growth_kib"], summary["fd_growth"] = grow_rss, grow_fds
             flat = grow_rss <= max(8192, summary["rss_less_ring_kib_after_warmup"] // 4) and \
-                grow_fds <= 16 + summary["fds_after_warmup"] // 10
+                grow_fds <= 16 + 4 * (self.a.clients + 1)
             summary["flat"] = flat
             ok = ok and flat
         summary["ok"] = ok
