@@ -1,6 +1,6 @@
 //! The clock watch: one task that ticks every second and tells the operator when brummerd
 //! itself did not run for a while (SIGSTOP, a debugger, a starved machine) or when the wall
-//! clock jumped (`date -s`, an NTP step). Spawned by the server; it only logs and counts,
+//! clock jumped (`date -s`, an NTP step). The server spawns `run`; it only logs,
 //! never changes a timer.
 //!
 //! Why it matters: backoff, stop and start-limit timers run on the monotonic clock and are
@@ -8,8 +8,6 @@
 //! jump back `logs --since` sees times out of order (docs/logs.md, "Seeking"); after a
 //! stall every timer that fell due meanwhile fires at once. Both are worth a log line.
 
-use crate::shutdown::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often the watch looks at the clocks.
@@ -18,11 +16,6 @@ const TICK: Duration = Duration::from_secs(1);
 const STALL: Duration = Duration::from_secs(3);
 /// The wall clock moving this much more (or less) than the monotonic one is a jump.
 const JUMP: Duration = Duration::from_secs(2);
-
-/// Stalls seen since start (for tests and diagnostics).
-pub static STALLS: AtomicU64 = AtomicU64::new(0);
-/// Wall-clock jumps seen since start.
-pub static JUMPS: AtomicU64 = AtomicU64::new(0);
 
 /// What one tick found, from the two clocks' advances since the previous one.
 #[derive(Debug, PartialEq)]
@@ -56,20 +49,18 @@ fn wall_us() -> i64 {
     }
 }
 
-/// Starts the watch; it ends with the shutdown token.
-pub fn spawn(tasks: &Shutdown) {
-    tasks.spawn(async {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The watch: runs until dropped (the server spawns it on the shutdown tracker).
+pub async fn run() {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let (mut mono, mut wall) = (Instant::now(), wall_us());
+    loop {
         tick.tick().await;
-        let (mut mono, mut wall) = (Instant::now(), wall_us());
-        loop {
-            tick.tick().await;
-            let (m, w) = (Instant::now(), wall_us());
-            report(judge(m - mono, w - wall));
-            (mono, wall) = (m, w);
-        }
-    });
+        let (m, w) = (Instant::now(), wall_us());
+        report(judge(m - mono, w - wall));
+        (mono, wall) = (m, w);
+    }
 }
 
 fn report(f: Finding) {
@@ -80,14 +71,12 @@ fn report(f: Finding) {
         Finding::Both(l, s) => (Some(l), Some(s)),
     };
     if let Some(late) = late {
-        STALLS.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             seconds = format_args!("{:.1}", late.as_secs_f64()),
             "brummerd did not run for a while (stopped by SIGSTOP or a debugger, or the machine was starved); timers that fell due meanwhile fire now"
         );
     }
     if let Some(skew) = skew {
-        JUMPS.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             seconds = format_args!("{:+.1}", skew as f64 / 1e6),
             direction = if skew < 0 { "back" } else { "forward" },
@@ -102,9 +91,15 @@ mod tests {
 
     #[test]
     fn a_steady_tick_is_steady() {
-        assert_eq!(judge(Duration::from_millis(1003), 1_004_000), Finding::Steady);
+        assert_eq!(
+            judge(Duration::from_millis(1003), 1_004_000),
+            Finding::Steady
+        );
         // Scheduling jitter and an NTP slew are not jumps.
-        assert_eq!(judge(Duration::from_millis(2500), 2_400_000), Finding::Steady);
+        assert_eq!(
+            judge(Duration::from_millis(2500), 2_400_000),
+            Finding::Steady
+        );
     }
 
     #[test]
@@ -117,8 +112,14 @@ mod tests {
 
     #[test]
     fn the_wall_clock_moving_apart_is_a_jump_either_way() {
-        assert_eq!(judge(Duration::from_secs(1), -3_599_000_000), Finding::Jumped(-3_600_000_000));
-        assert_eq!(judge(Duration::from_secs(1), 3_601_000_000), Finding::Jumped(3_600_000_000));
+        assert_eq!(
+            judge(Duration::from_secs(1), -3_599_000_000),
+            Finding::Jumped(-3_600_000_000)
+        );
+        assert_eq!(
+            judge(Duration::from_secs(1), 3_601_000_000),
+            Finding::Jumped(3_600_000_000)
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub async fn run(
     }
     // After D-Bus: a client that reaches the socket finds the bus name owned too.
     scanner::spawn(state.logs().clone(), state.bus().clone(), &tasks);
-    clockwatch::spawn(&tasks);
+    tasks.spawn(clockwatch::run());
     control::serve(state.clone(), listener).map_err(RunError::Listener)?;
     // Config loaded and every control plane serving: READY=1.
     notify::ready_and_follow(state.clone());

@@ -41,9 +41,11 @@ fn a_hundred_mib_line_of_binary_garbage_is_kept_and_memory_stays_bounded() {
     let d = Daemon::start(
         &Config::new().process(
             "garbage",
-            Proc::sh("head -c 104857600 /dev/urandom | tr '\\n' x; echo; echo done; exec sleep 1000")
-                .logs("max_bytes", "256MiB")
-                .logs("scan", false),
+            Proc::sh(
+                "head -c 104857600 /dev/urandom | tr '\\n' x; echo; echo done; exec sleep 1000",
+            )
+            .logs("max_bytes", "256MiB")
+            .logs("scan", false),
         ),
     );
     let s = wait_for("garbage to write 100 MiB", Duration::from_secs(120), || {
@@ -53,12 +55,17 @@ fn a_hundred_mib_line_of_binary_garbage_is_kept_and_memory_stays_bounded() {
     let last = brummer_tests::ndjson(&d.ctl_ok(&["--json", "logs", "-n", "1", "garbage"]));
     assert_eq!(last[0]["text"], "done", "{last:?}");
     assert_eq!(s["logs"]["disk_errors"], 0, "{s:#}");
-    let on_disk = std::fs::metadata(d.log_dir.join("garbage.log")).unwrap().len();
+    let on_disk = std::fs::metadata(d.log_dir.join("garbage.log"))
+        .unwrap()
+        .len();
     assert_eq!(on_disk, 100 * MIB + 6, "the disk log holds every byte");
     // 1,600 pieces of 64 KiB, then "done".
     assert_eq!(s["logs"]["lines"], 1601, "{s:#}");
     let rss = rss_kib(d.pid());
-    assert!(rss < 64 * 1024, "brummerd's RSS is {rss} KiB after a 100 MiB line");
+    assert!(
+        rss < 64 * 1024,
+        "brummerd's RSS is {rss} KiB after a 100 MiB line"
+    );
     let json = d.ctl_ok(&["--json", "logs", "-n", "3", "garbage"]);
     let v = brummer_tests::ndjson(&json);
     assert_eq!(v[0]["partial"], true, "{json:.300}");
@@ -90,10 +97,14 @@ fn a_program_with_thousands_of_children_is_stopped_with_all_of_them() {
         )),
     ));
     // Forking takes a while on a busy machine: the workload's time, not a wait for brummerd.
-    wait_for("forker to fork its children", Duration::from_secs(300), || {
-        let want = format!("forked {forks}");
-        d.log_lines("forker").iter().any(|l| *l == want).then_some(())
-    });
+    wait_for(
+        "forker to fork its children",
+        Duration::from_secs(300),
+        || {
+            let want = format!("forked {forks}");
+            d.log_lines("forker").contains(&want).then_some(())
+        },
+    );
     let n = d.tagged_processes().len();
     assert!(n > forks, "{n} tagged processes");
     let out = d.ctl_ok(&["stop", "forker"]);
@@ -115,7 +126,10 @@ fn a_thousand_idle_connections_do_not_keep_others_from_answers() {
     d.ctl_ok(&["stop", "web"]);
     // Nothing failed, so brummerd has nothing to say: no failed accept, no refused client.
     let log = d.daemon_log();
-    assert!(!log.contains("cannot accept") && !log.contains("cannot set up"), "{log}");
+    assert!(
+        !log.contains("cannot accept") && !log.contains("cannot set up"),
+        "{log}"
+    );
     drop(conns);
 }
 
@@ -184,7 +198,10 @@ fn sigstop_for_ten_seconds_under_load_loses_nothing_and_is_reported() {
     let text = std::fs::read_to_string(d.log_dir.join("writer.log")).unwrap();
     let mut expect = 1u64;
     for l in text.lines() {
-        let n: u64 = l.strip_prefix("line ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{l:?}"));
+        let n: u64 = l
+            .strip_prefix("line ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{l:?}"));
         assert_eq!(n, expect, "a line lost around {expect}");
         expect += 1;
     }
@@ -235,7 +252,11 @@ fn emfile_fails_the_programs_that_do_not_fit_and_keeps_answering_clients() {
     });
     for mut c in held {
         let r = c.call("list", serde_json::json!({}));
-        assert_eq!(r["result"]["processes"].as_array().map(Vec::len), Some(PROGRAMS), "{r}");
+        assert_eq!(
+            r["result"]["processes"].as_array().map(Vec::len),
+            Some(PROGRAMS),
+            "{r}"
+        );
     }
 
     // A client that holds connections until the reserve is gone: the one brummerd cannot
@@ -244,21 +265,29 @@ fn emfile_fails_the_programs_that_do_not_fit_and_keeps_answering_clients() {
     let refusal = (0..200)
         .find_map(|_| {
             let mut c = UnixStream::connect(&d.socket).expect("connect");
-            c.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\"}\n").unwrap();
+            c.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\"}\n")
+                .unwrap();
             let mut line = String::new();
             let mut r = BufReader::new(c.try_clone().unwrap());
-            r.read_line(&mut line).unwrap_or_else(|e| panic!("{e}\n{}", d.daemon_log()));
+            r.read_line(&mut line)
+                .unwrap_or_else(|e| panic!("{e}\n{}", d.daemon_log()));
             open.push(c);
             let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON reply");
-            v.get("error").map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            v.get("error")
+                .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
         })
         .expect("200 connections do not fit in 32 descriptors");
     assert!(refusal.contains("out of file descriptors"), "{refusal}");
     let out = d.ctl(&["status"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("out of file descriptors"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("out of file descriptors"),
+        "{out:?}"
+    );
     drop(open);
-    wait_for("clients to be served again", T, || d.ctl(&["status"]).status.success().then_some(()));
+    wait_for("clients to be served again", T, || {
+        d.ctl(&["status"]).status.success().then_some(())
+    });
 
     // Descriptors freed by stopping programs are used again.
     let stop: Vec<&str> = running.iter().take(5).map(|s| s.as_str()).collect();
@@ -313,10 +342,19 @@ fn fork_failing_with_eagain_is_reported_and_brummerd_keeps_working() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(err.contains("the system refused a new process") && err.contains("RLIMIT_NPROC 60"), "{err}");
+    assert!(
+        err.contains("the system refused a new process") && err.contains("RLIMIT_NPROC 60"),
+        "{err}"
+    );
     let s = d.state_of("victim");
     assert_eq!(s["state"], "failed", "{s:#}");
-    assert!(s["last_error"].as_str().unwrap_or_default().contains("RLIMIT_NPROC"), "{s:#}");
+    assert!(
+        s["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RLIMIT_NPROC"),
+        "{s:#}"
+    );
     // Reads that may need a blocking thread still answer.
     assert!(d.ctl_ok(&["logs", "-n", "5", "hog"]).contains("forked"));
 
@@ -365,12 +403,17 @@ fn the_wall_clock_set_back_an_hour_is_reported_and_timers_and_logs_hold() {
         );
     let d = Daemon::builder(&config)
         .env("LD_PRELOAD", LIBFAKETIME)
-        .env("FAKETIME_TIMESTAMP_FILE", &spec.path().display().to_string())
+        .env(
+            "FAKETIME_TIMESTAMP_FILE",
+            &spec.path().display().to_string(),
+        )
         .env("FAKETIME_NO_CACHE", "1")
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .start();
     let lines_now = |d: &Daemon| d.state_of("ticker")["logs"]["lines"].as_u64().unwrap();
-    wait_for("ticker to log 50 lines", T, || (lines_now(&d) >= 50).then_some(()));
+    wait_for("ticker to log 50 lines", T, || {
+        (lines_now(&d) >= 50).then_some(())
+    });
     std::fs::write(spec.path(), "-3600\n").unwrap();
     let said = wait_for("brummerd to say the clock jumped", T, || {
         d.daemon_log()
@@ -410,7 +453,11 @@ fn the_wall_clock_set_back_an_hour_is_reported_and_timers_and_logs_hold() {
     let tail = brummer_tests::ndjson(&d.ctl_ok(&["--json", "logs", "-n", "5", "ticker"]));
     let last_seq = tail.last().unwrap()["seq"].as_u64().unwrap();
     assert!(last_seq >= *seqs.last().unwrap(), "{tail:?}");
-    assert!(tail.windows(2).all(|w| w[1]["seq"].as_u64().unwrap() == w[0]["seq"].as_u64().unwrap() + 1), "{tail:?}");
+    assert!(
+        tail.windows(2)
+            .all(|w| w[1]["seq"].as_u64().unwrap() == w[0]["seq"].as_u64().unwrap() + 1),
+        "{tail:?}"
+    );
 
     // --since the first line after the jump: every line captured after it is there.
     let since = all[jump + 1]["time_us"].as_u64().unwrap();
@@ -426,6 +473,9 @@ fn the_wall_clock_set_back_an_hour_is_reported_and_timers_and_logs_hold() {
         .map(|l| l["seq"].as_u64().unwrap())
         .collect();
     for want in &seqs[jump + 1..] {
-        assert!(got.contains(want), "--since after the jump lacks seq {want}: got {got:?}");
+        assert!(
+            got.contains(want),
+            "--since after the jump lacks seq {want}: got {got:?}"
+        );
     }
 }

@@ -134,7 +134,8 @@ pub async fn accept(state: Arc<State>, listener: tokio::net::UnixListener) {
                     tracing::warn!(cause = %e, hint = why, "cannot accept connections; clients wait until it can, retrying every 50 ms");
                 }
                 failing += 1;
-                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) && spare.is_some() {
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) && spare.is_some()
+                {
                     drop(spare.take());
                     refuse_one(&listener, &e).await;
                     spare = open_spare();

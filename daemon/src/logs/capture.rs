@@ -212,7 +212,9 @@ fn note_closed(name: &str, p: &Pipe) {
         return;
     };
     // The state is the first field after the parenthesised command name.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
     if matches!(state, Some(s) if s != "Z" && s != "X") {
         tracing::info!(
             process = %name,

@@ -45,7 +45,10 @@ mod tests {
 
     #[test]
     fn interleaves_runs_by_time() {
-        let m = by_time(vec![vec![(1, 'a'), (4, 'a')], vec![(2, 'b'), (3, 'b')]], |x| x.0);
+        let m = by_time(
+            vec![vec![(1, 'a'), (4, 'a')], vec![(2, 'b'), (3, 'b')]],
+            |x| x.0,
+        );
         assert_eq!(m, vec![(1, 'a'), (2, 'b'), (3, 'b'), (4, 'a')]);
     }
 
