@@ -503,7 +503,10 @@ class Soak:
             else:
                 argv = [self.ctl, "--socket", self.sock, "events"]
             self.stats.add(role, "requests")
-            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            # A soak started in the background (`cmd &`) inherits SIGINT ignored, and so would
+            # brummerctl: give it the default disposition, as a terminal user's has.
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             got = []
             t = threading.Thread(target=lambda: got.extend(p.stdout), daemon=True)
             t.start()

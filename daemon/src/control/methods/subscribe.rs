@@ -25,7 +25,7 @@ async fn run(state: Arc<State>, s: StreamCtx) {
     let queue = state.bus().subscribe(EVENT_QUEUE);
     let reply = SubscribeResult {
         subscription: sub,
-        seq: Some(state.bus().last_seq()),
+        seq: Some(queue.start_seq()),
     };
     if !out.reply(id, to_raw(&reply)).await {
         return;
