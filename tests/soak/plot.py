@@ -27,7 +27,9 @@ def main():
     t = [float(r["t_s"]) / 60 for r in rows]
     rss = [int(r["rss_kib"]) / 1024 for r in rows]
     # ring_kib: what the log rings hold (soak.py samples it; older CSVs lack it).
-    ring = [max(0, int(r["ring_kib"])) / 1024 for r in rows] if "ring_kib" in rows[0] else None
+    # -1: not sampled then (the first hour-long run sampled it from its 35th minute only).
+    ring = [int(r["ring_kib"]) / 1024 if int(r["ring_kib"]) >= 0 else float("nan") for r in rows] \
+        if "ring_kib" in rows[0] else None
     fds = [int(r["fds"]) for r in rows]
     children = [int(r["children"]) for r in rows]
 
