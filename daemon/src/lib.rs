@@ -10,10 +10,11 @@
 //! - desired: `desired` (runtime state and enable overrides, on disk)
 //! - logs: `logs` (capture, threads, read, follow, scanner, disk)
 //! - access: `access` (who may change what)
-//! - base: `config`, `shutdown`, `fd`, `mode`, `codepages`
+//! - base: `config`, `shutdown`, `fd`, `mode`, `codepages`, `clockwatch`
 
 pub mod access;
 pub mod cli;
+pub mod clockwatch;
 pub mod codepages;
 pub mod config;
 pub mod control;

@@ -10,6 +10,7 @@
 //! streams, scanner, D-Bus forwarder, STATUS= task) ends at its next await; the server
 //! waits for them (bounded) and removes the socket file.
 
+use crate::clockwatch;
 use crate::codepages;
 use crate::config::{Config, LoadOptions};
 use crate::control;
@@ -151,6 +152,7 @@ pub async fn run(
     }
     // After D-Bus: a client that reaches the socket finds the bus name owned too.
     scanner::spawn(state.logs().clone(), state.bus().clone(), &tasks);
+    tasks.spawn(clockwatch::run());
     // The listener's descriptor, kept for a re-exec (the same socket: pending clients wait
     // in its backlog while the image is replaced).
     let listener_fd: Option<OwnedFd> = listener.try_clone().ok().map(OwnedFd::from);

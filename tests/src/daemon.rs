@@ -74,6 +74,11 @@ pub struct DaemonBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     nofile_soft: Option<u64>,
+    /// Both limits of RLIMIT_NOFILE, which brummerd then cannot raise.
+    nofile: Option<u64>,
+    /// RLIMIT_NPROC (with `as_nobody`: root is exempt from it).
+    nproc: Option<u64>,
+    as_nobody: bool,
 }
 
 impl DaemonBuilder {
@@ -100,6 +105,25 @@ impl DaemonBuilder {
         self
     }
 
+    /// Starts brummerd with both its open-file limits at `limit`: it cannot raise them.
+    pub fn nofile(mut self, limit: u64) -> DaemonBuilder {
+        self.nofile = Some(limit);
+        self
+    }
+
+    /// Starts brummerd with RLIMIT_NPROC at `limit` (tasks of its uid, threads included);
+    /// only binding for an unprivileged uid, so use it with `as_nobody`.
+    pub fn nproc(mut self, limit: u64) -> DaemonBuilder {
+        self.nproc = Some(limit);
+        self
+    }
+
+    /// Runs brummerd (in user mode) as uid and gid `nobody`, its temp dir handed to nobody.
+    pub fn as_nobody(mut self) -> DaemonBuilder {
+        self.as_nobody = true;
+        self
+    }
+
     /// Starts brummerd and waits for its socket.
     pub fn start(self) -> Daemon {
         let dir = tempfile::Builder::new()
@@ -112,6 +136,9 @@ impl DaemonBuilder {
         }
         let config_path = root.join("cfg/brummer/brummer.toml");
         std::fs::write(&config_path, &self.config).expect("write config");
+        if self.as_nobody {
+            chown_tree(&root, crate::NOBODY);
+        }
         let tag = format!(
             "{}-{}-{}",
             std::process::id(),
@@ -158,6 +185,9 @@ impl Daemon {
             args: vec![],
             env: vec![],
             nofile_soft: None,
+            nofile: None,
+            nproc: None,
+            as_nobody: false,
         }
     }
 
@@ -210,6 +240,31 @@ impl Daemon {
             unsafe {
                 cmd.pre_exec(move || {
                     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(std::io::Error::from)
+                });
+            }
+        }
+        let (nofile, nproc, nobody) = (self.how.nofile, self.how.nproc, self.how.as_nobody);
+        if nofile.is_some() || nproc.is_some() || nobody {
+            use nix::sys::resource::{Resource, setrlimit};
+            use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+            use std::os::unix::process::CommandExt;
+            let id = crate::NOBODY;
+            // SAFETY: setrlimit, setgroups, setgid and setuid are async-signal-safe system
+            // calls and the closure allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if let Some(n) = nofile {
+                        setrlimit(Resource::RLIMIT_NOFILE, n, n)?;
+                    }
+                    if let Some(n) = nproc {
+                        setrlimit(Resource::RLIMIT_NPROC, n, n)?;
+                    }
+                    if nobody {
+                        setgroups(&[])?;
+                        setgid(Gid::from_raw(id))?;
+                        setuid(Uid::from_raw(id))?;
+                    }
+                    Ok(())
                 });
             }
         }
@@ -436,6 +491,22 @@ impl Daemon {
     /// Pids of live processes carrying this daemon's tag, other than the daemon itself.
     pub fn tagged_processes(&self) -> Vec<u32> {
         tagged(&self.tag, self.pid())
+    }
+}
+
+/// Hands `dir` and everything under it to `uid` (same gid), for a brummerd run as nobody.
+fn chown_tree(dir: &Path, uid: u32) {
+    let id = Some(nix::unistd::Uid::from_raw(uid));
+    let gid = Some(nix::unistd::Gid::from_raw(uid));
+    nix::unistd::chown(dir, id, gid).unwrap_or_else(|e| panic!("chown {}: {e}", dir.display()));
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            chown_tree(&p, uid);
+        } else {
+            nix::unistd::chown(&p, id, gid)
+                .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+        }
     }
 }
 

@@ -137,6 +137,7 @@ impl<T: Clone + Send> EventBus<T> {
         Subscription {
             slot,
             bus: Arc::downgrade(&self.shared),
+            start_seq: inner.seq,
             rx: Mutex::new(RxState {
                 expected: inner.seq + 1,
                 stash: None,
@@ -227,12 +228,23 @@ struct RxState<T> {
 pub struct Subscription<T> {
     slot: Arc<Slot<T>>,
     bus: Weak<Shared<T>>,
+    /// Seq of the last event published before this subscription (read under the bus lock
+    /// when it was made): the first event it receives is `start_seq + 1`.
+    start_seq: u64,
     // Only the owning task touches this, so the lock is never contended; it exists so that
     // `try_recv` can take `&self` and still hold back an event behind its Missed report.
     rx: Mutex<RxState<T>>,
 }
 
 impl<T> Subscription<T> {
+    /// Seq of the last event published before this subscription. Not `last_seq()` read
+    /// after subscribing: an event published in between would be counted as before the
+    /// subscription and still be delivered to it (issue 17's soak saw `seq 154713` in a
+    /// subscribe reply, then event 154712).
+    pub fn start_seq(&self) -> u64 {
+        self.start_seq
+    }
+
     /// Next item without waiting. Gaps are computed from seq numbers, so `Missed(n)` always
     /// comes right before the event that follows the gap, however the publisher raced us.
     pub fn try_recv(&self) -> Recv<T> {
@@ -364,6 +376,20 @@ mod tests {
         bus.publish(3);
         let got = drain(&s);
         assert!(matches!(&got[..], [Recv::Event(e)] if e.seq == 3));
+    }
+
+    /// Issue 17 (soak): the subscribe reply read `last_seq()` after subscribing, so an event
+    /// published in between was both "before the subscription" and delivered to it.
+    #[test]
+    fn start_seq_is_the_last_seq_before_the_subscription_whatever_came_after() {
+        let bus = EventBus::new();
+        bus.publish(1);
+        let s = bus.subscribe(4);
+        bus.publish(2);
+        assert_eq!(bus.last_seq(), 2);
+        assert_eq!(s.start_seq(), 1);
+        let got = drain(&s);
+        assert!(matches!(&got[..], [Recv::Event(e)] if e.seq == s.start_seq() + 1));
     }
 
     #[test]

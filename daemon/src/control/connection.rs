@@ -49,8 +49,11 @@ impl Connection {
     pub async fn run(self) {
         let (read, write) = match super::sock::split(self.stream) {
             Ok(halves) => halves,
-            Err(e) => {
+            Err((e, fd)) => {
                 tracing::warn!(cause = %e, "cannot set up a client connection; closing it");
+                if let Some(fd) = fd {
+                    refuse(fd, &e);
+                }
                 return;
             }
         };
@@ -202,4 +205,28 @@ fn parse(frame: Frame) -> Next {
         Err(_) if id.is_none() => Next::Skip,
         Err(e) => Next::Answer(Response::err(id, e)),
     }
+}
+
+/// Tells a client that brummerd could not take its connection (an error reply with id
+/// null, which brummerctl prints as the answer to its request), instead of a bare close.
+/// One small write on the non-blocking socket: it fits the empty send buffer, and if it
+/// does not, the client still sees the close.
+pub(super) fn refuse(fd: std::os::fd::OwnedFd, cause: &std::io::Error) {
+    let why = match cause.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE) => format!(
+            "brummerd cannot take this connection: it is out of file descriptors ({cause}): raise LimitNOFILE= (or ulimit -n), run fewer programs or close idle clients"
+        ),
+        _ => format!("brummerd cannot take this connection: {cause}"),
+    };
+    let reply = Response::err(None, RpcError::new(ErrorCode::OperationFailed, why));
+    if let Ok(mut line) = serde_json::to_vec(&reply) {
+        line.push(b'\n');
+        let _ = rustix::io::write(&fd, &line);
+    }
+    // A close with the client's request still unread would reset the connection, and the
+    // client could see the reset instead of the reply: read what already came (the socket
+    // is non-blocking) and half-close first.
+    let _ = rustix::net::shutdown(&fd, rustix::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    while matches!(rustix::io::read(&fd, &mut sink), Ok(n) if n > 0) {}
 }

@@ -88,12 +88,26 @@ pub fn bind(path: &Path, mode: Mode) -> Result<UnixListener, SocketError> {
     Ok(listener)
 }
 
+/// How long the accept loop pauses after a failed accept before it tries again.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Accepts connections until the shutdown token ends the loop. A connection the daemon
 /// cannot serve (no peer credentials) is closed; a failed accept (EMFILE and friends) is
-/// retried after a short pause instead of spinning.
+/// retried after a short pause instead of spinning. A run of failures is logged once when
+/// it starts and once when it ends, with its count: out of descriptors, a retry every 50 ms
+/// would otherwise log 20 lines a second.
 pub async fn accept(state: Arc<State>, listener: tokio::net::UnixListener) {
+    let mut failing: u64 = 0;
+    // One descriptor kept in hand: out of descriptors, it is given up to accept a waiting
+    // client just to tell it why (`refuse_one`) instead of leaving it hanging.
+    let mut spare = open_spare();
     loop {
-        match listener.accept().await {
+        let accepted = listener.accept().await;
+        if accepted.is_ok() && failing > 0 {
+            tracing::warn!(failed = failing, "accepting connections again");
+            failing = 0;
+        }
+        match accepted {
             Ok((stream, _)) => match stream.peer_cred() {
                 Ok(cred) => {
                     let can_write =
@@ -110,9 +124,43 @@ pub async fn accept(state: Arc<State>, listener: tokio::net::UnixListener) {
                 Err(e) => tracing::warn!(cause = %e, "cannot read peer credentials; closing"),
             },
             Err(e) => {
-                tracing::warn!(cause = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if failing == 0 {
+                    let why = match e.raw_os_error() {
+                        Some(libc::EMFILE | libc::ENFILE) => {
+                            "brummerd is out of file descriptors: raise LimitNOFILE= (or ulimit -n) or run fewer programs"
+                        }
+                        _ => "",
+                    };
+                    tracing::warn!(cause = %e, hint = why, "cannot accept connections; clients wait until it can, retrying every 50 ms");
+                }
+                failing += 1;
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) && spare.is_some()
+                {
+                    drop(spare.take());
+                    refuse_one(&listener, &e).await;
+                    spare = open_spare();
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
             }
         }
+    }
+}
+
+fn open_spare() -> Option<std::os::fd::OwnedFd> {
+    std::fs::File::open("/dev/null").ok().map(Into::into)
+}
+
+/// Accepts one waiting client with the descriptor the spare just freed and answers it with
+/// the reason it cannot be served. Does nothing when no client is waiting after all.
+async fn refuse_one(listener: &tokio::net::UnixListener, cause: &std::io::Error) {
+    let ready = std::future::poll_fn(|cx| match listener.poll_accept(cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await;
+    if let Some(Ok((stream, _))) = ready
+        && let Ok(std) = stream.into_std()
+    {
+        super::connection::refuse(std.into(), cause);
     }
 }

@@ -193,7 +193,9 @@ mod tests {
         const SENDERS: u64 = 4;
         const EACH: u64 = 3000;
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let (_read, write) = super::super::sock::split(ours).expect("split");
+        let (_read, write) = super::super::sock::split(ours)
+            .map_err(|(e, _)| e)
+            .expect("split");
         let (out, writer) = Outbox::new(write);
         let writer = tokio::spawn(writer);
         let mut tasks = Vec::new();
@@ -230,7 +232,9 @@ mod tests {
     #[tokio::test]
     async fn a_vanished_client_fails_senders_and_ends_the_writer() {
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let (_read, write) = super::super::sock::split(ours).expect("split");
+        let (_read, write) = super::super::sock::split(ours)
+            .map_err(|(e, _)| e)
+            .expect("split");
         let (out, writer) = Outbox::new(write);
         let writer = tokio::spawn(writer);
         drop(theirs);

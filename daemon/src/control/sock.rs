@@ -15,14 +15,21 @@ use std::task::{Context, Poll, ready};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest, ReadBuf};
 
-/// Splits an accepted connection.
-pub fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadSide, WriteSide)> {
-    let fd = OwnedFd::from(stream.into_std()?);
-    let write = WriteSide {
-        fd: fd.try_clone()?,
+/// Splits an accepted connection. On failure (out of descriptors, mostly) the socket comes
+/// back with the error when it is still usable, so the caller can tell the client why.
+pub fn split(
+    stream: tokio::net::UnixStream,
+) -> Result<(ReadSide, WriteSide), (io::Error, Option<OwnedFd>)> {
+    let fd = OwnedFd::from(stream.into_std().map_err(|e| (e, None))?);
+    let dup = match fd.try_clone() {
+        Ok(w) => w,
+        Err(e) => return Err((e, Some(fd))),
     };
-    let read = ReadSide(crate::fd::watch_readable(fd)?);
-    Ok((read, write))
+    let read = match crate::fd::watch_readable(fd) {
+        Ok(r) => ReadSide(r),
+        Err(e) => return Err((e, Some(dup))),
+    };
+    Ok((read, WriteSide { fd: dup }))
 }
 
 /// The reading end, watched for readability.

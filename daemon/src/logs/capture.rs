@@ -245,6 +245,7 @@ async fn run(
                     Drained::Closed => {
                         let mut p = pipes.swap_remove(i);
                         sink.flush_carry(&mut p);
+                        note_closed(&sink.entry.name, &p);
                         progressed = true;
                     }
                 }
@@ -307,6 +308,28 @@ fn watch(
             carry,
         }),
         Err(e) => tracing::error!(process = %name, cause = %e, "cannot watch output pipe"),
+    }
+}
+
+/// Says so when a pipe ends while the child that owns it still runs: it closed its stdout
+/// or stderr itself (or handed it to nobody), and brummerd will capture nothing more from
+/// that stream until the next run. Usually the child has exited (a zombie until its
+/// supervisor reaps it) and this says nothing.
+fn note_closed(name: &str, p: &Pipe) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", p.pid)) else {
+        return;
+    };
+    // The state is the first field after the parenthesised command name.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some(s) if s != "Z" && s != "X") {
+        tracing::info!(
+            process = %name,
+            pid = p.pid,
+            stream = %p.stream,
+            "program closed its output stream and still runs; nothing more is captured from it until its next run"
+        );
     }
 }
 

@@ -159,7 +159,7 @@ impl Follower {
     /// the future (every await point leaves the cursors consistent).
     pub async fn run<S: FollowSink>(self, mut sink: S) {
         let Follower { mut reader, local } = self;
-        let mut batch: Vec<(u64, Arc<str>, Line)> = Vec::new();
+        let mut batch: Vec<Vec<(Arc<str>, Line)>> = Vec::new();
         let mut buf = Vec::new();
         let mut got = Vec::new();
         loop {
@@ -198,16 +198,18 @@ impl Follower {
                     return;
                 }
                 more |= step.more;
-                batch.extend(
+                batch.push(
                     got.drain(..)
                         .filter(|l| reader.spec.since_us.is_none_or(|s| l.meta.wall_us >= s))
-                        .map(|l| (l.meta.wall_us, e.name.clone(), l)),
+                        .map(|l| (e.name.clone(), l))
+                        .collect(),
                 );
             }
             drop(snap);
-            // Capture order across processes; within one the sort keeps seq order.
-            batch.sort_by(|a, b| (a.0, &a.1, a.2.meta.seq).cmp(&(b.0, &b.1, b.2.meta.seq)));
-            for (_, name, l) in batch.drain(..) {
+            // Capture order across processes; each process's lines in seq order even when
+            // the wall clock went back meanwhile (`merge`).
+            let merged = super::merge::by_time(std::mem::take(&mut batch), |(_, l)| l.meta.wall_us);
+            for (name, l) in merged {
                 if !sink.line(&name, &l).await {
                     return;
                 }

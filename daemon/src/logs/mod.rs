@@ -12,6 +12,7 @@ pub mod capture;
 mod defer;
 pub mod disk;
 pub mod follow;
+pub mod merge;
 mod persist;
 pub mod read;
 mod refill;

@@ -2,6 +2,7 @@
 //! window, when one is given), or the first N from a sequence number. Disk reads block, so it runs on a blocking thread.
 
 use super::{Reply, to_raw, wire_line};
+use crate::logs::merge;
 use crate::logs::read::{self, Filter};
 use crate::ops::resolve;
 use crate::state::State;
@@ -36,7 +37,7 @@ fn read(state: &State, p: LogsParams) -> Reply {
     // From a sequence number (paging) the first N lines from there; else the last N of
     // what the filter keeps, `since_us`/`until_us` included (as journalctl's `-n`).
     let forward = p.from_seq.is_some();
-    let mut merged: Vec<(u64, usize, Line)> = Vec::new();
+    let mut runs: Vec<Vec<(usize, Line)>> = Vec::with_capacity(entries.len());
     let mut missed = Vec::new();
     let mut buf = Vec::new();
     for (idx, e) in entries.iter().enumerate() {
@@ -54,10 +55,11 @@ fn read(state: &State, p: LogsParams) -> Reply {
                 count: lost,
             });
         }
-        merged.extend(buf.drain(..).map(|l| (l.meta.wall_us, idx, l)));
+        runs.push(buf.drain(..).map(|l| (idx, l)).collect());
     }
-    // Capture order across processes; within one process the sort keeps seq order.
-    merged.sort_by_key(|(t, i, l)| (*t, *i, l.meta.seq));
+    // Capture order across processes, each process's own lines in seq order even when the
+    // wall clock went back meanwhile.
+    let merged = merge::by_time(runs, |(_, l)| l.meta.wall_us);
     let range = if forward {
         0..merged.len().min(n)
     } else {
@@ -65,7 +67,7 @@ fn read(state: &State, p: LogsParams) -> Reply {
     };
     let lines = merged[range]
         .iter()
-        .map(|(_, i, l)| wire_line(&entries[*i].name, l))
+        .map(|(i, l)| wire_line(&entries[*i].name, l))
         .collect();
     to_raw(&LogsResult { lines, missed })
 }

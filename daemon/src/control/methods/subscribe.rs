@@ -23,7 +23,9 @@ async fn run(state: Arc<State>, p: SubscribeParams, s: StreamCtx) {
     let StreamCtx { sub, out, id } = s;
     // Subscribed before the reply: the reply's seq is a point after which nothing is lost.
     let queue = state.bus().subscribe(EVENT_QUEUE);
-    let last = state.bus().last_seq();
+    // The subscription's own starting point: an event published after `subscribe` but
+    // before a second read of the bus's last seq would reach the client with a smaller seq.
+    let last = queue.start_seq();
     let reply = SubscribeResult {
         subscription: sub,
         seq: Some(last),

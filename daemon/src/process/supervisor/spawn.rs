@@ -62,6 +62,24 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot start {program:?}: brummerd is out of file descriptors ({source}; its limit is {limit}, of which it keeps the last 32 for its clients): raise LimitNOFILE= in brummerd.service (or ulimit -n), or run fewer programs"
+    )]
+    OutOfFds {
+        program: String,
+        limit: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot start {program:?}: the system refused a new process ({source}): the process limit of brummerd's user (RLIMIT_NPROC {limit}, LimitNPROC=) or of its cgroup (pids.max, TasksMax=) is reached; raise it, or look for a program that forks without end"
+    )]
+    ProcessLimit {
+        program: String,
+        limit: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot open a pidfd for pid {pid}: {source}")]
     Pidfd {
         pid: i32,
@@ -105,14 +123,27 @@ pub fn spawn(
         std::io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied {
             program: program.clone(),
         },
-        _ => SpawnError::Io {
-            program: program.clone(),
-            source: e,
+        _ => match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => SpawnError::OutOfFds {
+                program: program.clone(),
+                limit: rlimit(rustix::process::Resource::Nofile),
+                source: e,
+            },
+            Some(libc::EAGAIN) => SpawnError::ProcessLimit {
+                program: program.clone(),
+                limit: rlimit(rustix::process::Resource::Nproc),
+                source: e,
+            },
+            _ => SpawnError::Io {
+                program: program.clone(),
+                source: e,
+            },
         },
     };
 
     let (stdout, out_w) = output_pipe().map_err(map_err)?;
     let (stderr, err_w) = output_pipe().map_err(map_err)?;
+    keep_reserve(&err_w).map_err(map_err)?;
     let (pid, pidfd) = children
         .spawn_tracked(|| {
             // The write ends move in here and are closed when this returns: the child has
@@ -149,6 +180,14 @@ pub fn spawn(
     })
 }
 
+/// The soft limit of `resource`, for an error message.
+fn rlimit(resource: rustix::process::Resource) -> String {
+    match rustix::process::getrlimit(resource).current {
+        Some(n) => n.to_string(),
+        None => "unlimited".into(),
+    }
+}
+
 /// Kills a child that cannot be supervised, with anything it started (it leads its own
 /// process group), and reaps it. It has only just been spawned and SIGKILL cannot be
 /// caught, so the wait is short.
@@ -161,6 +200,26 @@ fn discard(pid: i32) {
 
 /// One output pipe: (our read end, non-blocking; the child's write end). Both close on
 /// exec, so a child spawned at the same moment by another thread inherits neither.
+/// Descriptors a spawn must leave free under brummerd's open-file limit, for its clients
+/// (two per connection), D-Bus and log files: without them, programs that took every
+/// descriptor made brummerd unreachable, so nobody could even stop them.
+const FD_RESERVE: u64 = 32;
+
+/// Fails with EMFILE when `newest` (the last descriptor this spawn opened) lies within the
+/// reserve. The kernel hands out the lowest free number, so every descriptor below it is in
+/// use, without a count of /proc/self/fd on every spawn; descriptors open above it (a
+/// program stopped, leaving a hole that this spawn filled) are not seen, so the reserve is
+/// a floor kept in most cases, not a guarantee.
+fn keep_reserve(newest: &OwnedFd) -> io::Result<()> {
+    let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current else {
+        return Ok(());
+    };
+    if newest.as_raw_fd() as u64 + FD_RESERVE >= limit {
+        return Err(io::Error::from_raw_os_error(libc::EMFILE));
+    }
+    Ok(())
+}
+
 fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let _ = rustix::pipe::fcntl_setpipe_size(r.as_fd(), PIPE_SIZE);
