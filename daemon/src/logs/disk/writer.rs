@@ -138,7 +138,7 @@ impl DiskLog {
             let mut b = [0u8; REC];
             self.idx.read_exact_at(&mut b, REC as u64 * n)?;
             let r = Rec::decode(&b);
-            r.offset + u64::from(r.len)
+            r.offset.saturating_add(u64::from(r.len))
         } else {
             0
         };
