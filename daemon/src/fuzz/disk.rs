@@ -11,8 +11,9 @@
 //! come out in rising seq order inside the range, at most `max`, and every seq from `from`
 //! to `next_seq` is accounted for once (a line the filter saw, or missed). Without damage:
 //! exactly the lines written, missed only for deleted segments, `bounds` and `seq_at_time`
-//! as written, and a reopen continues the numbering. After a reopen the chunk appended
-//! next is read back whole.
+//! as written, and a reopen continues the numbering. After damage that only cut the active
+//! segment's files short (what a crash or a full disk does), the reopened log takes one more
+//! chunk and reads it back whole.
 
 use super::input::Input;
 use crate::logs::disk::{self, ChunkMeta, DiskLog, DiskRead, Rec, Verdict};
@@ -96,7 +97,8 @@ pub fn disk(dir: &Path, data: &[u8]) {
 
     // Damage.
     let damage = input.upto(3);
-    // Only cut short (a crash mid-write, a full disk): the reopened log must work on.
+    // Only the active segment's files cut short (a crash mid-write, a full disk: rotated
+    // segments were complete before their rename): the reopened log must work on.
     let mut torn_only = true;
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("case directory")
@@ -112,6 +114,7 @@ pub fn disk(dir: &Path, data: &[u8]) {
         let at = input.upto(len);
         match input.upto(3) {
             0 => {
+                torn_only &= path.ends_with("p.log") || path.ends_with("p.log.idx");
                 let f = std::fs::OpenOptions::new().write(true).open(path);
                 f.and_then(|f| f.set_len(at)).expect("truncate");
             }
