@@ -217,7 +217,8 @@ mod tests {
         assert_eq!(r.id, Some(Value::Null));
         let r = RawRequest::parse(br#"{"jsonrpc":"2.0","method":"version"}"#).unwrap();
         assert_eq!(r.id, None);
-        let (id, _) = RawRequest::parse(br#"{"jsonrpc":"1.0","id":null,"method":"x"}"#).unwrap_err();
+        let (id, _) =
+            RawRequest::parse(br#"{"jsonrpc":"1.0","id":null,"method":"x"}"#).unwrap_err();
         assert_eq!(id, Some(Value::Null));
     }
 

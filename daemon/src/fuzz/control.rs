@@ -17,10 +17,10 @@
 use super::input::Input;
 use crate::control::connection::{Next, parse};
 use crate::control::framing::{Frame, LineReader};
+use brummer_proto::MAX_LINE;
 use brummer_proto::codec::{self, LineDecoder};
 use brummer_proto::methods::Request;
 use brummer_proto::rpc::Incoming;
-use brummer_proto::MAX_LINE;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -189,7 +189,10 @@ fn check_parse(f: F) {
             assert_eq!(back.as_ref(), Ok(&req), "{req:?} does not round-trip");
         }
         Next::Answer(resp) => {
-            let e = resp.error.as_ref().expect("an answer to a bad line is an error");
+            let e = resp
+                .error
+                .as_ref()
+                .expect("an answer to a bad line is an error");
             assert!(resp.result.is_none());
             assert!(e.kind().is_some(), "unknown error code {}", e.code);
             assert_eq!(resp.id, id.unwrap_or(Value::Null), "reply id");

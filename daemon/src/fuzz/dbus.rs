@@ -11,7 +11,10 @@ pub fn dbus_escape(data: &[u8]) {
     let name = String::from_utf8_lossy(data);
     let label = escape::escape(&name);
     assert!(
-        !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
         "{name:?} escaped to {label:?}"
     );
     assert!(

@@ -68,7 +68,11 @@ pub fn disk(dir: &Path, data: &[u8]) {
             mono_ns: i,
             pid: 7,
             generation: 1,
-            stream: if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr },
+            stream: if i % 2 == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            },
             pieces,
         };
         let rec = Rec {
@@ -146,7 +150,11 @@ pub fn disk(dir: &Path, data: &[u8]) {
     } else {
         from + input.upto(hi - from.min(hi) + 3)
     };
-    let max = if input.bool() { usize::MAX } else { input.upto(20) as usize };
+    let max = if input.bool() {
+        usize::MAX
+    } else {
+        input.upto(20) as usize
+    };
     let pattern = input.u32();
     let (out, res, seen) = read(dir, from, to, max, pattern);
     check_read(from, to, max, &out, &res, seen);
@@ -154,10 +162,20 @@ pub fn disk(dir: &Path, data: &[u8]) {
         let (all, r, _) = read(dir, 0, u64::MAX, usize::MAX, 0);
         let got: Vec<Want> = all
             .iter()
-            .map(|l| (l.meta.seq, l.meta.partial, l.bytes.clone(), l.meta.wall_us, l.meta.stream))
+            .map(|l| {
+                (
+                    l.meta.seq,
+                    l.meta.partial,
+                    l.bytes.clone(),
+                    l.meta.wall_us,
+                    l.meta.stream,
+                )
+            })
             .collect();
         assert_eq!(got, written, "the lines written");
-        let first_kept = disk::segments(dir, NAME).first().map_or(next, |s| s.first_seq);
+        let first_kept = disk::segments(dir, NAME)
+            .first()
+            .map_or(next, |s| s.first_seq);
         assert_eq!(r.missed, next - written.len() as u64, "missed");
         assert_eq!(r.next_seq, next);
         assert_eq!(disk::bounds(dir, NAME), Some((first_kept, next)));
@@ -194,7 +212,8 @@ pub fn disk(dir: &Path, data: &[u8]) {
         stream: Stream::Stdout,
         pieces: false,
     };
-    log.append(&[b"a\nb\n"], &meta).expect("append after a reopen");
+    log.append(&[b"a\nb\n"], &meta)
+        .expect("append after a reopen");
     let (out, res, _) = read(dir, reopened, end, usize::MAX, 0);
     let texts: Vec<&[u8]> = out.iter().map(|l| &l.bytes[..]).collect();
     assert_eq!(texts, [&b"a"[..], b"b"], "{res:?}");
@@ -248,7 +267,10 @@ fn check_read(from: u64, to: u64, max: usize, out: &[Line], res: &DiskRead, seen
         assert_eq!(res.next_seq, from);
         return;
     }
-    assert!(res.next_seq >= from && res.next_seq <= to, "{res:?} for {from}..{to}");
+    assert!(
+        res.next_seq >= from && res.next_seq <= to,
+        "{res:?} for {from}..{to}"
+    );
     assert_eq!(
         res.next_seq - from,
         seen + res.missed,

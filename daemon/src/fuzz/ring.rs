@@ -26,9 +26,18 @@ enum Push<'a> {
 
 /// One read of the reader.
 enum Op {
-    ReadFrom { back: u64, max: usize, stream: Option<Stream> },
-    Tail { n: usize, stream: Option<Stream> },
-    Follow { max: usize },
+    ReadFrom {
+        back: u64,
+        max: usize,
+        stream: Option<Stream>,
+    },
+    Tail {
+        n: usize,
+        stream: Option<Stream>,
+    },
+    Follow {
+        max: usize,
+    },
 }
 
 /// What a seq holds: bytes, partial, stream, and the push it came from (its stamp).
@@ -42,7 +51,11 @@ struct Want {
 pub fn ring(data: &[u8]) {
     let mut input = Input::new(data);
     let capacity = 4096 << input.upto(2);
-    let first_seq = if input.bool() { u64::from(input.u32()) } else { 0 };
+    let first_seq = if input.bool() {
+        u64::from(input.u32())
+    } else {
+        0
+    };
     let stream = |b: bool| if b { Stream::Stderr } else { Stream::Stdout };
     let pushes: Vec<Push<'_>> = (0..input.upto(15) + 1)
         .map(|_| {
@@ -76,7 +89,11 @@ pub fn ring(data: &[u8]) {
                 },
                 _ => Op::ReadFrom {
                     back: input.upto(200),
-                    max: if input.bool() { usize::MAX } else { input.upto(40) as usize },
+                    max: if input.bool() {
+                        usize::MAX
+                    } else {
+                        input.upto(40) as usize
+                    },
                     stream: filter,
                 },
             }
@@ -276,9 +293,15 @@ impl Checker<'_> {
         let oldest = self.ring.oldest_seq();
         let start = from.max(self.first_seq);
         self.rising(out);
-        assert!(o.next_seq >= start && o.next_seq <= pushed, "{o:?} from {from}, {pushed} pushed");
+        assert!(
+            o.next_seq >= start && o.next_seq <= pushed,
+            "{o:?} from {from}, {pushed} pushed"
+        );
         // What was reported missed had left the ring (the oldest seq only grows).
-        assert!(start + o.missed <= oldest.max(start), "{o:?} from {from}, oldest {oldest}");
+        assert!(
+            start + o.missed <= oldest.max(start),
+            "{o:?} from {from}, oldest {oldest}"
+        );
         let taken = o.next_seq - start - o.missed;
         assert!(taken <= max as u64, "{taken} lines taken, max {max}");
         if let Some(first) = out.first() {
@@ -287,7 +310,11 @@ impl Checker<'_> {
         if stream.is_none() {
             assert_eq!(out.len() as u64, taken);
             for (k, l) in out.iter().enumerate() {
-                assert_eq!(l.meta.seq, start + o.missed + k as u64, "a hole in the lines read");
+                assert_eq!(
+                    l.meta.seq,
+                    start + o.missed + k as u64,
+                    "a hole in the lines read"
+                );
             }
         } else {
             assert!(out.iter().all(|l| Some(l.meta.stream) == stream));
