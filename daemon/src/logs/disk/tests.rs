@@ -212,3 +212,27 @@ fn a_damaged_index_record_is_skipped_not_trusted() {
     let (_log, next) = DiskLog::open(dir, "d", 8).unwrap();
     assert_eq!(next, u64::MAX);
 }
+
+/// Found by the `disk` fuzz target (docs/reliability.md): reopening a log whose damaged
+/// index ends near `u64::MAX`, with bytes after its last record, overflowed the next seq
+/// while indexing those bytes (a panic in debug builds).
+#[test]
+fn reopening_after_a_damaged_last_record_does_not_overflow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut log, _) = DiskLog::open(dir, "d", 8).unwrap();
+    let near_end = ChunkMeta {
+        first_seq: u64::MAX - 1,
+        wall_us: 1,
+        ..meta(0, 1, false)
+    };
+    log.append(&[b"a\n"], &near_end).unwrap();
+    drop(log);
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(active_path(dir, "d"))
+        .unwrap();
+    f.write_all(b"torn1\ntorn2\n").unwrap();
+    let (_log, next) = DiskLog::open(dir, "d", 8).unwrap();
+    assert_eq!(next, u64::MAX);
+}

@@ -161,7 +161,8 @@ impl DiskLog {
                 pieces: false,
             };
             self.idx.write_all(&rec.encode())?;
-            next += lines;
+            // A damaged index may have put `next` near `u64::MAX`.
+            next = next.saturating_add(lines);
             tracing::warn!(process = %self.name, bytes = tail.len(), lines, "indexed disk log bytes written before a crash");
         } else if len < indexed_end {
             tracing::warn!(process = %self.name, "disk log shorter than its index; it was truncated by someone");
