@@ -121,7 +121,7 @@ impl AsyncRead for Client<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         self.reads += 1;
-        if self.pending_every > 0 && self.reads % (self.pending_every + 1) == 0 {
+        if self.pending_every > 0 && self.reads.is_multiple_of(self.pending_every + 1) {
             return Poll::Pending;
         }
         let size = self.sizes[self.reads % self.sizes.len()];
