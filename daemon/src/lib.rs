@@ -2,7 +2,7 @@
 //! a shutdown future; `main.rs` wires arguments, paths, the socket and signals to it. The
 //! modules are layered (docs/architecture.md, "Layers"; checked by `cargo xtask layers`):
 //!
-//! - server: `server`, `cli`, `paths`, `nofile`
+//! - server: `server`, `cli`, `paths`, `nofile`, `fuzz` (the fuzz targets' entry points)
 //! - planes: `control` (Unix socket), `dbus`, `systemd`
 //! - ops: `ops` (one file per operation, typed `OpError`)
 //! - state: `state`
@@ -21,6 +21,8 @@ pub mod control;
 pub mod dbus;
 pub mod desired;
 pub mod fd;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handover;
 pub mod logs;
 pub mod mode;

@@ -17,8 +17,13 @@ pub const JSONRPC: &str = "2.0";
 pub struct RawRequest {
     pub jsonrpc: String,
     /// Absent for a notification; brummerd answers nothing to those (JSON-RPC 2.0, 4.1)
-    /// except on a parse error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// except on a parse error. `"id": null` is present: a request, answered with
+    /// `"id": null` (plain `Option` would read it as absent).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<Value>,
     pub method: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,6 +207,19 @@ mod tests {
         let (id, e) = RawRequest::parse(br#"{"jsonrpc":"1.0","id":7,"method":"x"}"#).unwrap_err();
         assert_eq!(id, Some(Value::from(7)));
         assert_eq!(e.kind(), Some(ErrorCode::InvalidRequest));
+    }
+
+    /// Found by the `control` fuzz target (docs/reliability.md): a request with
+    /// `"id": null` was read as a notification, so it ran unanswered.
+    #[test]
+    fn a_null_id_is_a_request_not_a_notification() {
+        let r = RawRequest::parse(br#"{"jsonrpc":"2.0","id":null,"method":"version"}"#).unwrap();
+        assert_eq!(r.id, Some(Value::Null));
+        let r = RawRequest::parse(br#"{"jsonrpc":"2.0","method":"version"}"#).unwrap();
+        assert_eq!(r.id, None);
+        let (id, _) =
+            RawRequest::parse(br#"{"jsonrpc":"1.0","id":null,"method":"x"}"#).unwrap_err();
+        assert_eq!(id, Some(Value::Null));
     }
 
     #[test]

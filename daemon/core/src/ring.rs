@@ -510,6 +510,11 @@ impl LogRing {
 
     /// Size from the trailer ending at `end`, if plausible for a record inside `[t, end)`.
     fn trailer(&self, end: u64, t: u64) -> Option<u64> {
+        // No record ends at or before the tail. A reader walking back can get here when the
+        // record it stood on was overwritten meanwhile; at offset 0, `end - 1` would wrap.
+        if end <= t {
+            return None;
+        }
         let r = self.ld(end - 1);
         let max = words_for(self.max_payload + 1);
         (OVERHEAD..=max)
@@ -1316,6 +1321,19 @@ mod tests {
             2 => (any::<u64>(), 0usize..40, proptest::option::of(any::<bool>()))
                 .prop_map(|(from, max, filter)| Op::Read { from, max, filter }),
         ]
+    }
+
+    /// Found by the `ring` fuzz target (docs/reliability.md): a `read_from` walking back
+    /// from the head while the writer overwrote the records under it reached the tail at
+    /// offset 0 and read the word before it (an overflow panic in debug builds).
+    #[test]
+    fn no_trailer_ends_at_the_tail() {
+        let (ring, mut w) = LogRing::new(4096, 0);
+        w.push_lines(&stamp(Stream::Stdout, 1, 1, 1, 1), b"x\n");
+        assert_eq!(ring.trailer(0, 0), None);
+        let (t, h) = ring.bounds();
+        assert_eq!(ring.trailer(t, t), None);
+        assert!(ring.trailer(h, t).is_some());
     }
 
     proptest! {

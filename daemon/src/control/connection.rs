@@ -31,7 +31,7 @@ pub struct Connection {
 }
 
 /// What the connection reads next: a request to run, or a line it answers itself.
-enum Next {
+pub(crate) enum Next {
     Request(Option<Value>, Request),
     Answer(Response),
     Skip,
@@ -178,7 +178,7 @@ impl Session {
 }
 
 /// Frames a line into a request, or the error reply a bad line gets.
-fn parse(frame: Frame) -> Next {
+pub(crate) fn parse(frame: Frame) -> Next {
     let line = match frame {
         Frame::Line(l) => l,
         Frame::TooLong(n) => {

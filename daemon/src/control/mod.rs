@@ -7,8 +7,8 @@
 //! outbox per connection (`outbox`, straight to the socket when nothing waits). Nothing a
 //! client sends or fails to read can reach the listener or another connection.
 
-mod connection;
-mod framing;
+pub(crate) mod connection;
+pub(crate) mod framing;
 pub mod listener;
 mod methods;
 mod outbox;

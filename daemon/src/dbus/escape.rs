@@ -21,7 +21,8 @@ pub fn escape(name: &str) -> String {
     out
 }
 
-/// Reverses [`escape`]; `None` for a label `escape` cannot have produced.
+/// Reverses [`escape`]; `None` for a label `escape` cannot have produced, including a
+/// second spelling of a name (`_41` for `A`, `1web` for `_31web`): one name, one label.
 pub fn unescape(label: &str) -> Option<String> {
     if label == "_" {
         return Some(String::new());
@@ -43,7 +44,9 @@ pub fn unescape(label: &str) -> Option<String> {
             return None;
         }
     }
-    String::from_utf8(out).ok()
+    let name = String::from_utf8(out).ok()?;
+    // The loop above reads any escape; only the one `escape` makes is this name's label.
+    (escape(&name) == label).then_some(name)
 }
 
 fn hex(n: u8) -> char {
@@ -92,6 +95,18 @@ mod tests {
         assert_eq!(unescape("my_2"), None);
         assert_eq!(unescape("my_zz"), None);
         assert_eq!(unescape("a-b"), None);
+    }
+
+    /// Found by the `dbus_escape` fuzz target (docs/reliability.md): `unescape` took
+    /// labels `escape` never makes, so one name had several labels.
+    #[test]
+    fn unescape_refuses_a_second_spelling() {
+        assert_eq!(unescape("1web"), None);
+        assert_eq!(unescape("_41"), None);
+        assert_eq!(unescape("web_31"), None);
+        assert_eq!(unescape("_5f"), Some("_".to_owned()));
+        assert_eq!(unescape("_31web"), Some("1web".to_owned()));
+        assert_eq!(unescape("_2e"), Some(".".to_owned()));
     }
 
     proptest::proptest! {

@@ -87,9 +87,10 @@ impl Rec {
         }
     }
 
-    /// The sequence number after the chunk.
+    /// The sequence number after the chunk (`u64::MAX` at most: a damaged record may hold
+    /// any first seq).
     pub fn end_seq(&self) -> u64 {
-        self.first_seq + u64::from(self.lines)
+        self.first_seq.saturating_add(u64::from(self.lines))
     }
 }
 
@@ -141,14 +142,15 @@ pub fn pieces_of(len: usize, max: usize) -> u64 {
 }
 
 /// Cuts a chunk into its lines (pieces of over-long lines are lines of their own, all but
-/// the last of a line marked partial), as the capture task pushed them into the ring.
+/// the last of a line marked partial), as the capture task pushed them into the ring. Seqs
+/// stop at `u64::MAX` (a damaged record may start near it and hold more lines than it says).
 pub fn split_chunk(rec: &Rec, data: &[u8], max: usize, mut f: impl FnMut(u64, bool, &[u8])) {
     let max = max.max(1);
     let mut seq = rec.first_seq;
     if rec.pieces {
         for piece in data.chunks(max) {
             f(seq, true, piece);
-            seq += 1;
+            seq = seq.saturating_add(1);
         }
         return;
     }
@@ -157,16 +159,16 @@ pub fn split_chunk(rec: &Rec, data: &[u8], max: usize, mut f: impl FnMut(u64, bo
         let line = &data[start..nl];
         if line.len() <= max {
             f(seq, false, line);
-            seq += 1;
+            seq = seq.saturating_add(1);
         } else {
             let mut rest = line;
             while rest.len() > max {
                 f(seq, true, &rest[..max]);
-                seq += 1;
+                seq = seq.saturating_add(1);
                 rest = &rest[max..];
             }
             f(seq, false, rest);
-            seq += 1;
+            seq = seq.saturating_add(1);
         }
         start = nl + 1;
     }
@@ -174,7 +176,7 @@ pub fn split_chunk(rec: &Rec, data: &[u8], max: usize, mut f: impl FnMut(u64, bo
     if start < data.len() {
         for piece in data[start..].chunks(max) {
             f(seq, true, piece);
-            seq += 1;
+            seq = seq.saturating_add(1);
         }
     }
 }

@@ -14,6 +14,9 @@ struct OpenSeg {
     header: Header,
     /// Records in the index (at open time).
     n: u64,
+    /// Bytes in the data file, read after `n`: the writer writes a chunk before its record,
+    /// so every record counted in `n` lies inside them unless the files are damaged.
+    data_len: u64,
 }
 
 impl OpenSeg {
@@ -24,11 +27,13 @@ impl OpenSeg {
         idx.read_exact_at(&mut b, 0).ok()?;
         let header = Header::decode(&b)?;
         let n = idx.metadata().ok()?.len().saturating_sub(REC as u64) / REC as u64;
+        let data_len = data.metadata().ok()?.len();
         Some(OpenSeg {
             idx,
             data,
             header,
             n,
+            data_len,
         })
     }
 
@@ -231,6 +236,11 @@ impl RangeRead<'_> {
             return Flow::Next;
         }
         if r.first_seq >= to {
+            return Flow::NextSegment;
+        }
+        // A record pointing past the data file (a damaged index) would have us allocate up
+        // to 4 GiB for a read that must fail: the rest of this segment is unreadable.
+        if r.offset.saturating_add(u64::from(r.len)) > seg.data_len {
             return Flow::NextSegment;
         }
         if r.first_seq > self.res.next_seq {

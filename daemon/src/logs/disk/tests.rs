@@ -227,3 +227,73 @@ fn a_reader_never_misses_lines_of_a_segment_being_rotated() {
         &misses[..misses.len().min(5)]
     );
 }
+
+/// Found by the `disk` fuzz target (docs/reliability.md): a damaged index record made a
+/// reader allocate its `len` (up to 4 GiB) before the read that had to fail, and a first
+/// seq near `u64::MAX` overflowed the seq arithmetic (a panic in debug builds). The
+/// allocation shows only under the fuzzer's malloc limit: its input is
+/// fuzz/regressions/disk/record-len-past-data-oom; here, that the record is skipped.
+#[test]
+fn a_damaged_index_record_is_skipped_not_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut log, _) = DiskLog::open(dir, "d", 8).unwrap();
+    log.append(&[b"one\n"], &meta(0, 1, false)).unwrap();
+    drop(log);
+    let idx = active_path(dir, "d").with_extension("log.idx");
+    let mut f = OpenOptions::new().append(true).open(&idx).unwrap();
+    let mut huge = Rec::decode(&[0u8; REC]);
+    huge.first_seq = 1;
+    huge.offset = 4;
+    huge.len = u32::MAX;
+    huge.lines = 3;
+    f.write_all(&huge.encode()).unwrap();
+    let (lines, r) = all(dir, "d", 0);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(r.next_seq, 1);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut log, _) = DiskLog::open(dir, "d", 8).unwrap();
+    let near_end = ChunkMeta {
+        wall_us: 1,
+        ..meta(0, 3, false)
+    };
+    let near_end = ChunkMeta {
+        first_seq: u64::MAX - 1,
+        ..near_end
+    };
+    log.append(&[b"a\nb\nc\n"], &near_end).unwrap();
+    drop(log);
+    let (lines, r) = all(dir, "d", u64::MAX - 5);
+    let seqs: Vec<u64> = lines.iter().map(|l| l.meta.seq).collect();
+    assert_eq!(seqs, [u64::MAX - 1]);
+    assert_eq!(r.next_seq, u64::MAX);
+    assert_eq!(bounds(dir, "d"), Some((0, u64::MAX)));
+    let (_log, next) = DiskLog::open(dir, "d", 8).unwrap();
+    assert_eq!(next, u64::MAX);
+}
+
+/// Found by the `disk` fuzz target (docs/reliability.md): reopening a log whose damaged
+/// index ends near `u64::MAX`, with bytes after its last record, overflowed the next seq
+/// while indexing those bytes (a panic in debug builds).
+#[test]
+fn reopening_after_a_damaged_last_record_does_not_overflow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut log, _) = DiskLog::open(dir, "d", 8).unwrap();
+    let near_end = ChunkMeta {
+        first_seq: u64::MAX - 1,
+        wall_us: 1,
+        ..meta(0, 1, false)
+    };
+    log.append(&[b"a\n"], &near_end).unwrap();
+    drop(log);
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(active_path(dir, "d"))
+        .unwrap();
+    f.write_all(b"torn1\ntorn2\n").unwrap();
+    let (_log, next) = DiskLog::open(dir, "d", 8).unwrap();
+    assert_eq!(next, u64::MAX);
+}

@@ -173,7 +173,7 @@ impl DiskLog {
             let mut b = [0u8; REC];
             self.idx.read_exact_at(&mut b, REC as u64 * n)?;
             let r = Rec::decode(&b);
-            r.offset + u64::from(r.len)
+            r.offset.saturating_add(u64::from(r.len))
         } else {
             0
         };
@@ -196,7 +196,8 @@ impl DiskLog {
                 pieces: false,
             };
             self.idx.write_all(&rec.encode())?;
-            next += lines;
+            // A damaged index may have put `next` near `u64::MAX`.
+            next = next.saturating_add(lines);
             tracing::warn!(process = %self.name, bytes = tail.len(), lines, "indexed disk log bytes written before a crash");
         } else if len < indexed_end {
             tracing::warn!(process = %self.name, "disk log shorter than its index; it was truncated by someone");
