@@ -746,7 +746,15 @@ class Soak:
             r = c.call("stop", {"all": True})
             bad = [x for x in r.get("result", {}).get("results", []) if not x["ok"]]
             summary["stop_all_failed"] = bad[:10]
-            status = {p["name"]: p for p in c.call("status")["result"]["processes"]}
+            # The disk log is written behind the ring: wait, with a deadline, until no
+            # program has lines waiting for it, then check the disk against status.
+            deadline = time.time() + 60
+            while True:
+                status = {p["name"]: p for p in c.call("status")["result"]["processes"]}
+                if not any(p["logs"].get("disk_pending") for p in status.values()) \
+                        or time.time() > deadline:
+                    break
+                time.sleep(0.05)  # polling interval, bounded by the deadline above
             c.close()
             summary["running_after_stop_all"] = [n for n, p in status.items() if p["pid"] is not None]
             self.daemon.send_signal(signal.SIGTERM)

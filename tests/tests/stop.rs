@@ -320,3 +320,33 @@ fn many_programs_stopped_at_once_leave_no_descendant_not_even_late_forks_issue_7
         }
     }
 }
+
+brtest!(
+    a_stop_that_returned_has_the_programs_last_words_in_its_logs,
+    // On SIGTERM the program prints 500,000 numbered lines at once and exits, leaving its
+    // pipe full: stop returns once they are all read, so status counts them and `logs`
+    // ends with the last.
+    Config::new().process(
+        "talker",
+        Proc::sh(
+            "big=$(seq 1 500000); trap 'printf \"%s\\n\" \"$big\"; exit 0' TERM; \
+             echo ready; sleep 1000 & wait",
+        ),
+    ),
+    |d| {
+        d.wait_state("talker", "running");
+        d.wait_logged("talker", "ready");
+        d.ctl_ok(&["stop", "talker"]);
+        let s = d.state_of("talker");
+        assert_eq!(s["state"], "stopped", "{s:#}");
+        let lines = d.log_lines("talker");
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("500000"),
+            "the last line is in the logs when stop returns: {:?}",
+            &lines[lines.len().saturating_sub(3)..]
+        );
+        let counted = s["logs"]["lines"].as_u64().expect("lines");
+        assert!(counted > 500_000, "status counts every line: {s:#}");
+    }
+);

@@ -57,6 +57,9 @@ enum Msg {
     Adopt(Vec<(OwnedFd, crate::handover::Pipe)>),
     /// Stop reading, write what is held, and hand every pipe back (re-exec).
     Detach(oneshot::Sender<Vec<(OwnedFd, crate::handover::Pipe)>>),
+    /// Answer once every pipe of this run and the runs before it has ended and what it
+    /// carried is in the ring and handed to the disk log.
+    Settle(u32, oneshot::Sender<()>),
 }
 
 /// The supervisor task's end of the capture task.
@@ -91,6 +94,18 @@ impl CaptureHandle {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Waits, at most `limit`, until the pipes of run `generation` (and of the runs before
+    /// it) have ended and their last lines are in the ring, so that a stop that returns has
+    /// its program's last words counted and readable. A descendant that escaped the stop and
+    /// still holds a pipe is what the limit is for; returns whether everything ended.
+    pub async fn settle(&self, generation: u32, limit: std::time::Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.try_send(Msg::Settle(generation, tx)).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
     }
 }
 
@@ -167,6 +182,8 @@ async fn run(
     let mut pipes: Vec<Pipe> = Vec::new();
     let mut rx_open = true;
     let mut detach = None;
+    // Settle requests not answered yet: (generation, reply).
+    let mut settling: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     // While the disk log fails: when to try it again.
     let mut retry: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
@@ -226,6 +243,10 @@ async fn run(
                         detach = Some(reply);
                         return Poll::Ready(());
                     }
+                    Poll::Ready(Some(Msg::Settle(generation, reply))) => {
+                        settling.push((generation, reply));
+                        progressed = true;
+                    }
                     Poll::Ready(None) => {
                         rx_open = false;
                         progressed = true;
@@ -267,6 +288,17 @@ async fn run(
         }
         sink.flush_pending();
         sink.plane.activity.notify_waiters();
+        if !settling.is_empty() && !sink.has_pending() {
+            let mut i = 0;
+            while i < settling.len() {
+                let generation = settling[i].0;
+                if pipes.iter().any(|p| p.generation <= generation) {
+                    i += 1;
+                } else {
+                    let _ = settling.swap_remove(i).1.send(());
+                }
+            }
+        }
         if let Some(reply) = detach.take() {
             let handed = pipes
                 .drain(..)

@@ -45,6 +45,11 @@ pub struct Shared {
     pub desired: Arc<Desired>,
 }
 
+/// How long a stop waits for the stopped run's output pipes to end. Only a descendant that
+/// escaped the stop (a new session, reparented away) holds one longer; its lines are
+/// still captured, later.
+const SETTLE_LIMIT: Duration = Duration::from_millis(250);
+
 /// A running child: its pid and the pidfd that tells when it exits.
 pub struct Child {
     pub pid: i32,
@@ -381,6 +386,11 @@ impl Task {
         )
         .await;
         self.shared.children.untrack(child.pid);
+        // The tree is gone, so its pipes end: wait for their last lines, so that a stop
+        // that returned has them counted and `logs` shows them.
+        self.capture
+            .settle(self.generation as u32, SETTLE_LIMIT)
+            .await;
         let mut info = (**self.entry.info.load()).clone();
         let reply = match result {
             Ok(kind) => {
