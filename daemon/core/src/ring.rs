@@ -482,6 +482,8 @@ impl LogRing {
             return;
         }
         self.payload_into(pos + HDR, hd.len, scratch);
+        // A torn header may carry any seq; its lines are discarded by the caller's
+        // validation, so the seqs only must not overflow on the way (hence wrapping_add).
         let data = &scratch[..];
         let end = skip + take;
         let mut i = 0;
@@ -489,7 +491,7 @@ impl LogRing {
         for nl in memchr::memchr_iter(b'\n', data) {
             if i >= skip {
                 out.push(Line {
-                    meta: meta(hd.seq + i, false),
+                    meta: meta(hd.seq.wrapping_add(i), false),
                     bytes: data[start..nl].to_vec(),
                 });
             }
@@ -502,7 +504,7 @@ impl LogRing {
         // The last line of a record may come without its newline.
         if i >= skip && i < end && (start < data.len() || data.is_empty()) {
             out.push(Line {
-                meta: meta(hd.seq + i, false),
+                meta: meta(hd.seq.wrapping_add(i), false),
                 bytes: data[start..].to_vec(),
             });
         }
