@@ -27,6 +27,10 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_signal: Option<i32>,
         restarts: u32,
+        /// Why, in words, when the change has a reason beyond the exit itself ("health
+        /// check failed: HTTP 500 from ...", "requires db, which failed").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     ProcessAdded {
         process: String,
@@ -146,6 +150,7 @@ mod tests {
                 exit_code: Some(1),
                 exit_signal: None,
                 restarts: 2,
+                reason: None,
             },
         };
         let v = serde_json::to_value(&p).unwrap();

@@ -110,9 +110,13 @@ pub fn render(params: &Value, color: bool) -> String {
             exit_code,
             exit_signal,
             restarts,
+            reason,
             ..
         } => {
             let mut details = Vec::new();
+            if let Some(reason) = reason {
+                details.push(reason.clone());
+            }
             if let (Some(pid), true) = (pid, new.is_active()) {
                 details.push(format!("pid {pid}"));
             }
@@ -170,6 +174,7 @@ mod tests {
             exit_code: Some(1),
             exit_signal: None,
             restarts: 0,
+            reason: None,
         });
         assert_eq!(
             render(&v, false),
@@ -183,6 +188,7 @@ mod tests {
             exit_code: None,
             exit_signal: None,
             restarts: 2,
+            reason: None,
         });
         assert_eq!(
             render(&v, false),
@@ -196,6 +202,7 @@ mod tests {
             exit_code: None,
             exit_signal: Some(9),
             restarts: 0,
+            reason: None,
         });
         assert_eq!(
             render(&v, false),

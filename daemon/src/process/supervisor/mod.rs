@@ -293,7 +293,7 @@ impl Task {
         info.next_attempt = None;
         self.entry.info.store(Arc::new(info));
         if explicit {
-            self.set_state(ProcessState::Failed, None);
+            self.set_state_because(ProcessState::Failed, None, Some(err.clone()));
         } else {
             // An automatic restart that cannot spawn counts as a crash at once.
             self.decide(ExitKind::Code(127), Duration::ZERO).await;
@@ -347,14 +347,15 @@ impl Task {
             Decision::Exited => self.set_state(ProcessState::Exited, None),
             Decision::Failed => {
                 let mut info = (**self.entry.info.load()).clone();
-                info.last_error = Some(format!(
+                let why = format!(
                     "restarted {} times within {}; giving up (start it again with: brummerctl start {})",
                     def.start_limit.burst,
                     humantime::format_duration(def.start_limit.interval),
                     self.entry.name
-                ));
+                );
+                info.last_error = Some(why.clone());
                 self.entry.info.store(Arc::new(info));
-                self.set_state(ProcessState::Failed, None);
+                self.set_state_because(ProcessState::Failed, None, Some(why));
             }
         }
     }
@@ -413,6 +414,11 @@ impl Task {
 
     /// Publishes a state change: cell first (what readers see), then the event.
     fn set_state(&mut self, new: ProcessState, pid: Option<u32>) {
+        self.set_state_because(new, pid, None);
+    }
+
+    /// [`set_state`](Self::set_state) with the reason the event carries.
+    fn set_state_because(&mut self, new: ProcessState, pid: Option<u32>, reason: Option<String>) {
         let old = self.entry.cell.load().hot();
         self.entry.cell.store(Hot {
             state: new,
@@ -435,6 +441,7 @@ impl Task {
                 exit_code: info.exit_code.filter(|_| !new.is_active()),
                 exit_signal: info.exit_signal.filter(|_| !new.is_active()),
                 restarts: self.restarts,
+                reason,
             });
         }
     }
