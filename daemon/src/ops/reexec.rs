@@ -56,6 +56,9 @@ pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
     for e in state.entries() {
         set.spawn(async move {
             let (tx, rx) = tokio::sync::oneshot::channel();
+            // Unlike a client's command (`ProcessEntry::send`, an error on a full queue),
+            // the hand-over waits for room: a program left out would lose its child to
+            // the next image, and the commands ahead of it are answered in turn.
             if let Err(err) = e.cmd.send(Command::Detach(tx)).await {
                 drop(err);
                 return Err(e.name.to_string());
