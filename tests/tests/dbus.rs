@@ -1043,3 +1043,57 @@ async fn url_detected_signal_and_urls_property() {
         "{s}"
     );
 }
+
+/// The usage properties carry systemd's names and types (`t`) and the sample's values;
+/// while nothing runs they are systemd's "not set" (`u64::MAX`).
+#[test]
+fn usage_properties_read_as_systemd_names_them() {
+    let bus = DbusDaemon::session();
+    let d = start(&bus, &two());
+    d.wait_state("my-app", "running");
+    let m = wait_for("a sample of my-app", T, || {
+        d.state_of("my-app").get("metrics").cloned()
+    });
+    let get = |name: &str| {
+        run_ok(busctl(&bus).args([
+            "get-property",
+            NAME,
+            &format!(
+                "/io/github/brummer/Brummer1/process/{}",
+                name.replace('-', "_2d")
+            ),
+            PROCESS_IFACE,
+            "MemoryCurrent",
+            "CPUUsageNSec",
+            "TasksCurrent",
+            "IOReadBytes",
+            "IOWriteBytes",
+            "MemoryPeak",
+        ]))
+    };
+    let numbers = |out: String| -> Vec<u64> {
+        out.lines()
+            .map(|l| {
+                l.strip_prefix("t ")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("not a t: {l:?}"))
+            })
+            .collect()
+    };
+    let running = numbers(get("my-app"));
+    // A sleep: its memory and CPU time do not move between two samples.
+    let want = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {m:#}"));
+    assert_eq!(
+        running,
+        vec![
+            want("memory_bytes"),
+            want("cpu_usage_ns"),
+            1,
+            want("io_read_bytes"),
+            want("io_write_bytes"),
+            want("memory_peak_bytes"),
+        ],
+        "{m:#}"
+    );
+    assert_eq!(numbers(get("web")), vec![u64::MAX; 6]);
+}
