@@ -21,8 +21,9 @@ use crate::logs::{self, scanner};
 use crate::mode::Mode;
 use crate::ops;
 use crate::process::Command;
+use crate::process::procsource::ProcSource;
 use crate::process::supervisor::leftover;
-use crate::process::usage::{self, ProcSource, Source};
+use crate::process::usage;
 use crate::scrape;
 use crate::shutdown::Shutdown;
 use crate::state::{ReexecRequest, ReloadRequest, State};
@@ -162,7 +163,7 @@ pub async fn run(
     );
     let sampled = state.clone();
     tasks.spawn(usage::run(
-        Source::Proc(ProcSource::new(state.procs().clone())),
+        ProcSource::new(state.procs().clone()),
         move || sampled.entries(),
     ));
     // The listener's descriptor, kept for a re-exec (the same socket: pending clients wait

@@ -59,7 +59,11 @@ fn clock_ticks() -> u64 {
 fn kernel_cpu_ticks(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|&p| stat_fields(p))
-        .map(|f| (11..=14).map(|i| f[i].parse::<u64>().unwrap_or(0)).sum::<u64>())
+        .map(|f| {
+            (11..=14)
+                .map(|i| f[i].parse::<u64>().unwrap_or(0))
+                .sum::<u64>()
+        })
         .sum()
 }
 
@@ -135,10 +139,11 @@ brtest!(
 fn memory_is_the_trees_resident_set_and_the_peak_stays() {
     let dir = tempfile::tempdir().expect("tempdir");
     let trigger = dir.path().join("free");
-    let d = Daemon::start(&Config::new().process(
-        "mem",
-        Proc::python(
-            "import os, time\n\
+    let d = Daemon::start(
+        &Config::new().process(
+            "mem",
+            Proc::python(
+                "import os, time\n\
              b = bytearray(50 << 20)\n\
              for i in range(0, len(b), 4096): b[i] = 1\n\
              print('allocated', flush=True)\n\
@@ -146,9 +151,10 @@ fn memory_is_the_trees_resident_set_and_the_peak_stays() {
              del b\n\
              print('freed', flush=True)\n\
              time.sleep(1000)\n",
-        )
-        .env("FREE_WHEN", &trigger.display().to_string()),
-    ));
+            )
+            .env("FREE_WHEN", &trigger.display().to_string()),
+        ),
+    );
     d.wait_logged("mem", "allocated");
     let pid = d.pid_of("mem");
     let held = sample_after(&d, "mem", now_us());

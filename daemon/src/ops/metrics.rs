@@ -4,6 +4,7 @@
 //! brummerd's own RSS (one read of /proc/self/statm).
 
 use crate::process::ProcessEntry;
+use crate::process::procsource::own_rss_bytes;
 use crate::process::usage;
 use crate::state::State;
 use brummer_proto::ProcessState;
@@ -166,7 +167,7 @@ fn daemon(out: &mut String, state: &State) {
             "brummer_daemon_resident_memory_bytes",
             "gauge",
             "brummerd's own resident memory.",
-            usage::own_rss_bytes() as f64,
+            own_rss_bytes() as f64,
         ),
         (
             "brummer_daemon_events_missed_total",

@@ -5,9 +5,9 @@
 //! scan of /proc per sample (shared with any stop that wants one) and one small read per
 //! member process.
 
-use super::Reading;
-use crate::process::supervisor::ProcScanner;
-use crate::process::supervisor::procfs::{self, Table};
+use super::supervisor::ProcScanner;
+use super::supervisor::procfs::{self, Table};
+use super::usage::{Reading, Source};
 use std::collections::HashSet;
 
 pub struct ProcSource {
@@ -25,9 +25,15 @@ impl ProcSource {
             page_bytes: rustix::param::page_size() as u64,
         }
     }
+}
+
+impl Source for ProcSource {
+    fn kind(&self) -> &'static str {
+        "proc"
+    }
 
     /// One reading per main pid, from a /proc scan begun after this call.
-    pub async fn read(&self, pids: Vec<i32>) -> Vec<Option<Reading>> {
+    async fn read(&self, pids: Vec<i32>) -> Vec<Option<Reading>> {
         if pids.is_empty() {
             return Vec::new();
         }

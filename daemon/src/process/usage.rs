@@ -2,18 +2,14 @@
 //! (`run`) and publishes each program's [`Usage`] in its entry, where `status`, D-Bus and
 //! the metrics text read it with one `ArcSwap` load. Nothing is measured per request.
 //!
-//! The figures come from a [`Source`]: today the /proc fallback (`procsrc`: a walk of the
-//! program's tree in the shared /proc scan); a cgroup source, O(1) per program, slots in
-//! beside it as another variant. What is derived from two samples (CPU percent, the peak,
-//! a CPU counter that never goes back within a run) is computed here, the same for every
-//! source.
-
-mod procsrc;
-
-pub use procsrc::{ProcSource, own_rss_bytes};
+//! The figures come from a [`Source`]: today the /proc fallback (`procsource`: a walk of
+//! the program's tree in the shared /proc scan); a cgroup source, O(1) per program, is
+//! another implementation. What is derived from two samples (CPU percent, the peak, a CPU
+//! counter that never goes back within a run) is computed here, the same for every source.
 
 use brummer_proto::methods::ProcessMetrics;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,25 +49,13 @@ pub struct Reading {
 }
 
 /// Where readings come from.
-pub enum Source {
-    Proc(ProcSource),
-}
-
-impl Source {
+pub trait Source: Send + Sync {
     /// The name `status --json` gives it (`metrics.source`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Source::Proc(_) => "proc",
-        }
-    }
+    fn kind(&self) -> &'static str;
 
     /// One reading per main pid (in the same order); `None` for a program whose tree is
     /// gone.
-    pub async fn read(&self, pids: Vec<i32>) -> Vec<Option<Reading>> {
-        match self {
-            Source::Proc(s) => s.read(pids).await,
-        }
-    }
+    fn read(&self, pids: Vec<i32>) -> impl Future<Output = Vec<Option<Reading>>> + Send;
 }
 
 /// One program's published sample.
@@ -153,7 +137,7 @@ fn derive(prev: Option<&Run>, pid: u32, r: Reading, at: Instant) -> (Run, Option
 /// Samples every program every [`SAMPLE_EVERY`] until dropped (the server spawns it on
 /// the shutdown tracker). `programs` lists the programs of the moment (a reload changes
 /// them). The only publisher of every program's usage.
-pub async fn run<P: Sampled>(source: Source, programs: impl Fn() -> Vec<Arc<P>> + Send) {
+pub async fn run<P: Sampled>(source: impl Source, programs: impl Fn() -> Vec<Arc<P>> + Send) {
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut runs: HashMap<Arc<str>, Run> = HashMap::new();
