@@ -97,6 +97,14 @@ async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("timed out after {T:?} waiting for {what}"))
 }
 
+/// The object path of program `name` (a `-` escaped as `_2d`, as brummerd exports it).
+fn process_path(name: &str) -> String {
+    format!(
+        "/io/github/brummer/Brummer1/process/{}",
+        name.replace('-', "_2d")
+    )
+}
+
 fn busctl(bus: &DbusDaemon) -> Command {
     let mut c = Command::new("busctl");
     c.arg(format!("--address={}", bus.address));
@@ -448,10 +456,7 @@ fn enable_and_disable_over_dbus_hold_across_a_restart() {
         run_ok(busctl(&bus).args([
             "get-property",
             NAME,
-            &format!(
-                "/io/github/brummer/Brummer1/process/{}",
-                name.replace('-', "_2d")
-            ),
+            &process_path(name),
             PROCESS_IFACE,
             "Enabled",
         ]))
@@ -1058,10 +1063,7 @@ fn usage_properties_read_as_systemd_names_them() {
         run_ok(busctl(&bus).args([
             "get-property",
             NAME,
-            &format!(
-                "/io/github/brummer/Brummer1/process/{}",
-                name.replace('-', "_2d")
-            ),
+            &process_path(name),
             PROCESS_IFACE,
             "MemoryCurrent",
             "CPUUsageNSec",

@@ -8,10 +8,10 @@
 //! for a sample stamped later (`sampled_at_us`), which brummerd takes before it reads /proc,
 //! so that sample saw everything the test did before.
 
-use brummer_tests::{Config, Daemon, Proc, T, brtest, stat_fields, wait_for};
+use brummer_tests::{Config, Daemon, Proc, T, brtest, run, stat_fields, wait_for};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -232,22 +232,20 @@ brtest!(
     }
 );
 
-/// `promtool check metrics` on `text`: Ok, or promtool's complaint.
+/// `promtool check metrics` on `text` (with the harness's deadline): Ok, or promtool's
+/// complaint.
 fn promtool(text: &str) -> Result<(), String> {
-    let mut child = Command::new("promtool")
+    let mut file = tempfile::tempfile().expect("a temporary file");
+    file.write_all(text.as_bytes()).expect("write the text");
+    file.seek(std::io::SeekFrom::Start(0)).expect("rewind");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    assert!(
+        std::env::split_paths(&path).any(|d| d.join("promtool").is_file()),
+        "promtool is not on PATH: it comes with Debian's prometheus package (.ci/run takes it from there)"
+    );
+    let out = run(Command::new("promtool")
         .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool (Debian package prometheus: apt-get install prometheus)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool");
+        .stdin(Stdio::from(file)));
     if out.status.success() {
         Ok(())
     } else {
