@@ -11,7 +11,10 @@ metrics, has its first sample):
     times, median (the daemon's side without the CLI's process start), and its size;
   - idle CPU: brummerd's utime+stime over WINDOW seconds with nothing asked of it, in
     percent of one CPU (the sampler is the only periodic work);
-  - brummerd's RSS at the end.
+  - brummerd's RSS at the end;
+  - what one pass over the programs' /proc files costs from here (Python: an upper bound,
+    for comparison between the files), in µs per process: `stat` (what the /proc scan
+    reads anyway), `io` (one more read per member), `smaps_rollup` (what PSS would add).
 Prints one JSON line per run and a summary table (medians over the reps).
 
 usage: usage-cost.py LABEL=BIN_DIR [LABEL=BIN_DIR ...]
@@ -118,6 +121,14 @@ def run(label, bindir, n):
             size = len(c.call("status"))
             raw.append((time.perf_counter() - t0) * 1000)
         c.close()
+        pids = [p["pid"] for p in json.loads(Conn(sock).call("status"))["result"]["processes"]]
+        costs = {}
+        for name in ("stat", "io", "smaps_rollup"):
+            t0 = time.perf_counter()
+            for pid in pids:
+                with open(f"/proc/{pid}/{name}", "rb") as f:
+                    f.read()
+            costs[f"{name}_us"] = round((time.perf_counter() - t0) / len(pids) * 1e6, 1)
         a = cpu_ticks(daemon.pid)
         t0 = time.monotonic()
         time.sleep(WINDOW)
@@ -129,7 +140,7 @@ def run(label, bindir, n):
                 "socket_median_ms": round(statistics.median(raw), 2),
                 "status_bytes": size,
                 "idle_cpu_pct": round((b - a) / TICK / secs * 100, 2),
-                "rss_mib": round(rss_kib(daemon.pid) / 1024, 1)}
+                "rss_mib": round(rss_kib(daemon.pid) / 1024, 1), **costs}
     finally:
         daemon.terminate()
         daemon.wait(timeout=180)
@@ -148,7 +159,7 @@ def main():
                 print(json.dumps(r), flush=True)
                 runs.append(r)
     keys = ["cli_median_ms", "cli_p95_ms", "socket_median_ms", "status_bytes",
-            "idle_cpu_pct", "rss_mib"]
+            "idle_cpu_pct", "rss_mib", "stat_us", "io_us", "smaps_rollup_us"]
     print("| build | programs | " + " | ".join(keys) + " |")
     print("| --- | --- |" + " --- |" * len(keys))
     for n in NS:

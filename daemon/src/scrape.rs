@@ -11,7 +11,6 @@ use crate::ops;
 use crate::state::State;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,22 +36,32 @@ pub fn serve(state: Arc<State>, addr: SocketAddr) -> std::io::Result<SocketAddr>
 
 async fn accept(state: Arc<State>, listener: TcpListener) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let refused = AtomicU64::new(0);
+    let mut refused: u64 = 0;
+    let mut failing: u64 = 0;
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(cause = %e, "metrics listener: accept failed; retrying in 50 ms");
+                // Logged when a run of failures begins and when it ends, not 20 times a
+                // second (out of descriptors, every retry fails).
+                if failing == 0 {
+                    tracing::warn!(cause = %e, "metrics listener: accept failed; retrying every 50 ms");
+                }
+                failing += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        if failing > 0 {
+            tracing::warn!(failed = failing, "metrics listener: accepting again");
+            failing = 0;
+        }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            let n = refused.fetch_add(1, Ordering::Relaxed) + 1;
-            // The first of a run and then every 100th: a flood must not flood the log.
-            if n % 100 == 1 {
+            refused += 1;
+            // The first and then every 100th: a flood of clients must not flood the log.
+            if refused % 100 == 1 {
                 tracing::warn!(
-                    refused = n,
+                    refused,
                     limit = MAX_CONNECTIONS,
                     "metrics listener: too many connections at once; closing new ones"
                 );

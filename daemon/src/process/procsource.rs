@@ -7,7 +7,7 @@
 
 use super::supervisor::ProcScanner;
 use super::supervisor::procfs::{self, Table};
-use super::usage::{Reading, Source};
+use super::usage::{Reading, Source, Target};
 use std::collections::HashSet;
 
 pub struct ProcSource {
@@ -32,18 +32,19 @@ impl Source for ProcSource {
         "proc"
     }
 
-    /// One reading per main pid, from a /proc scan begun after this call.
-    async fn read(&self, pids: Vec<i32>) -> Vec<Option<Reading>> {
-        if pids.is_empty() {
+    /// One reading per target, from a /proc scan begun after this call.
+    async fn read(&self, targets: Vec<Target>) -> Vec<Option<Reading>> {
+        if targets.is_empty() {
             return Vec::new();
         }
         let table = self.scanner.fresh().await;
         let (ns_per_tick, page_bytes) = (self.ns_per_tick, self.page_bytes);
-        let n = pids.len();
+        let n = targets.len();
         // The io reads are one open and read per member: a blocking thread's work.
         tokio::task::spawn_blocking(move || {
-            pids.iter()
-                .map(|&pid| tree(&table, pid, ns_per_tick, page_bytes))
+            targets
+                .iter()
+                .map(|t| tree(&table, t.pid, ns_per_tick, page_bytes))
                 .collect()
         })
         .await

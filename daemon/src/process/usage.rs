@@ -48,14 +48,22 @@ pub struct Reading {
     pub io: Option<(u64, u64)>,
 }
 
+/// A running program as a source is asked about it: by name (a cgroup source finds its
+/// cgroup by it) and by its main process (the /proc source walks the tree from there).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: Arc<str>,
+    pub pid: i32,
+}
+
 /// Where readings come from.
 pub trait Source: Send + Sync {
     /// The name `status --json` gives it (`metrics.source`).
     fn kind(&self) -> &'static str;
 
-    /// One reading per main pid (in the same order); `None` for a program whose tree is
-    /// gone.
-    fn read(&self, pids: Vec<i32>) -> impl Future<Output = Vec<Option<Reading>>> + Send;
+    /// One reading per target (in the same order); `None` for a program whose processes
+    /// are gone.
+    fn read(&self, targets: Vec<Target>) -> impl Future<Output = Vec<Option<Reading>>> + Send;
 }
 
 /// One program's published sample.
@@ -144,11 +152,21 @@ pub async fn run<P: Sampled>(source: impl Source, programs: impl Fn() -> Vec<Arc
     loop {
         tick.tick().await;
         let entries = programs();
-        let pids: Vec<Option<u32>> = entries.iter().map(|e| e.pid()).collect();
-        let wanted: Vec<i32> = pids
+        // Pids are below 2^22, so every one converts; one that did not would be skipped
+        // here and below alike, keeping readings and programs in step.
+        let pids: Vec<Option<(u32, i32)>> = entries
             .iter()
-            .flatten()
-            .filter_map(|&p| i32::try_from(p).ok())
+            .map(|e| e.pid().and_then(|p| Some((p, i32::try_from(p).ok()?))))
+            .collect();
+        let wanted: Vec<Target> = entries
+            .iter()
+            .zip(&pids)
+            .filter_map(|(e, p)| {
+                Some(Target {
+                    name: e.name().clone(),
+                    pid: p.as_ref()?.1,
+                })
+            })
             .collect();
         let sampled_at = SystemTime::now();
         let at = Instant::now();
@@ -159,7 +177,7 @@ pub async fn run<P: Sampled>(source: impl Source, programs: impl Fn() -> Vec<Arc
                 Some(_) => readings.next().flatten(),
                 None => None,
             };
-            let (Some(pid), Some(r)) = (pid, reading) else {
+            let (Some((pid, _)), Some(r)) = (pid, reading) else {
                 e.publish(None);
                 continue;
             };
