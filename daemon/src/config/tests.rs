@@ -159,7 +159,7 @@ start_limit = { burst = 2, interval = "1h" }
     assert_eq!(def.backoff.reset_after, Duration::from_secs(90));
     assert_eq!(def.start_limit.burst, 2);
     assert_eq!(def.start_limit.interval, Duration::from_secs(3600));
-    assert_eq!(def.source.line, 6);
+    assert_eq!(def.source.line, 7);
 }
 
 #[test]
