@@ -394,8 +394,8 @@ fn http(port: u16, request: &str) -> (String, String) {
 
 brtest!(
     /// With `metrics_listen`, brummerd serves the same series over HTTP at /metrics (valid
-    /// for promtool), on the address given and nowhere else; other paths and methods get
-    /// an error.
+    /// for promtool), on the address given and nowhere else; HEAD gets the head alone,
+    /// other paths, methods and garbage an error.
     metrics_listen_serves_the_same_text_over_http,
     Config::new()
         .daemon("metrics_listen", "127.0.0.1:0")
@@ -421,6 +421,9 @@ brtest!(
         promtool(&body).unwrap_or_else(|e| panic!("promtool: {e}\n{body}"));
         let text = d.ctl_ok(&["metrics"]);
         assert_eq!(series(&body), series(&text));
+        let (head, body) = http(port, "HEAD /metrics HTTP/1.0\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(body, "", "HEAD has no body");
         let (head, _) = http(port, "GET /other HTTP/1.1\r\n\r\n");
         assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
         let (head, _) = http(port, "POST /metrics HTTP/1.1\r\n\r\n");
