@@ -443,3 +443,31 @@ brtest!(
         assert!(!d.daemon_log().contains("serving metrics"));
     }
 );
+
+brtest!(
+    /// A subscriber that stops reading loses events, and the daemon's metrics count them:
+    /// a crash loop fills its stream while it reads nothing.
+    events_missed_by_a_stalled_subscriber_are_counted,
+    Config::new().process(
+        "crash",
+        Proc::new(["false"])
+            .restart("always")
+            .autostart(false)
+            .backoff("1ms", "1ms")
+            .start_limit(1_000_000, "1m"),
+    ),
+    |d| {
+        let mut stalled = d.rpc();
+        assert!(stalled.subscribe().get("subscription").is_some());
+        let missed = |d: &Daemon| {
+            value(&d.ctl_ok(&["metrics"]), "brummer_daemon_events_missed_total").unwrap_or(0.0)
+        };
+        assert_eq!(missed(&d), 0.0);
+        d.ctl_ok(&["start", "crash"]);
+        wait_for("events missed by the stalled subscriber", T * 4, || {
+            (missed(&d) > 0.0).then_some(())
+        });
+        d.ctl_ok(&["stop", "crash"]);
+        drop(stalled);
+    }
+);
