@@ -36,6 +36,12 @@ pub struct Cli {
 pub enum Command {
     /// Show the state of processes (all when no NAME is given)
     ///
+    /// CPU is the share of one CPU the process and its descendants used over the last
+    /// sample interval (2 s; 200% is two CPUs busy), MEM their resident memory now; both
+    /// are `-` while nothing runs or before the first sample. With --json, the `metrics`
+    /// object has the raw figures (CPU time in ns, peak memory, tasks, IO bytes) and
+    /// `containment` says what holds a program's processes together.
+    ///
     /// The NOTE column says when a program in backoff is started again, the last error,
     /// what fails on its disk log (full, unwritable, deleted) and how many of its lines
     /// never reached the disk. With --json, the `logs` object of each process has the
@@ -81,6 +87,14 @@ pub enum Command {
     Reload,
     /// Print the versions of brummerctl and brummerd
     Version,
+    /// Print every process's and brummerd's figures in the Prometheus text format
+    ///
+    /// Per process: up, state, restarts, CPU seconds, memory and its peak, tasks, IO
+    /// bytes, log lines and bytes, ring evictions; for brummerd: its resident memory,
+    /// events missed by slow subscribers, event subscribers, connections. brummerd can
+    /// serve the same text over HTTP for a Prometheus scrape: see metrics_listen in
+    /// brummer.toml(5).
+    Metrics,
     /// Re-execute brummerd (its binary on disk, e.g. after an upgrade) without stopping any process
     #[command(
         name = "daemon-reexec",

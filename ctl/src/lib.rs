@@ -59,5 +59,6 @@ fn run(ctx: &mut Ctx, command: Command) -> Result<i32, exit::CtlError> {
         Command::Reload => commands::reload::run(ctx),
         Command::Version => commands::version::run(ctx),
         Command::DaemonReexec => commands::reexec::run(ctx),
+        Command::Metrics => commands::metrics::run(ctx),
     }
 }

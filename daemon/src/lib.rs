@@ -30,6 +30,7 @@ pub mod nofile;
 pub mod ops;
 pub mod paths;
 pub mod process;
+pub mod scrape;
 pub mod server;
 pub mod shutdown;
 pub mod state;

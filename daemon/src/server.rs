@@ -21,7 +21,10 @@ use crate::logs::{self, scanner};
 use crate::mode::Mode;
 use crate::ops;
 use crate::process::Command;
+use crate::process::procsource::ProcSource;
 use crate::process::supervisor::leftover;
+use crate::process::usage;
+use crate::scrape;
 use crate::shutdown::Shutdown;
 use crate::state::{ReexecRequest, ReloadRequest, State};
 use crate::systemd::notify;
@@ -153,10 +156,30 @@ pub async fn run(
     // After D-Bus: a client that reaches the socket finds the bus name owned too.
     scanner::spawn(state.logs().clone(), state.bus().clone(), &tasks);
     tasks.spawn(clockwatch::run());
+    tracing::info!(
+        containment = usage::containment().as_str(),
+        cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+        "programs are held together by their process group and session, found in /proc (no cgroup per program yet)"
+    );
+    let sampled = state.clone();
+    tasks.spawn(usage::run(
+        ProcSource::new(state.procs().clone()),
+        move || sampled.entries(),
+    ));
     // The listener's descriptor, kept for a re-exec (the same socket: pending clients wait
     // in its backlog while the image is replaced).
     let listener_fd: Option<OwnedFd> = listener.try_clone().ok().map(OwnedFd::from);
     control::serve(state.clone(), listener).map_err(RunError::Listener)?;
+    if let Some(addr) = config.daemon.metrics_listen {
+        match scrape::serve(state.clone(), addr) {
+            Ok(bound) => {
+                tracing::info!(address = %bound, "serving metrics at http://{bound}/metrics")
+            }
+            Err(e) => {
+                tracing::error!(address = %addr, cause = %e, "cannot listen for metrics scrapes (daemon.metrics_listen); serving none")
+            }
+        }
+    }
     // Config loaded and every control plane serving: READY=1.
     notify::ready_and_follow(state.clone());
     // Start-up is over: the code only it ran need not stay resident.

@@ -19,7 +19,7 @@ use brummer_proto::methods::ReloadResult;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Reloads queued at once; more are refused (the caller retries).
@@ -55,6 +55,17 @@ pub struct State {
     stopping: AtomicBool,
     reload_tx: mpsc::Sender<ReloadRequest>,
     reexec_tx: mpsc::Sender<ReexecRequest>,
+    /// Open control-socket connections (the metrics' `brummer_daemon_connections`).
+    connections: Arc<AtomicU64>,
+}
+
+/// Counts one open connection until dropped.
+pub struct ConnectionCount(Arc<AtomicU64>);
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The receiving ends of the requests the server's top loop runs.
@@ -104,6 +115,7 @@ impl State {
             stopping: AtomicBool::new(false),
             reload_tx,
             reexec_tx,
+            connections: Arc::default(),
         };
         Ok((
             state,
@@ -150,6 +162,17 @@ impl State {
     /// The spawn gate and orphan reaper.
     pub fn children(&self) -> &Children {
         &self.programs.children
+    }
+
+    /// Counts a connection as open until the returned value is dropped.
+    pub fn connection_opened(&self) -> ConnectionCount {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionCount(self.connections.clone())
+    }
+
+    /// Control-socket connections open now.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     pub fn is_shutting_down(&self) -> bool {

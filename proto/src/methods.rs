@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Method names, in the order `docs/protocol.md` documents them.
-pub const METHODS: [&str; 15] = [
+pub const METHODS: [&str; 16] = [
     "hello",
     "version",
     "list",
@@ -27,6 +27,7 @@ pub const METHODS: [&str; 15] = [
     "unsubscribe",
     "reload",
     "daemon-reexec",
+    "metrics",
 ];
 
 /// A decoded request.
@@ -48,6 +49,8 @@ pub enum Request {
     Reload,
     /// Replace the daemon's image with its binary on disk, keeping every program.
     DaemonReexec,
+    /// Every program's and the daemon's figures in the Prometheus text format.
+    Metrics,
 }
 
 impl Request {
@@ -79,6 +82,10 @@ impl Request {
             "daemon-reexec" => {
                 params_of::<Empty>(method, params)?;
                 Request::DaemonReexec
+            }
+            "metrics" => {
+                params_of::<Empty>(method, params)?;
+                Request::Metrics
             }
             other => {
                 let hint = crate::name::suggest(other, METHODS)
@@ -114,6 +121,7 @@ impl Request {
             Request::Unsubscribe(p) => ("unsubscribe", v(p)),
             Request::Reload => ("reload", Value::Object(Default::default())),
             Request::DaemonReexec => ("daemon-reexec", Value::Object(Default::default())),
+            Request::Metrics => ("metrics", Value::Object(Default::default())),
         }
     }
 
@@ -281,6 +289,61 @@ pub struct ProcessStatus {
     /// http(s) URLs found in the program's output (each once, oldest first).
     #[serde(default)]
     pub urls: Vec<String>,
+    /// What holds the program's processes together, so that a stop reaches them all:
+    /// `"process-group"` (its process group, session and descendants found in /proc) or
+    /// `"cgroup"`. Absent from daemons older than issue 18.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<String>,
+    /// What the running program costs, from the last sample; absent while no child runs
+    /// (and until the first sample of a run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<ProcessMetrics>,
+}
+
+/// A running program's resource use, sampled every 2 s over its whole process tree.
+///
+/// ```json
+/// {"source": "proc", "sampled_at_us": 1795341600000000, "cpu_percent": 99.5,
+///  "cpu_usage_ns": 12340000000, "memory_bytes": 54001664, "memory_peak_bytes": 54001664,
+///  "tasks": 3, "io_read_bytes": 0, "io_write_bytes": 4096}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessMetrics {
+    /// Where the figures come from: `"proc"` (a walk of /proc over the program's tree) or
+    /// `"cgroup"`.
+    pub source: String,
+    /// When the sample was taken, µs since the epoch (taken before the tree was read).
+    pub sampled_at_us: u64,
+    /// CPU used between the previous sample and this one, in percent of one CPU (200 is
+    /// two CPUs busy); `null` on a run's first sample.
+    pub cpu_percent: Option<f64>,
+    /// CPU time the current run has used, user and system, its exited children included
+    /// (systemd's CPUUsageNSec). Starts again at each run.
+    pub cpu_usage_ns: u64,
+    /// Resident memory of the tree now (the sum of its processes' RSS).
+    pub memory_bytes: u64,
+    /// The largest `memory_bytes` seen during this run.
+    pub memory_peak_bytes: u64,
+    /// Threads in the tree (systemd's TasksCurrent).
+    pub tasks: u32,
+    /// Bytes the tree made the storage layer read (`read_bytes` of /proc/PID/io);
+    /// `null` when brummerd may not read it.
+    #[serde(default)]
+    pub io_read_bytes: Option<u64>,
+    /// Bytes the tree made the storage layer write (`write_bytes`).
+    #[serde(default)]
+    pub io_write_bytes: Option<u64>,
+}
+
+/// `metrics`: the Prometheus text exposition format (version 0.0.4), the same text the
+/// optional HTTP listener (`[daemon] metrics_listen`) serves at `/metrics`.
+///
+/// ```json
+/// {"text": "# HELP brummer_up ...\n"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsResult {
+    pub text: String,
 }
 
 /// Per-process log counters (`status --json`).

@@ -97,6 +97,14 @@ async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("timed out after {T:?} waiting for {what}"))
 }
 
+/// The object path of program `name` (a `-` escaped as `_2d`, as brummerd exports it).
+fn process_path(name: &str) -> String {
+    format!(
+        "/io/github/brummer/Brummer1/process/{}",
+        name.replace('-', "_2d")
+    )
+}
+
 fn busctl(bus: &DbusDaemon) -> Command {
     let mut c = Command::new("busctl");
     c.arg(format!("--address={}", bus.address));
@@ -448,10 +456,7 @@ fn enable_and_disable_over_dbus_hold_across_a_restart() {
         run_ok(busctl(&bus).args([
             "get-property",
             NAME,
-            &format!(
-                "/io/github/brummer/Brummer1/process/{}",
-                name.replace('-', "_2d")
-            ),
+            &process_path(name),
             PROCESS_IFACE,
             "Enabled",
         ]))
@@ -1042,4 +1047,55 @@ async fn url_detected_signal_and_urls_property() {
         serde_json::json!(["http://localhost:5173/"]),
         "{s}"
     );
+}
+
+/// The usage properties carry systemd's names and types (`t`) and the sample's values;
+/// while nothing runs they are systemd's "not set" (`u64::MAX`).
+#[test]
+fn usage_properties_read_as_systemd_names_them() {
+    let bus = DbusDaemon::session();
+    let d = start(&bus, &two());
+    d.wait_state("my-app", "running");
+    let m = wait_for("a sample of my-app", T, || {
+        d.state_of("my-app").get("metrics").cloned()
+    });
+    let get = |name: &str| {
+        run_ok(busctl(&bus).args([
+            "get-property",
+            NAME,
+            &process_path(name),
+            PROCESS_IFACE,
+            "MemoryCurrent",
+            "CPUUsageNSec",
+            "TasksCurrent",
+            "IOReadBytes",
+            "IOWriteBytes",
+            "MemoryPeak",
+        ]))
+    };
+    let numbers = |out: String| -> Vec<u64> {
+        out.lines()
+            .map(|l| {
+                l.strip_prefix("t ")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("not a t: {l:?}"))
+            })
+            .collect()
+    };
+    let running = numbers(get("my-app"));
+    // A sleep: its memory and CPU time do not move between two samples.
+    let want = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {m:#}"));
+    assert_eq!(
+        running,
+        vec![
+            want("memory_bytes"),
+            want("cpu_usage_ns"),
+            1,
+            want("io_read_bytes"),
+            want("io_write_bytes"),
+            want("memory_peak_bytes"),
+        ],
+        "{m:#}"
+    );
+    assert_eq!(numbers(get("web")), vec![u64::MAX; 6]);
 }

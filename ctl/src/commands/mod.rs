@@ -8,6 +8,7 @@ pub mod enable;
 pub mod events;
 pub mod lifecycle;
 pub mod logs;
+pub mod metrics;
 pub mod reexec;
 pub mod reload;
 pub mod resume;

@@ -35,6 +35,8 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
         "STATE",
         "PID",
         "UPTIME",
+        "CPU",
+        "MEM",
         "RESTARTS",
         "LAST EXIT",
         "ENABLED",
@@ -56,6 +58,8 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
                     .filter(|_| p.pid.is_some())
                     .map_or("-".to_owned(), short_duration),
             ),
+            Cell::from(cpu(p)),
+            Cell::from(mem(p)),
             Cell::from(p.restarts.to_string()),
             Cell::from(last_exit(p.exit_code, p.exit_signal)),
             Cell::from(if p.enabled { "enabled" } else { "disabled" }),
@@ -82,6 +86,35 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
             )
         }
         _ => text,
+    }
+}
+
+/// CPU percent of the last sample interval, `-` without one.
+fn cpu(p: &ProcessStatus) -> String {
+    match p.metrics.as_ref().and_then(|m| m.cpu_percent) {
+        Some(v) if v < 10.0 => format!("{v:.1}%"),
+        Some(v) => format!("{v:.0}%"),
+        None => "-".to_owned(),
+    }
+}
+
+/// Resident memory of the tree, in binary units as pm2 and top show it, `-` without a
+/// sample.
+fn mem(p: &ProcessStatus) -> String {
+    let Some(b) = p.metrics.as_ref().map(|m| m.memory_bytes) else {
+        return "-".to_owned();
+    };
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{b}B"),
+        _ if v < 10.0 => format!("{v:.1}{}", UNITS[unit]),
+        _ => format!("{v:.0}{}", UNITS[unit]),
     }
 }
 
@@ -118,7 +151,7 @@ fn note(p: &ProcessStatus, now_us: i64) -> String {
 pub(crate) mod tests {
     use super::*;
     use brummer_proto::ProcessState;
-    use brummer_proto::methods::LogCounters;
+    use brummer_proto::methods::{LogCounters, ProcessMetrics};
 
     pub(crate) fn proc(name: &str, state: ProcessState) -> ProcessStatus {
         ProcessStatus {
@@ -139,6 +172,8 @@ pub(crate) mod tests {
             restart_policy: "on-failure".into(),
             logs: LogCounters::default(),
             urls: Vec::new(),
+            containment: None,
+            metrics: None,
         }
     }
 
@@ -164,6 +199,7 @@ pub(crate) mod tests {
         let mut web = proc("web", ProcessState::Running);
         web.pid = Some(1234);
         web.uptime_secs = Some(3.0 * 3600.0 + 125.0);
+        web.metrics = Some(metrics(Some(99.52), 50 << 20));
         let mut worker = proc("worker-2", ProcessState::Exited);
         worker.exit_code = Some(1);
         worker.restarts = 12;
@@ -174,10 +210,10 @@ pub(crate) mod tests {
         assert_eq!(
             text,
             "\
-NAME      STATE    PID   UPTIME  RESTARTS  LAST EXIT  ENABLED
-web       running  1234  3h02m   0         -          enabled
-worker-2  exited   -     -       12        code 1     enabled
-db        stopped  -     -       0         SIGKILL    disabled
+NAME      STATE    PID   UPTIME  CPU   MEM  RESTARTS  LAST EXIT  ENABLED
+web       running  1234  3h02m   100%  50M  0         -          enabled
+worker-2  exited   -     -       -     -    12        code 1     enabled
+db        stopped  -     -       -     -    0         SIGKILL    disabled
 "
         );
         assert!(!text.contains('\x1b'));
@@ -195,11 +231,40 @@ db        stopped  -     -       0         SIGKILL    disabled
         assert_eq!(
             text,
             "\
-NAME  STATE    PID  UPTIME  RESTARTS  LAST EXIT  ENABLED  NOTE
-api   backoff  -    -       3         code 1     enabled  next in 1.2s
-web   failed   -    -       0         -          enabled  error: spawn failed: no such file: /usr/bin/webd
+NAME  STATE    PID  UPTIME  CPU  MEM  RESTARTS  LAST EXIT  ENABLED  NOTE
+api   backoff  -    -       -    -    3         code 1     enabled  next in 1.2s
+web   failed   -    -       -    -    0         -          enabled  error: spawn failed: no such file: /usr/bin/webd
 "
         );
+    }
+
+    fn metrics(cpu_percent: Option<f64>, memory_bytes: u64) -> ProcessMetrics {
+        ProcessMetrics {
+            source: "proc".into(),
+            sampled_at_us: 0,
+            cpu_percent,
+            cpu_usage_ns: 0,
+            memory_bytes,
+            memory_peak_bytes: memory_bytes,
+            tasks: 1,
+            io_read_bytes: None,
+            io_write_bytes: None,
+        }
+    }
+
+    #[test]
+    fn cpu_and_memory_are_short_and_dashed_without_a_sample() {
+        let mut p = proc("web", ProcessState::Running);
+        assert_eq!((cpu(&p), mem(&p)), ("-".into(), "-".into()));
+        for (percent, bytes, want) in [
+            (None, 900, ("-", "900B")),
+            (Some(0.04), 1536, ("0.0%", "1.5K")),
+            (Some(7.25), 10 << 20, ("7.2%", "10M")),
+            (Some(199.6), (3 << 30) + (1 << 29), ("200%", "3.5G")),
+        ] {
+            p.metrics = Some(metrics(percent, bytes));
+            assert_eq!((cpu(&p).as_str(), mem(&p).as_str()), want);
+        }
     }
 
     #[test]

@@ -66,6 +66,9 @@ struct Shared<T> {
     // events in seq order; publishers never wait on anything but each other.
     inner: Mutex<Inner<T>>,
     last_seq: AtomicU64,
+    /// Events dropped for a subscriber that fell behind, summed over every subscriber
+    /// ever (written under `inner`, read by anyone: the metrics' events missed).
+    missed_total: AtomicU64,
 }
 
 impl<T> Shared<T> {
@@ -113,6 +116,7 @@ impl<T: Clone + Send> EventBus<T> {
                     subs: Vec::new(),
                 }),
                 last_seq: AtomicU64::new(last),
+                missed_total: AtomicU64::new(0),
             }),
         }
     }
@@ -160,10 +164,17 @@ impl<T: Clone + Send> EventBus<T> {
         };
         let seq = env.seq;
         if let Some((last, rest)) = inner.subs.split_last() {
+            let mut missed = 0;
             for s in rest {
-                s.offer(env.clone());
+                missed += u64::from(s.offer(env.clone()));
             }
-            last.offer(env);
+            missed += u64::from(last.offer(env));
+            if missed > 0 {
+                let m = self.shared.missed_total.load(Ordering::Relaxed);
+                self.shared
+                    .missed_total
+                    .store(m + missed, Ordering::Relaxed);
+            }
             // Dekker with `poll_recv`: the pushes above, this fence, then the `parked` loads;
             // the subscriber stores `parked`, fences, then pops. Of two SeqCst fences one
             // comes first, so either we see `parked` set and wake, or its pop sees our push.
@@ -184,6 +195,12 @@ impl<T: Clone + Send> EventBus<T> {
         self.shared.last_seq.load(Ordering::Acquire)
     }
 
+    /// Events dropped for subscribers that fell behind since the bus began, all
+    /// subscribers together.
+    pub fn missed_total(&self) -> u64 {
+        self.shared.missed_total.load(Ordering::Relaxed)
+    }
+
     pub fn subscriber_count(&self) -> usize {
         self.shared.lock().subs.len()
     }
@@ -196,11 +213,14 @@ impl<T: Clone + Send> EventBus<T> {
 
 impl<T> Slot<T> {
     /// Caller holds the bus mutex (the only writer of `missed_total`), and wakes afterwards.
-    fn offer(&self, env: Envelope<T>) {
-        if self.queue.force_push(env).is_some() {
+    /// True when the oldest queued event was dropped to make room.
+    fn offer(&self, env: Envelope<T>) -> bool {
+        let dropped = self.queue.force_push(env).is_some();
+        if dropped {
             let m = self.missed_total.load(Ordering::Relaxed);
             self.missed_total.store(m + 1, Ordering::Relaxed);
         }
+        dropped
     }
 }
 
@@ -427,6 +447,7 @@ mod tests {
         }
         assert_eq!(bus.last_seq(), 100_000);
         assert_eq!(stuck.missed_total(), 99_999);
+        assert!(bus.missed_total() >= 99_999);
         assert_eq!(drain(&live).len(), 100_000);
     }
 

@@ -17,7 +17,7 @@ use super::{LoadOptions, dropin_dir};
 
 const MAIN_KEYS: &[&str] = &["daemon", "process"];
 const DROPIN_KEYS: &[&str] = &["process"];
-const DAEMON_KEYS: &[&str] = &["log_dir", "ring_bytes"];
+const DAEMON_KEYS: &[&str] = &["log_dir", "ring_bytes", "metrics_listen"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -197,6 +197,9 @@ impl Loader<'_> {
                         self.config.daemon.ring_bytes = ctx
                             .int_in(v, &key, MIN_RING_BYTES as i64, MAX_RING_BYTES as i64)
                             .and_then(|n| usize::try_from(n).ok())
+                    }
+                    "metrics_listen" => {
+                        self.config.daemon.metrics_listen = ctx.socket_addr(v, &key)
                     }
                     _ => {}
                 }

@@ -91,6 +91,8 @@ pub struct DaemonSettings {
     pub log_dir: Option<PathBuf>,
     /// Size of each process's in-memory log ring, in bytes.
     pub ring_bytes: Option<usize>,
+    /// Where the HTTP listener serves `/metrics`; none by default. Read at start-up only.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// One `[process.NAME]` table.

@@ -125,6 +125,7 @@ fn every_setting() {
 [daemon]
 log_dir = "/var/log/x"
 ring_bytes = 65536
+metrics_listen = "127.0.0.1:9183"
 
 [process.web]
 command = ["python3", "-m", "http.server", "8080"]
@@ -142,6 +143,10 @@ start_limit = { burst = 2, interval = "1h" }
         Some(Path::new("/var/log/x"))
     );
     assert_eq!(config.daemon.ring_bytes, Some(65536));
+    assert_eq!(
+        config.daemon.metrics_listen,
+        Some("127.0.0.1:9183".parse().unwrap())
+    );
     let def = &config.processes["web"];
     assert_eq!(def.cwd.as_deref(), Some(Path::new("/srv/web")));
     assert_eq!(def.env["PORT"], "8080");
@@ -154,7 +159,7 @@ start_limit = { burst = 2, interval = "1h" }
     assert_eq!(def.backoff.reset_after, Duration::from_secs(90));
     assert_eq!(def.start_limit.burst, 2);
     assert_eq!(def.start_limit.interval, Duration::from_secs(3600));
-    assert_eq!(def.source.line, 6);
+    assert_eq!(def.source.line, 7);
 }
 
 #[test]
@@ -384,6 +389,13 @@ const BAD: &[(&str, usize, &str, &str, bool)] = &[
         2,
         "daemon.ring_bytes",
         "100 is out of range: use a value from 4096 to 1073741824",
+        false,
+    ),
+    (
+        "[daemon]\nmetrics_listen = \"localhost\"\n",
+        2,
+        "daemon.metrics_listen",
+        "\"localhost\" is not an IP address and port: write one such as \"127.0.0.1:9183\"",
         false,
     ),
     (

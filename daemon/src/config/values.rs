@@ -88,6 +88,24 @@ impl Ctx<'_> {
         }
     }
 
+    /// An IP address and port, such as `127.0.0.1:9183` or `[::1]:9183`.
+    pub fn socket_addr(&mut self, v: &Value<'_>, key: &str) -> Option<std::net::SocketAddr> {
+        let s = self.string(v, key)?;
+        match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    &v.span(),
+                    key,
+                    format!(
+                        "{s:?} is not an IP address and port: write one such as \"127.0.0.1:9183\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     pub fn boolean(&mut self, v: &Value<'_>, key: &str) -> Option<bool> {
         match v.get_ref() {
             DeValue::Boolean(b) => Some(*b),

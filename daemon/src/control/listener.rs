@@ -119,7 +119,11 @@ pub async fn accept(state: Arc<State>, listener: tokio::net::UnixListener) {
                         can_write,
                     };
                     let conn = Connection::new(state.clone(), stream, peer);
-                    state.shutdown().spawn(conn.run());
+                    let open = state.connection_opened();
+                    state.shutdown().spawn(async move {
+                        conn.run().await;
+                        drop(open);
+                    });
                 }
                 Err(e) => tracing::warn!(cause = %e, "cannot read peer credentials; closing"),
             },

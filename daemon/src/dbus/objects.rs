@@ -94,7 +94,29 @@ pub fn all_props(e: &ProcessEntry) -> HashMap<String, OwnedVariant> {
     if let Ok(v) = OwnedVariant::try_from(Variant::from(e.enabled())) {
         m.insert("Enabled".to_owned(), v);
     }
+    for (k, v) in usage_props(e) {
+        if let Ok(v) = OwnedVariant::try_from(Variant::from(v)) {
+            m.insert(k.to_owned(), v);
+        }
+    }
     m
+}
+
+/// The usage properties, named as systemd names a unit's, with its "not known" value
+/// (`u64::MAX`, shown as `[not set]`) while no sample of the running child exists.
+pub fn usage_props(e: &ProcessEntry) -> [(&'static str, u64); 6] {
+    let u = e.usage();
+    let u = u.as_deref();
+    let get =
+        |f: fn(&crate::process::usage::Usage) -> Option<u64>| u.and_then(f).unwrap_or(u64::MAX);
+    [
+        ("MemoryCurrent", get(|u| Some(u.memory_bytes))),
+        ("MemoryPeak", get(|u| Some(u.memory_peak_bytes))),
+        ("CPUUsageNSec", get(|u| Some(u.cpu_ns))),
+        ("TasksCurrent", get(|u| Some(u64::from(u.tasks)))),
+        ("IOReadBytes", get(|u| u.io.map(|(r, _)| r))),
+        ("IOWriteBytes", get(|u| u.io.map(|(_, w)| w))),
+    ]
 }
 
 /// Who the call's sender is, by the bus's own account (GetConnectionCredentials), judged
@@ -473,5 +495,48 @@ impl ProcessObject {
     #[zbus(property)]
     fn urls(&self) -> Vec<String> {
         self.entry.log.urls.load().as_ref().clone()
+    }
+
+    // The usage properties change at every sample: like systemd's, they emit no
+    // PropertiesChanged; a client reads them when it wants them.
+
+    #[zbus(property(emits_changed_signal = "false"), name = "MemoryCurrent")]
+    fn memory_current(&self) -> u64 {
+        self.usage("MemoryCurrent")
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "MemoryPeak")]
+    fn memory_peak(&self) -> u64 {
+        self.usage("MemoryPeak")
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "CPUUsageNSec")]
+    fn cpu_usage_nsec(&self) -> u64 {
+        self.usage("CPUUsageNSec")
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "TasksCurrent")]
+    fn tasks_current(&self) -> u64 {
+        self.usage("TasksCurrent")
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "IOReadBytes")]
+    fn io_read_bytes(&self) -> u64 {
+        self.usage("IOReadBytes")
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "IOWriteBytes")]
+    fn io_write_bytes(&self) -> u64 {
+        self.usage("IOWriteBytes")
+    }
+}
+
+impl ProcessObject {
+    /// The usage property `name` of `usage_props`.
+    fn usage(&self, name: &str) -> u64 {
+        usage_props(&self.entry)
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(u64::MAX, |(_, v)| *v)
     }
 }

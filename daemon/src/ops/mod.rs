@@ -8,6 +8,7 @@
 
 pub mod enable;
 pub mod error;
+pub mod metrics;
 pub mod reexec;
 pub mod reload;
 pub mod resolve;

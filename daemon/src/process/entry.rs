@@ -1,11 +1,13 @@
 //! `ProcessEntry`: everything the daemon shares about one program. The registry maps names
 //! to entries; readers (status, D-Bus properties) use the fields directly, without going
-//! through the supervisor task, which is the only writer of `cell`, `info` and `def`.
+//! through the supervisor task, which is the only writer of `cell`, `info` and `def`
+//! (the usage sampler is the only writer of `usage`).
 
 use super::command::{Command, Failure, Outcome, Reply};
+use super::usage::{self, Usage};
 use crate::config::ProcessDef;
 use crate::logs::ProcessLog;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use brummer_core::StatusCell;
 use brummer_proto::methods::ProcessStatus;
 use std::sync::Arc;
@@ -40,6 +42,9 @@ pub struct ProcessEntry {
     /// The `enable`/`disable` override of `autostart` (`OVERRIDE_*`). Written by the
     /// enable operation after the override is on disk, read by status.
     enabled: AtomicU8,
+    /// What the running program costs, from the last sample. Written only by the usage
+    /// sampler (`usage::run`).
+    pub usage: ArcSwapOption<Usage>,
 }
 
 const OVERRIDE_NONE: u8 = 0;
@@ -60,6 +65,7 @@ impl ProcessEntry {
             log,
             cmd,
             enabled: AtomicU8::new(OVERRIDE_NONE),
+            usage: ArcSwapOption::empty(),
         }
     }
 
@@ -106,6 +112,13 @@ impl ProcessEntry {
         rx.await.unwrap_or(Err(Failure::NoAnswer))
     }
 
+    /// The last sample of the running child, if it is of this child (a sample outlives
+    /// its run by up to one interval).
+    pub fn usage(&self) -> Option<Arc<Usage>> {
+        let pid = self.cell.load().pid()?;
+        self.usage.load_full().filter(|u| u.pid == pid)
+    }
+
     /// The status as `status` reports it, from one cell load and one snapshot load.
     pub fn status(&self) -> ProcessStatus {
         let hot = self.cell.load().hot();
@@ -134,7 +147,28 @@ impl ProcessEntry {
             restart_policy: def.restart.as_str().to_string(),
             logs: self.log.counters(),
             urls: self.log.urls.load().as_ref().clone(),
+            containment: Some(usage::containment().as_str().to_owned()),
+            metrics: self
+                .usage
+                .load()
+                .as_ref()
+                .filter(|u| Some(u.pid) == hot.pid)
+                .map(|u| u.to_wire()),
         }
+    }
+}
+
+impl usage::Sampled for ProcessEntry {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.cell.load().pid()
+    }
+
+    fn publish(&self, usage: Option<Arc<Usage>>) {
+        self.usage.store(usage);
     }
 }
 

@@ -13,6 +13,7 @@ mod follow;
 mod hello;
 mod list;
 mod logs;
+mod metrics;
 mod reexec;
 mod reload;
 mod restart;
@@ -109,6 +110,7 @@ pub fn call(cx: &Ctx<'_>, req: Request) -> Call {
             Call::Stream(Box::new(move |s| subscribe::open(state, p, s)))
         }
         Request::Unsubscribe(p) => Call::Unsubscribe(p.subscription),
+        Request::Metrics => Call::Now(metrics::run(state)),
     }
 }
 

@@ -6,7 +6,7 @@
 mod children;
 pub mod leftover;
 mod machine;
-mod procfs;
+pub(crate) mod procfs;
 mod procscan;
 mod spawn;
 mod stop;

@@ -1,8 +1,8 @@
 //! The system's process table read from /proc, indexed so that every descendant of a
 //! program is found by walking only that program's part of it: by parent link, by process
-//! group and by session. Read by `stop` (through `procscan`, which shares each scan between
-//! every stop waiting for one), never on a hot path. Reading a table never blocks anything
-//! but the thread that reads it, and holds no lock.
+//! group and by session. Read by `stop` and by the usage sampler (through `procscan`, which
+//! shares each scan between every caller waiting for one), never on a hot path. Reading a
+//! table never blocks anything but the thread that reads it, and holds no lock.
 
 use rustix::fs::{Mode, OFlags, RawDir};
 use std::collections::HashSet;
@@ -21,6 +21,13 @@ pub struct Proc {
     /// recycled pid is never mistaken for the one we saw.
     pub start: u64,
     pub zombie: bool,
+    /// CPU time in clock ticks: its own (utime + stime) and that of the children it has
+    /// waited for (cutime + cstime), so a tree's sum keeps what its exited members used.
+    pub cpu_ticks: u64,
+    /// Threads (tasks) of the process.
+    pub threads: u32,
+    /// Resident set size in pages.
+    pub rss_pages: u64,
 }
 
 /// Identity of a process across snapshots.
@@ -45,20 +52,28 @@ pub fn parse_stat(s: &[u8]) -> Option<Proc> {
     let pid = parse_int(s.get(..space)?)?;
     // comm may contain spaces and parentheses; the fields after the last ')' are plain.
     let close = s.iter().rposition(|&b| b == b')')?;
-    // The rest starts at field 3 (state): state=0 ppid=1 pgrp=2 session=3 ... starttime=19.
-    let mut f = s.get(close + 2..)?.split(|&b| b == b' ');
-    let state = f.next()?;
-    let ppid = parse_int(f.next()?)?;
-    let pgid = parse_int(f.next()?)?;
-    let sid = parse_int(f.next()?)?;
-    let start = parse_int(f.nth(15)?)?;
+    // The rest starts at field 3 (state): state=0 ppid=1 pgrp=2 session=3 ... utime=11
+    // stime=12 cutime=13 cstime=14 ... num_threads=17 ... starttime=19 vsize=20 rss=21.
+    let mut fields: [&[u8]; 22] = [&[]; 22];
+    let mut rest = s.get(close + 2..)?.split(|&b| b == b' ');
+    for f in &mut fields {
+        *f = rest.next()?;
+    }
+    let int = |i: usize| fields.get(i).and_then(|f| parse_int(f));
+    let ticks = |i: usize| int(i).and_then(|v| u64::try_from(v).ok());
     Some(Proc {
         pid: i32::try_from(pid).ok()?,
-        ppid: i32::try_from(ppid).ok()?,
-        pgid: i32::try_from(pgid).ok()?,
-        sid: i32::try_from(sid).ok()?,
-        start: u64::try_from(start).ok()?,
-        zombie: matches!(state, b"Z" | b"X"),
+        ppid: i32::try_from(int(1)?).ok()?,
+        pgid: i32::try_from(int(2)?).ok()?,
+        sid: i32::try_from(int(3)?).ok()?,
+        start: ticks(19)?,
+        zombie: matches!(fields[0], b"Z" | b"X"),
+        cpu_ticks: ticks(11)?
+            .saturating_add(ticks(12)?)
+            .saturating_add(ticks(13)?)
+            .saturating_add(ticks(14)?),
+        threads: u32::try_from(int(17)?).unwrap_or(0),
+        rss_pages: ticks(21).unwrap_or(0),
     })
 }
 
@@ -84,6 +99,11 @@ fn parse_int(s: &[u8]) -> Option<i64> {
 
 /// `PID/stat` (relative to /proc), or `/proc/PID/stat`, NUL-terminated in `buf`.
 fn stat_path(pid: i32, absolute: bool, buf: &mut [u8; 32]) -> Option<&CStr> {
+    proc_path(pid, absolute, b"/stat\0", buf)
+}
+
+/// `PID` + `file` (which starts with `/` and ends with NUL), under /proc when `absolute`.
+fn proc_path<'a>(pid: i32, absolute: bool, file: &[u8], buf: &'a mut [u8; 32]) -> Option<&'a CStr> {
     let mut digits = [0u8; 10];
     let mut n = u32::try_from(pid).ok()?;
     let mut i = digits.len();
@@ -96,7 +116,7 @@ fn stat_path(pid: i32, absolute: bool, buf: &mut [u8; 32]) -> Option<&CStr> {
         }
     }
     let prefix: &[u8] = if absolute { b"/proc/" } else { b"" };
-    let parts: [&[u8]; 3] = [prefix, &digits[i..], b"/stat\0"];
+    let parts: [&[u8]; 3] = [prefix, &digits[i..], file];
     let mut len = 0;
     for part in parts {
         buf.get_mut(len..len + part.len())?.copy_from_slice(part);
@@ -107,11 +127,17 @@ fn stat_path(pid: i32, absolute: bool, buf: &mut [u8; 32]) -> Option<&CStr> {
 
 /// Reads and parses one /proc/PID/stat; `None` when the process is gone (or unreadable).
 fn read_stat_at(dir: impl AsFd, path: &CStr) -> Option<Proc> {
+    let mut buf = [0u8; STAT_MAX];
+    parse_stat(read_small(dir, path, &mut buf)?)
+}
+
+/// The whole of a small /proc file into `buf`; `None` when it is gone, unreadable or
+/// does not fit (never a cut-off read).
+fn read_small<'a>(dir: impl AsFd, path: &CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
     let fd: OwnedFd =
         rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-    let mut buf = [0u8; STAT_MAX];
     let mut len = 0;
-    // seq_file hands the whole line to the first read of a buffer this size; loop anyway.
+    // seq_file hands the whole text to the first read of a buffer this size; loop anyway.
     loop {
         let n = rustix::io::read(&fd, buf.get_mut(len..)?).ok()?;
         if n == 0 {
@@ -122,7 +148,39 @@ fn read_stat_at(dir: impl AsFd, path: &CStr) -> Option<Proc> {
             return None;
         }
     }
-    parse_stat(buf.get(..len)?)
+    buf.get(..len)
+}
+
+/// Bytes a process made the storage layer read and write (`read_bytes`, `write_bytes`
+/// of /proc/PID/io), its waited-for children included. `None` when the process is gone
+/// or the file is not ours to read (another user's process, or no task IO accounting).
+pub fn read_io(pid: i32) -> Option<(u64, u64)> {
+    let mut path = [0u8; 32];
+    let mut buf = [0u8; 512];
+    let text = read_small(
+        rustix::fs::CWD,
+        proc_path(pid, true, b"/io\0", &mut path)?,
+        &mut buf,
+    )?;
+    parse_io(text)
+}
+
+/// `read_bytes` and `write_bytes` of a /proc/PID/io text.
+pub fn parse_io(text: &[u8]) -> Option<(u64, u64)> {
+    let (mut read, mut write) = (None, None);
+    for line in text.split(|&b| b == b'\n') {
+        let value = |prefix: &[u8]| {
+            line.strip_prefix(prefix)
+                .and_then(parse_int)
+                .and_then(|v| u64::try_from(v).ok())
+        };
+        if let Some(v) = value(b"read_bytes: ") {
+            read = Some(v);
+        } else if let Some(v) = value(b"write_bytes: ") {
+            write = Some(v);
+        }
+    }
+    Some((read?, write?))
 }
 
 /// The process `pid` is now, read directly (not from a table): to check that a pid still
@@ -282,6 +340,24 @@ mod tests {
     }
 
     #[test]
+    fn parses_cpu_threads_and_rss() {
+        let s = b"7 (x) R 1 7 7 0 -1 0 0 0 0 0 150 25 10 5 20 0 3 0 500 1000 2560";
+        let p = parse_stat(s).unwrap();
+        assert_eq!(
+            (p.cpu_ticks, p.threads, p.rss_pages, p.start),
+            (190, 3, 2560, 500)
+        );
+    }
+
+    #[test]
+    fn parses_io_and_reads_our_own() {
+        let t = b"rchar: 10\nwchar: 20\nsyscr: 1\nsyscw: 2\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_io(t), Some((4096, 8192)));
+        assert_eq!(parse_io(b"rchar: 10\n"), None);
+        assert!(read_io(std::process::id() as i32).is_some());
+    }
+
+    #[test]
     fn paths_are_built_without_allocating() {
         let mut b = [0u8; 32];
         assert_eq!(stat_path(7, false, &mut b).unwrap(), c"7/stat");
@@ -310,6 +386,9 @@ mod tests {
             sid,
             start: pid as u64,
             zombie: false,
+            cpu_ticks: 0,
+            threads: 1,
+            rss_pages: 0,
         }
     }
 
