@@ -86,6 +86,9 @@ impl State {
             OsString::from(supervisor::leftover::DAEMON_ENV),
             socket.as_os_str().to_owned(),
         ));
+        // Sockets a previous daemon on this socket left (a crash) name runs that are gone.
+        let notify_dir = supervisor::notify_dir(socket);
+        let _ = std::fs::remove_dir_all(&notify_dir);
         let state = State {
             mode,
             registry: Registry::new(),
@@ -96,6 +99,8 @@ impl State {
                 base_env,
                 procs: supervisor::ProcScanner::default(),
                 desired: desired.clone(),
+                notify_dir,
+                probes: Shared::probe_limit(),
             }),
             desired,
             logs: Arc::new(LogPlane::start(log_dir, ring_bytes)?),

@@ -139,6 +139,9 @@ pub(crate) mod tests {
             restart_policy: "on-failure".into(),
             logs: LogCounters::default(),
             urls: Vec::new(),
+            ready: "started".into(),
+            status_text: None,
+            last_probe: None,
         }
     }
 

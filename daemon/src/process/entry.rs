@@ -7,7 +7,7 @@ use crate::config::ProcessDef;
 use crate::logs::ProcessLog;
 use arc_swap::ArcSwap;
 use brummer_core::StatusCell;
-use brummer_proto::methods::ProcessStatus;
+use brummer_proto::methods::{ProbeResult, ProcessStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,6 +23,10 @@ pub struct ProcessInfo {
     pub exit_signal: Option<i32>,
     pub next_attempt: Option<SystemTime>,
     pub last_error: Option<String>,
+    /// STATUS= of a notify program (this run's), shown by `status`.
+    pub status_text: Option<String>,
+    /// The newest probe result (kept across runs, so that a restart still shows why).
+    pub last_probe: Option<ProbeResult>,
 }
 
 pub struct ProcessEntry {
@@ -134,6 +138,9 @@ impl ProcessEntry {
             restart_policy: def.restart.as_str().to_string(),
             logs: self.log.counters(),
             urls: self.log.urls.load().as_ref().clone(),
+            ready: def.ready.kind().to_owned(),
+            status_text: info.status_text.clone(),
+            last_probe: info.last_probe.clone(),
         }
     }
 }

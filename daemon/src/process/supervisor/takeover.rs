@@ -132,6 +132,8 @@ impl Task {
                 .map(|us| UNIX_EPOCH + Duration::from_micros(us))
                 .filter(|_| self.retry_at.is_some()),
             last_error: p.last_error,
+            status_text: None,
+            last_probe: None,
         }));
         let (state, pid) = match &self.child {
             Some(c) => (p.state, Some(c.pid as u32)),
