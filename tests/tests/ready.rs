@@ -1,0 +1,517 @@
+//! Readiness and health end to end (issue 16): a started program is `starting` (with its
+//! pid) until it is ready, by READY=1 on its NOTIFY_SOCKET (from the program or any process
+//! of its tree), by a probe (exec, http, tcp, a log line), then `running`; a run not ready
+//! in time, a missed watchdog ping or failing health checks stop it and the restart policy
+//! applies, with the reason in status and in the state-changed events.
+//!
+//! The programs move on when the test creates a file (their own polling is their business);
+//! the test waits on events or polls status with deadlines.
+
+use brummer_tests::{Config, Daemon, Events, Proc, T, transitions, wait_for};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A probe table (`ready = { ... }`, `health = { ... }`) from TOML `key = value` lines.
+fn table(src: &str) -> toml::Value {
+    toml::Value::Table(toml::from_str(src).expect("probe table"))
+}
+
+fn file(d: &Daemon, name: &str) -> PathBuf {
+    d.dir.path().join(name)
+}
+
+fn touch(p: &Path) {
+    std::fs::write(p, b"").expect("create the go file");
+}
+
+/// A notify program: sends each message of argv[1..] in turn, each after the file of the
+/// same position in GO (`:`-separated; an empty name: at once), then runs until stopped.
+const NOTIFY: &str = r#"
+import os, socket, sys, time
+addr = os.environ["NOTIFY_SOCKET"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+gates = os.environ.get("GO", "").split(":")
+for i, msg in enumerate(sys.argv[1:]):
+    gate = gates[i] if i < len(gates) else ""
+    while gate and not os.path.exists(gate):
+        time.sleep(0.02)
+    s.sendto(msg.encode(), addr)
+print("sent all", flush=True)
+time.sleep(100000)
+"#;
+
+fn notify_proc(messages: &[&str], gates: &[&Path]) -> Proc {
+    let gates: Vec<String> = gates.iter().map(|p| p.display().to_string()).collect();
+    let mut p = Proc::python(NOTIFY)
+        .set("ready", "notify")
+        .env("GO", &gates.join(":"));
+    for m in messages {
+        p = p.arg(*m);
+    }
+    p
+}
+
+/// The status object once `cond` holds for it.
+fn wait_status(d: &Daemon, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    wait_for(&format!("{name}: {what}"), T, || {
+        let s = d.state_of(name);
+        cond(&s).then_some(s)
+    })
+}
+
+fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .expect("environ")
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[test]
+fn notify_ready_sent_late_by_the_program_with_status_text_and_foreigners_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let d = Daemon::start(&Config::new().process(
+        "svc",
+        notify_proc(
+            &[
+                "STATUS=warming up",
+                "STATUS=phase 2",
+                "READY=1\nSTATUS=serving",
+            ],
+            &[Path::new(""), &a, &b],
+        ),
+    ));
+    let s = wait_status(&d, "svc", "starting with its first status text", |s| {
+        s["status_text"] == "warming up"
+    });
+    assert_eq!(s["state"], "starting", "{s:#}");
+    assert_eq!(s["ready"], "notify", "{s:#}");
+    let pid = s["pid"].as_u64().expect("a starting program has its pid") as u32;
+    let env = environ(pid);
+    let sock = env
+        .iter()
+        .find_map(|v| v.strip_prefix("NOTIFY_SOCKET="))
+        .expect("NOTIFY_SOCKET in the program's environment")
+        .to_owned();
+    assert!(
+        Path::new(&sock).starts_with(d.socket.parent().unwrap()),
+        "{sock}"
+    );
+    let table = d.ctl_ok(&["status", "svc"]);
+    assert!(
+        table.contains("starting") && table.contains("warming up"),
+        "{table}"
+    );
+
+    // READY=1 from a process outside the program's tree is ignored: it is queued before
+    // the program's next message, so once that one shows, the foreign one was judged.
+    let foreign = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    foreign.send_to(b"READY=1\nSTATUS=forged", &sock).unwrap();
+    touch(&a);
+    let s = wait_status(&d, "svc", "status text of phase 2", |s| {
+        s["status_text"] == "phase 2"
+    });
+    assert_eq!(s["state"], "starting", "a foreign READY=1 counted: {s:#}");
+
+    let mut events = d.events();
+    touch(&b);
+    let evs = events.states_until("svc", "running", T);
+    assert_eq!(transitions(&evs, "svc"), ["starting->running"]);
+    assert_eq!(evs[0]["pid"], pid, "{evs:?}");
+    let s = wait_status(&d, "svc", "status text serving", |s| {
+        s["status_text"] == "serving"
+    });
+    assert_eq!(s["state"], "running");
+    assert!(
+        d.daemon_log()
+            .contains("came from a process outside the program"),
+        "{}",
+        d.daemon_log()
+    );
+}
+
+#[test]
+fn notify_ready_from_a_child_and_from_a_grandchild_in_a_session_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // systemd-notify waits until its message was read (the barrier), so the sender is
+    // still there to be judged.
+    let script = format!(
+        "(while [ ! -e {go} ]; do sleep 0.02; done; setsid systemd-notify --ready --status='child says hi') & \
+         exec sleep 1000",
+        go = go.display()
+    );
+    let d = Daemon::start(&Config::new().process("svc", Proc::sh(&script).set("ready", "notify")));
+    let s = d.wait_state("svc", "starting");
+    assert!(s["pid"].is_u64(), "{s:#}");
+    let mut events = d.events();
+    touch(&go);
+    let evs = events.states_until("svc", "running", T);
+    assert_eq!(transitions(&evs, "svc"), ["starting->running"]);
+    let s = wait_status(&d, "svc", "the child's status", |s| {
+        s["status_text"] == "child says hi"
+    });
+    assert_eq!(s["state"], "running");
+}
+
+#[test]
+fn extend_timeout_usec_keeps_a_slow_start_alive_past_ready_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let d = Daemon::start(
+        &Config::new().process(
+            "slow",
+            notify_proc(
+                &["EXTEND_TIMEOUT_USEC=30000000", "READY=1"],
+                &[Path::new(""), &go],
+            )
+            .set("ready_timeout", "1s")
+            .restart("never"),
+        ),
+    );
+    let mut events = d.events();
+    // brummerd's own clock: past the configured second, still starting.
+    wait_status(&d, "slow", "starting for more than 1.5s", |s| {
+        assert_eq!(
+            s["state"], "starting",
+            "the extension was not honoured: {s:#}"
+        );
+        s["uptime_secs"].as_f64().unwrap_or(0.0) > 1.5
+    });
+    touch(&go);
+    let evs = events.states_until("slow", "running", T);
+    assert_eq!(transitions(&evs, "slow"), ["starting->running"]);
+}
+
+/// An HTTP server whose /health answers 200, or 500 while the file SICK exists.
+const SERVER: &str = r#"
+import http.server, os, sys
+sick = os.environ["SICK"]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 500 if os.path.exists(sick) else 200
+        self.send_response(code)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn an_http_health_check_that_starts_failing_restarts_the_program_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let sick = dir.path().join("sick");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let d = Daemon::start(
+        &Config::new().process(
+            "web",
+            Proc::python(SERVER)
+                .arg(port.to_string())
+                .env("SICK", &sick.display().to_string())
+                .set(
+                    "ready",
+                    table(&format!("http = \"{url}\"\ninterval = \"50ms\"")),
+                )
+                .set(
+                    "health",
+                    table(&format!(
+                        "http = \"{url}\"\ninterval = \"100ms\"\ntimeout = \"2s\"\nfailures = 2"
+                    )),
+                )
+                // Never a stable run: the restart goes through backoff, whose event
+                // carries the reason too.
+                .backoff("50ms", "100ms")
+                .reset_after("1h"),
+        ),
+    );
+    let s = d.wait_state("web", "running");
+    assert_eq!(s["ready"], "http", "{s:#}");
+    let s = wait_status(&d, "web", "a passing health probe", |s| {
+        s["last_probe"]["phase"] == "health"
+    });
+    let p = &s["last_probe"];
+    assert_eq!(p["ok"], true, "{s:#}");
+    assert_eq!(p["probe"], "http", "{s:#}");
+    assert_eq!(p["detail"], format!("HTTP 200 from {url}"), "{s:#}");
+    let pid1 = s["pid"].as_u64().unwrap();
+
+    let mut events = d.events();
+    touch(&sick);
+    let reason = format!("health check failed: HTTP 500 from {url}");
+    let evs = events.states_until("web", "stopping", T);
+    let stopping = evs.last().unwrap();
+    assert_eq!(stopping["old"], "running", "{evs:?}");
+    assert_eq!(stopping["reason"], reason, "{stopping}");
+    let evs = events.states_until("web", "backoff", T);
+    assert_eq!(evs.last().unwrap()["reason"], reason, "{evs:?}");
+    assert_eq!(evs.last().unwrap()["restarts"], 1, "{evs:?}");
+    // The new run is not ready while /health fails; it becomes so once it recovers.
+    let evs = events.states_until("web", "starting", T);
+    assert!(evs.last().unwrap()["pid"].is_null(), "{evs:?}");
+    std::fs::remove_file(&sick).unwrap();
+    events.states_until("web", "running", T);
+    let s = d.state_of("web");
+    assert_ne!(s["pid"].as_u64().unwrap(), pid1, "{s:#}");
+    assert_eq!(s["restarts"], 1, "{s:#}");
+    assert_eq!(s["last_error"], reason, "{s:#}");
+    let table = d.ctl_ok(&["status", "web"]);
+    assert!(table.contains(&reason), "{table}");
+    assert!(
+        table.contains("HTTP 200"),
+        "the last probe is shown: {table}"
+    );
+}
+
+#[test]
+fn a_log_line_makes_the_program_ready_and_an_exec_probe_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let flag = dir.path().join("flag");
+    let d = Daemon::start(
+        &Config::new()
+            .process(
+                "db",
+                Proc::sh(&format!(
+                    "echo booting; echo 'ready to accept connections?'; \
+                     while [ ! -e {go} ]; do sleep 0.02; done; \
+                     echo 'database system is ready to accept connections'; exec sleep 1000",
+                    go = go.display()
+                ))
+                .set(
+                    "ready",
+                    table("log = \"system is ready to accept connections$\""),
+                ),
+            )
+            .process(
+                "job",
+                Proc::sleep().set(
+                    "ready",
+                    table(&format!(
+                        "exec = [\"test\", \"-e\", \"{}\"]\ninterval = \"50ms\"",
+                        flag.display()
+                    )),
+                ),
+            ),
+    );
+    d.wait_logged("db", "ready to accept connections?");
+    let s = wait_status(&d, "db", "a failed look at the log", |s| {
+        s["last_probe"]["ok"] == false
+    });
+    assert_eq!(s["state"], "starting", "{s:#}");
+    assert_eq!(s["ready"], "log", "{s:#}");
+    let s = wait_status(&d, "job", "a failed exec probe", |s| {
+        s["last_probe"]["ok"] == false
+    });
+    assert_eq!(s["state"], "starting", "{s:#}");
+    assert!(
+        s["last_probe"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 1"),
+        "{s:#}"
+    );
+
+    let mut events = d.events();
+    touch(&go);
+    events.states_until("db", "running", T);
+    let s = d.state_of("db");
+    let detail = s["last_probe"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("database system is ready to accept connections"),
+        "{s:#}"
+    );
+    touch(&flag);
+    events.states_until("job", "running", T);
+    assert_eq!(d.state_of("job")["last_probe"]["ok"], true);
+}
+
+const PINGER: &str = r#"
+import os, socket, time
+addr = os.environ["NOTIFY_SOCKET"]
+hang = os.environ["HANG"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", addr)
+while True:
+    if not os.path.exists(hang):
+        s.sendto(b"WATCHDOG=1", addr)
+    time.sleep(0.05)
+"#;
+
+#[test]
+fn a_missed_watchdog_ping_restarts_the_program_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let hang = dir.path().join("hang");
+    let d = Daemon::start(
+        &Config::new().process(
+            "dog",
+            Proc::python(PINGER)
+                .env("HANG", &hang.display().to_string())
+                .set("ready", "notify")
+                .set("watchdog", "500ms")
+                .backoff("50ms", "100ms")
+                .reset_after("1h"),
+        ),
+    );
+    let s = d.wait_state("dog", "running");
+    let pid1 = s["pid"].as_u64().unwrap() as u32;
+    assert!(
+        environ(pid1).iter().any(|v| v == "WATCHDOG_USEC=500000"),
+        "{:?}",
+        environ(pid1)
+    );
+    // Pinging every 50 ms keeps it running past several watchdog intervals.
+    wait_status(&d, "dog", "running for 1.6s", |s| {
+        assert_eq!(s["state"], "running", "{s:#}");
+        s["uptime_secs"].as_f64().unwrap_or(0.0) > 1.6
+    });
+
+    let mut events = d.events();
+    touch(&hang);
+    let reason = "watchdog timeout: no WATCHDOG=1 within 500ms";
+    let evs = events.states_until("dog", "stopping", T);
+    assert_eq!(evs.last().unwrap()["reason"], reason, "{evs:?}");
+    std::fs::remove_file(&hang).unwrap();
+    let evs = events.states_until("dog", "running", T);
+    assert_eq!(
+        transitions(&evs, "dog"),
+        [
+            "stopping->backoff",
+            "backoff->starting",
+            "starting->starting",
+            "starting->running"
+        ]
+    );
+    let s = d.state_of("dog");
+    assert_eq!(s["restarts"], 1, "{s:#}");
+    assert_eq!(s["last_error"], reason, "{s:#}");
+    assert_ne!(s["pid"].as_u64().unwrap() as u32, pid1);
+}
+
+#[test]
+fn not_ready_within_ready_timeout_backs_off_restarts_then_fails_at_the_start_limit() {
+    let port = free_port();
+    let d = Daemon::start(
+        &Config::new().process(
+            "never",
+            Proc::sleep()
+                .set(
+                    "ready",
+                    table(&format!(
+                        "tcp = \"127.0.0.1:{port}\"\ninterval = \"50ms\"\ntimeout = \"1s\""
+                    )),
+                )
+                .set("ready_timeout", "300ms")
+                .backoff("50ms", "100ms")
+                .start_limit(2, "1m")
+                .autostart(false),
+        ),
+    );
+    let mut events: Events = d.events();
+    d.ctl_ok(&["start", "never"]);
+    let evs = events.states_until("never", "failed", T);
+    let tr = transitions(&evs, "never");
+    assert_eq!(
+        tr,
+        [
+            "stopped->starting",
+            "starting->starting",
+            "starting->stopping",
+            "stopping->backoff",
+            "backoff->starting",
+            "starting->starting",
+            "starting->stopping",
+            "stopping->backoff",
+            "backoff->starting",
+            "starting->starting",
+            "starting->stopping",
+            "stopping->failed",
+        ]
+    );
+    for e in evs.iter().filter(|e| e["new"] == "stopping") {
+        let r = e["reason"].as_str().unwrap_or_default();
+        assert!(
+            r.starts_with("not ready within 300ms (cannot connect to 127.0.0.1:"),
+            "{e}"
+        );
+    }
+    let failed = evs.last().unwrap();
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restarted 2 times"),
+        "{failed}"
+    );
+    let s = d.state_of("never");
+    assert_eq!(s["restarts"], 2, "{s:#}");
+    assert!(s["pid"].is_null());
+    assert!(d.program_processes("never").is_empty());
+    // The time between the spawn and the stop is the ready timeout, by brummerd's clock.
+    let starts: Vec<u64> = evs
+        .iter()
+        .filter(|e| e["new"] == "starting" && e["pid"].is_u64())
+        .map(|e| e["time_us"].as_u64().unwrap())
+        .collect();
+    let stops: Vec<u64> = evs
+        .iter()
+        .filter(|e| e["new"] == "stopping")
+        .map(|e| e["time_us"].as_u64().unwrap())
+        .collect();
+    for (a, b) in starts.iter().zip(&stops) {
+        let waited = Duration::from_micros(b - a);
+        assert!(waited >= Duration::from_millis(290), "{waited:?}");
+    }
+}
+
+#[test]
+fn an_exec_probe_that_hangs_is_killed_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("probe-ran");
+    let d = Daemon::start(
+        &Config::new().process(
+            "svc",
+            Proc::sleep()
+                .set(
+                    "ready",
+                    table(&format!(
+                        "exec = [\"sh\", \"-c\", \"echo $$ >> {}; exec sleep 1000\"]\ntimeout = \"200ms\"\ninterval = \"50ms\"",
+                        marker.display()
+                    )),
+                )
+                .restart("never"),
+        ),
+    );
+    let s = wait_status(&d, "svc", "a timed-out exec probe", |s| {
+        s["last_probe"]["ok"] == false
+    });
+    assert!(
+        s["last_probe"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 200ms"),
+        "{s:#}"
+    );
+    assert_eq!(s["state"], "starting");
+    let pids: Vec<i32> = std::fs::read_to_string(&marker)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let first = pids[0];
+    // The first try ended (its result is in status), so its process is gone.
+    assert!(
+        !brummer_tests::pid_alive(first as u32),
+        "probe process {first} survived its timeout"
+    );
+    d.ctl_ok(&["stop", "svc"]);
+}
