@@ -141,6 +141,8 @@ pub fn render(params: &Value, color: bool) -> String {
         Event::ProcessRemoved { .. } => "removed".to_owned(),
         Event::UrlDetected { url, .. } => format!("url {url}"),
         Event::ErrorDetected { line, .. } => format!("error: {line}"),
+        Event::StatusText { text: Some(t), .. } => format!("status: {t}"),
+        Event::StatusText { text: None, .. } => "status: -".to_owned(),
     };
     format!("{time} {} {what}", p.event.process())
 }

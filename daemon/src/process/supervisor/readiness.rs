@@ -10,6 +10,7 @@ use super::watch::{Note, Spec, Watch};
 use super::{ExitKind, SETTLE_LIMIT, Task, stop};
 use crate::config::{ProcessDef, Ready};
 use brummer_proto::ProcessState;
+use brummer_proto::events::Event;
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,9 +121,17 @@ impl Task {
                 }
             }
             Note::Status(text) => {
+                let text = Some(text).filter(|t| !t.is_empty());
                 let mut info = (**self.entry.info.load()).clone();
-                info.status_text = Some(text).filter(|t| !t.is_empty());
+                if info.status_text == text {
+                    return;
+                }
+                info.status_text = text.clone();
                 self.entry.info.store(Arc::new(info));
+                self.shared.bus.publish(Event::StatusText {
+                    process: self.entry.name.to_string(),
+                    text,
+                });
             }
             Note::Probe(result) => {
                 let mut info = (**self.entry.info.load()).clone();
