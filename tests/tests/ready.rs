@@ -144,8 +144,9 @@ fn notify_ready_from_a_child_and_from_a_grandchild_in_a_session_of_its_own() {
         go = go.display()
     );
     let d = Daemon::start(&Config::new().process("svc", Proc::sh(&script).set("ready", "notify")));
-    let s = d.wait_state("svc", "starting");
-    assert!(s["pid"].is_u64(), "{s:#}");
+    wait_status(&d, "svc", "starting with a pid", |s| {
+        s["state"] == "starting" && s["pid"].is_u64()
+    });
     let mut events = d.events();
     touch(&go);
     let evs = events.states_until("svc", "running", T);
@@ -168,10 +169,12 @@ fn extend_timeout_usec_keeps_a_slow_start_alive_past_ready_timeout() {
                 &[Path::new(""), &go],
             )
             .set("ready_timeout", "1s")
-            .restart("never"),
+            .restart("never")
+            .autostart(false),
         ),
     );
     let mut events = d.events();
+    d.ctl_ok(&["start", "slow"]);
     // brummerd's own clock: past the configured second, still starting.
     wait_status(&d, "slow", "starting for more than 1.5s", |s| {
         assert_eq!(
@@ -182,7 +185,14 @@ fn extend_timeout_usec_keeps_a_slow_start_alive_past_ready_timeout() {
     });
     touch(&go);
     let evs = events.states_until("slow", "running", T);
-    assert_eq!(transitions(&evs, "slow"), ["starting->running"]);
+    assert_eq!(
+        transitions(&evs, "slow"),
+        [
+            "stopped->starting",
+            "starting->starting",
+            "starting->running"
+        ]
+    );
 }
 
 /// An HTTP server whose /health answers 200, or 500 while the file SICK exists.

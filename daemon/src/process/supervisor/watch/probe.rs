@@ -82,6 +82,12 @@ pub async fn exec(
         Ok((pid, ())) => pid,
         Err(e) => return Outcome::fail(format!("cannot run {shown}: {e}")),
     };
+    // Dropped with the try (its run ended meanwhile): the probe must not outlive it.
+    let mut guard = KillOnDrop {
+        pid,
+        children,
+        armed: true,
+    };
     let child = match rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(pid).unwrap_or(rustix::process::Pid::INIT),
         rustix::process::PidfdFlags::empty(),
@@ -94,12 +100,8 @@ pub async fn exec(
             pidfd,
             started: Instant::now(),
         },
-        Err(e) => {
-            // Cannot wait for it: kill it, and the orphan reaper collects it.
-            kill_group(pid);
-            children.untrack(pid);
-            return Outcome::fail(format!("cannot watch {shown}: {e}"));
-        }
+        // Cannot wait for it: the guard kills it, and the orphan reaper collects it.
+        Err(e) => return Outcome::fail(format!("cannot watch {shown}: {e}")),
     };
     let out = match tokio::time::timeout(timeout, child.wait_exit()).await {
         Ok(ExitKind::Code(0)) => Outcome::ok(format!("{shown}: exit code 0")),
@@ -111,8 +113,27 @@ pub async fn exec(
             Outcome::fail(format!("{shown}: no answer within {}", secs(timeout)))
         }
     };
+    // Reaped: nothing left to kill.
+    guard.armed = false;
     children.untrack(pid);
     out
+}
+
+/// Kills an exec probe's process group and hands its reaping to the orphan reaper, unless
+/// disarmed after the probe was reaped.
+struct KillOnDrop<'a> {
+    pid: i32,
+    children: &'a Children,
+    armed: bool,
+}
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            kill_group(self.pid);
+            self.children.untrack(self.pid);
+        }
+    }
 }
 
 fn kill_group(pid: i32) {
