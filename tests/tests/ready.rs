@@ -525,3 +525,36 @@ fn an_exec_probe_that_hangs_is_killed_at_its_timeout() {
     );
     d.ctl_ok(&["stop", "svc"]);
 }
+
+/// examples/stack.toml as shipped (on a free port): every program becomes ready, each its
+/// own way, and the worker's STATUS= shows.
+#[test]
+fn the_example_stack_comes_up() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/stack.toml");
+    let port = free_port().to_string();
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("8080", &port);
+    let config: toml::Table = toml::from_str(&text).expect("the example is TOML");
+    let mut c = Config::new();
+    for (name, table) in config["process"].as_table().unwrap() {
+        let mut p = Proc::new(["true"]);
+        for (k, v) in table.as_table().unwrap() {
+            p = p.set(k, v.clone());
+        }
+        c = c.process(name, p);
+    }
+    let d = Daemon::start(&c);
+    for name in ["db", "worker", "web"] {
+        let s = d.wait_state(name, "running");
+        assert!(s["pid"].is_u64(), "{s:#}");
+    }
+    let s = wait_status(&d, "worker", "its status text", |s| {
+        s["status_text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("idle, "))
+    });
+    assert_eq!(s["ready"], "notify");
+    assert_eq!(d.state_of("db")["last_probe"]["ok"], true);
+    assert_eq!(d.state_of("web")["last_probe"]["ok"], true);
+}

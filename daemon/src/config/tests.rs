@@ -989,3 +989,24 @@ ready = { exec = [] , interval = 0, colour = 1 }
     );
     assert_error(&errs, &main, 22, "process.f.ready.colour", "unknown key");
 }
+
+#[test]
+fn example_stack_loads() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stack.toml");
+    let opts = LoadOptions {
+        main: example,
+        dropin_dir: Some(PathBuf::from("/nonexistent/brummer-example/processes.d")),
+        main_required: true,
+        as_root: false,
+    };
+    let config = match load(&opts) {
+        Ok(c) => c,
+        Err(e) => panic!("examples/stack.toml:\n{e}"),
+    };
+    let p = &config.processes;
+    assert_eq!(p["db"].ready.kind(), "log");
+    assert_eq!(p["worker"].ready, Ready::Notify);
+    assert_eq!(p["worker"].watchdog, Some(Duration::from_secs(10)));
+    assert_eq!(p["web"].ready.kind(), "http");
+    assert_eq!(p["web"].health.as_ref().map(|h| h.failures), Some(3));
+}
