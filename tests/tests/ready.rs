@@ -9,16 +9,12 @@
 
 use brummer_tests::{Config, Daemon, Events, Proc, T, transitions, wait_for};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// A probe table (`ready = { ... }`, `health = { ... }`) from TOML `key = value` lines.
 fn table(src: &str) -> toml::Value {
     toml::Value::Table(toml::from_str(src).expect("probe table"))
-}
-
-fn file(d: &Daemon, name: &str) -> PathBuf {
-    d.dir.path().join(name)
 }
 
 fn touch(p: &Path) {
