@@ -86,9 +86,7 @@ impl State {
             OsString::from(supervisor::leftover::DAEMON_ENV),
             socket.as_os_str().to_owned(),
         ));
-        // Sockets a previous daemon on this socket left (a crash) name runs that are gone.
         let notify_dir = supervisor::notify_dir(socket);
-        let _ = std::fs::remove_dir_all(&notify_dir);
         let state = State {
             mode,
             registry: Registry::new(),

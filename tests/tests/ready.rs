@@ -554,3 +554,69 @@ fn the_example_stack_comes_up() {
     assert_eq!(d.state_of("db")["last_probe"]["ok"], true);
     assert_eq!(d.state_of("web")["last_probe"]["ok"], true);
 }
+
+/// Pings the watchdog every 50 ms with STATUS=before, or STATUS=after once AFTER exists.
+const PING_STATUS: &str = r#"
+import os, socket, time
+addr = os.environ["NOTIFY_SOCKET"]
+after = os.environ["AFTER"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", addr)
+while True:
+    word = b"after" if os.path.exists(after) else b"before"
+    s.sendto(b"WATCHDOG=1\nSTATUS=" + word, addr)
+    time.sleep(0.05)
+"#;
+
+/// A re-exec hands each notify socket over: a program with a watchdog keeps running (its
+/// pings reach the new image), its STATUS= still arrives, and a program still starting
+/// becomes running by its READY=1 sent after the re-exec.
+#[test]
+fn notify_sockets_survive_a_reexec() {
+    let dir = tempfile::tempdir().unwrap();
+    let (after, go) = (dir.path().join("after"), dir.path().join("go"));
+    let d = Daemon::start(
+        &Config::new()
+            .process(
+                "dog",
+                Proc::python(PING_STATUS)
+                    .env("AFTER", &after.display().to_string())
+                    .set("ready", "notify")
+                    .set("watchdog", "500ms")
+                    .restart("never"),
+            )
+            .process("late", notify_proc(&["READY=1"], &[&go]).restart("never")),
+    );
+    let dog = d.wait_state("dog", "running")["pid"].as_u64().unwrap();
+    let late = wait_status(&d, "late", "starting with a pid", |s| {
+        s["state"] == "starting" && s["pid"].is_u64()
+    })["pid"]
+        .as_u64()
+        .unwrap();
+    d.ctl_ok(&["daemon-reexec"]);
+    let before = d.state_of("dog")["uptime_secs"].as_f64().unwrap();
+    // Several watchdog intervals of the new image: still the same run.
+    wait_status(&d, "dog", "running 1.5s past the re-exec", |s| {
+        assert_eq!(s["state"], "running", "{s:#}");
+        assert_eq!(s["pid"], dog, "{s:#}");
+        s["uptime_secs"].as_f64().unwrap_or(0.0) > before + 1.5
+    });
+    assert_eq!(d.state_of("dog")["status_text"], "before");
+    touch(&after);
+    wait_status(
+        &d,
+        "dog",
+        "STATUS=after through the handed-over socket",
+        |s| s["status_text"] == "after",
+    );
+    assert_eq!(d.state_of("late")["state"], "starting");
+    touch(&go);
+    let s = d.wait_state("late", "running");
+    assert_eq!(s["pid"], late, "{s:#}");
+    assert!(
+        !d.daemon_log()
+            .contains("cannot hand the notify socket over"),
+        "{}",
+        d.daemon_log()
+    );
+}

@@ -143,8 +143,8 @@ pub fn spawn_task(
     let autostart = match begin {
         Begin::Fresh { autostart } => autostart,
         Begin::Adopted(a) => {
-            task.adopt(*a);
-            task.rewatch_adopted();
+            let notify = task.adopt(*a);
+            task.rewatch_adopted(notify);
             false
         }
     };

@@ -12,12 +12,13 @@ use crate::config::{ProcessDef, Ready};
 use brummer_proto::ProcessState;
 use brummer_proto::events::Event;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// What a run gets before its spawn.
 pub(super) struct Prepared {
-    notify: Option<NotifySocket>,
+    notify: Option<Arc<NotifySocket>>,
     /// Variables set after the program's own `env` (NOTIFY_SOCKET, WATCHDOG_USEC).
     pub env: Vec<(OsString, OsString)>,
     log_from: u64,
@@ -41,7 +42,7 @@ impl Task {
                 // as NotifyAccess=all accepts pings from all of them.
                 env.push(("WATCHDOG_USEC".into(), w.as_micros().to_string().into()));
             }
-            Some(s)
+            Some(Arc::new(s))
         } else {
             None
         };
@@ -78,16 +79,29 @@ impl Task {
         self.set_state(state, Some(pid as u32));
     }
 
-    /// A run adopted from the previous image (re-exec): its notify socket is gone, so a
-    /// notify program that was still starting counts as ready; probes start again.
-    pub(super) fn rewatch_adopted(&mut self) {
+    /// A run adopted from the previous image (re-exec), with the notify socket it handed
+    /// over: the watcher starts again, its timers (ready_timeout, watchdog) from now. A
+    /// notify program whose socket did not come along counts as ready.
+    pub(super) fn rewatch_adopted(&mut self, notify: Option<(std::os::fd::OwnedFd, PathBuf)>) {
         let Some(child) = &self.child else {
             return;
         };
         let pid = child.pid;
         let def = self.entry.def();
+        let notify = notify.and_then(|(fd, path)| match NotifySocket::adopt(fd, path) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!(process = %self.entry.name, cause = %e, "cannot watch the handed-over notify socket");
+                None
+            }
+        });
         let starting = self.entry.cell.load().state() == ProcessState::Starting;
-        let ready = !starting || !matches!(def.ready, Ready::Probe(_));
+        let ready = !starting
+            || match def.ready {
+                Ready::Started => true,
+                Ready::Notify => notify.is_none(),
+                Ready::Probe(_) => false,
+            };
         self.watch = Watch::start(
             Spec {
                 def,
@@ -95,7 +109,7 @@ impl Task {
                 generation: self.generation as u32,
                 log: self.entry.log.clone(),
                 log_from: self.entry.log.ring.next_seq(),
-                notify: None,
+                notify,
                 shared: self.shared.clone(),
                 spawned: tokio::time::Instant::now(),
                 ready,

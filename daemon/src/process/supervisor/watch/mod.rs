@@ -53,7 +53,7 @@ pub struct Spec {
     pub log: Arc<ProcessLog>,
     /// The ring's next sequence number before the spawn: a log probe reads from there.
     pub log_from: u64,
-    pub notify: Option<NotifySocket>,
+    pub notify: Option<Arc<NotifySocket>>,
     pub shared: Arc<Shared>,
     /// When the child was spawned (ready_timeout and start periods count from it).
     pub spawned: Instant,
@@ -66,6 +66,8 @@ pub struct Spec {
 pub struct Watch {
     rx: mpsc::Receiver<Note>,
     token: Shutdown,
+    /// The run's notify socket, shared with the watcher, for a re-exec's handover.
+    notify: Option<Arc<NotifySocket>>,
 }
 
 impl Watch {
@@ -77,8 +79,14 @@ impl Watch {
         }
         let token = shutdown.child();
         let (tx, rx) = mpsc::channel(NOTES);
+        let notify = spec.notify.clone();
         token.spawn(Watcher::new(spec, tx).run());
-        Some(Watch { rx, token })
+        Some(Watch { rx, token, notify })
+    }
+
+    /// The run's notify socket, if it has one.
+    pub fn notify(&self) -> Option<&Arc<NotifySocket>> {
+        self.notify.as_ref()
     }
 
     /// The next note; `None` once the watcher ended. Cancel-safe.
@@ -128,7 +136,8 @@ impl Watcher {
             _ => None,
         };
         let ready_deadline = spec.spawned + spec.def.ready_timeout;
-        let watchdog = spec.def.watchdog;
+        // Pings come only over the socket: none, no watchdog (a run adopted without one).
+        let watchdog = spec.def.watchdog.filter(|_| spec.notify.is_some());
         let mut w = Watcher {
             ready: spec.ready,
             ready_deadline,
@@ -388,7 +397,7 @@ impl Watcher {
     }
 }
 
-async fn recv(s: Option<&NotifySocket>) -> std::io::Result<notify::Datagram> {
+async fn recv(s: Option<&Arc<NotifySocket>>) -> std::io::Result<notify::Datagram> {
     match s {
         Some(s) => s.recv().await,
         None => std::future::pending().await,

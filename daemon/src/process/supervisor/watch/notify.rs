@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::io::unix::AsyncFd;
 
 /// Largest message accepted, systemd's NOTIFY_BUFFER_MAX (PIPE_BUF).
@@ -32,8 +32,22 @@ const ANCESTRY_MAX: usize = 64;
 const SUN_PATH_MAX: usize = 107;
 
 /// Names every socket file uniquely: a run's socket is removed when its watcher ends,
-/// which may be after the next run bound its own.
-static NEXT: AtomicU64 = AtomicU64::new(1);
+/// which may be after the next run bound its own. Counts from the monotonic clock at the
+/// first bind, so that after a re-exec (same folder, sockets handed over) the new image
+/// never reuses a name of the old one.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn next_name() -> String {
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let seed = (now.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(now.tv_nsec as u64)
+            .max(1);
+        let _ = NEXT.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    NEXT.fetch_add(1, Ordering::Relaxed).to_string()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -45,10 +59,12 @@ pub enum NotifyError {
     Socket(PathBuf, nix::Error),
 }
 
-/// One run's notify socket. Dropping it removes the file.
+/// One run's notify socket. Dropping it removes the file, unless it was handed over.
 pub struct NotifySocket {
     fd: AsyncFd<OwnedFd>,
     path: PathBuf,
+    /// Set when the socket goes to the next brummerd image (re-exec): the file stays.
+    handed_over: AtomicBool,
 }
 
 /// One datagram as received.
@@ -65,7 +81,7 @@ impl NotifySocket {
     /// the program runs as another user, so that it may send to it.
     pub fn bind(dir: &Path, owner: Option<(u32, u32)>) -> Result<NotifySocket, NotifyError> {
         make_dir(dir).map_err(|e| NotifyError::Dir(dir.to_owned(), e))?;
-        let path = dir.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
+        let path = dir.join(next_name());
         if path.as_os_str().len() > SUN_PATH_MAX {
             return Err(NotifyError::TooLong(path));
         }
@@ -89,12 +105,33 @@ impl NotifySocket {
                 nix::Error::from_raw(e.raw_os_error().unwrap_or(0)),
             )
         })?;
-        let me = NotifySocket { fd, path };
+        let me = NotifySocket {
+            fd,
+            path,
+            handed_over: AtomicBool::new(false),
+        };
         if let Some((uid, gid)) = owner {
             nix::unistd::chown(&me.path, Some(uid.into()), Some(gid.into()))
                 .map_err(|e| NotifyError::Socket(me.path.clone(), e))?;
         }
         Ok(me)
+    }
+
+    /// The socket a previous brummerd image bound and handed over (re-exec).
+    pub fn adopt(fd: OwnedFd, path: PathBuf) -> io::Result<NotifySocket> {
+        Ok(NotifySocket {
+            fd: crate::fd::watch_readable(fd)?,
+            path,
+            handed_over: AtomicBool::new(false),
+        })
+    }
+
+    /// A copy of the descriptor and the path, for the next image (re-exec); from now on
+    /// dropping this one leaves the file in place.
+    pub fn hand_over(&self) -> io::Result<(OwnedFd, PathBuf)> {
+        let fd = rustix::io::dup(self.fd.get_ref())?;
+        self.handed_over.store(true, Ordering::Relaxed);
+        Ok((fd, self.path.clone()))
     }
 
     /// `NOTIFY_SOCKET` for the child.
@@ -117,7 +154,9 @@ impl NotifySocket {
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.handed_over.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
