@@ -620,3 +620,46 @@ fn notify_sockets_survive_a_reexec() {
         d.daemon_log()
     );
 }
+
+/// A program run as another user reaches its notify socket (made its own), and its exec
+/// probe runs as that user too.
+#[test]
+#[ignore = "needs root"]
+fn a_program_of_another_user_notifies_and_is_probed_as_itself() {
+    brummer_tests::require_root();
+    use std::os::unix::fs::PermissionsExt;
+    let d = Daemon::start(
+        &Config::new()
+            .process(
+                "svc",
+                notify_proc(&["READY=1"], &[])
+                    .user("nobody")
+                    .autostart(false),
+            )
+            .process(
+                "probed",
+                Proc::sleep()
+                    .user("nobody")
+                    .set(
+                        "ready",
+                        table(
+                            "exec = [\"sh\", \"-c\", \"test \\\"$(id -u)\\\" = 65534\"]\ninterval = \"50ms\"",
+                        ),
+                    )
+                    .autostart(false),
+            ),
+    );
+    // The test's own folders are private; /run/brummer is 0755 in a real system.
+    for dir in [
+        d.dir.path().to_path_buf(),
+        d.dir.path().join("run"),
+        d.socket.parent().unwrap().to_path_buf(),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    d.ctl_ok(&["start", "svc", "probed"]);
+    let s = d.wait_state("svc", "running");
+    assert!(s["pid"].is_u64(), "{s:#}");
+    let s = d.wait_state("probed", "running");
+    assert_eq!(s["last_probe"]["ok"], true, "{s:#}");
+}
