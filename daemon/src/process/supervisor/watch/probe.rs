@@ -88,12 +88,13 @@ pub async fn exec(
         children,
         armed: true,
     };
-    let child = match rustix::process::pidfd_open(
-        rustix::process::Pid::from_raw(pid).unwrap_or(rustix::process::Pid::INIT),
-        rustix::process::PidfdFlags::empty(),
-    )
-    .map_err(std::io::Error::from)
-    .and_then(crate::fd::watch_readable)
+    let child = match rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| std::io::Error::other(format!("spawn returned pid {pid}")))
+        .and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                .map_err(std::io::Error::from)
+        })
+        .and_then(crate::fd::watch_readable)
     {
         Ok(pidfd) => Child {
             pid,
