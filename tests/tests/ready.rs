@@ -17,6 +17,19 @@ fn table(src: &str) -> toml::Value {
     toml::Value::Table(toml::from_str(src).expect("probe table"))
 }
 
+/// Fails the test when brummerd logged a panic (a task that panicked is gone, and the
+/// daemon may go on looking fine).
+struct NoPanic<'a>(&'a Daemon);
+
+impl Drop for NoPanic<'_> {
+    fn drop(&mut self) {
+        let log = self.0.daemon_log();
+        if !std::thread::panicking() {
+            assert!(!log.contains("panicked"), "brummerd panicked:\n{log}");
+        }
+    }
+}
+
 fn touch(p: &Path) {
     std::fs::write(p, b"").expect("create the go file");
 }
@@ -79,6 +92,7 @@ fn notify_ready_sent_late_by_the_program_with_status_text_and_foreigners_ignored
             &[Path::new(""), &a, &b],
         ),
     ));
+    let _clean = NoPanic(&d);
     let s = wait_status(&d, "svc", "starting with its first status text", |s| {
         s["status_text"] == "warming up"
     });
@@ -140,6 +154,7 @@ fn notify_ready_from_a_child_and_from_a_grandchild_in_a_session_of_its_own() {
         go = go.display()
     );
     let d = Daemon::start(&Config::new().process("svc", Proc::sh(&script).set("ready", "notify")));
+    let _clean = NoPanic(&d);
     wait_status(&d, "svc", "starting with a pid", |s| {
         s["state"] == "starting" && s["pid"].is_u64()
     });
@@ -169,6 +184,7 @@ fn extend_timeout_usec_keeps_a_slow_start_alive_past_ready_timeout() {
             .autostart(false),
         ),
     );
+    let _clean = NoPanic(&d);
     let mut events = d.events();
     d.ctl_ok(&["start", "slow"]);
     // brummerd's own clock: past the configured second, still starting.
@@ -240,6 +256,7 @@ fn an_http_health_check_that_starts_failing_restarts_the_program_with_the_reason
                 .reset_after("1h"),
         ),
     );
+    let _clean = NoPanic(&d);
     let s = d.wait_state("web", "running");
     assert_eq!(s["ready"], "http", "{s:#}");
     let s = wait_status(&d, "web", "a passing health probe", |s| {
@@ -309,6 +326,7 @@ fn a_log_line_makes_the_program_ready_and_an_exec_probe_too() {
                 ),
             ),
     );
+    let _clean = NoPanic(&d);
     d.wait_logged("db", "ready to accept connections?");
     let s = wait_status(&d, "db", "a failed look at the log", |s| {
         s["last_probe"]["ok"] == false
@@ -368,6 +386,7 @@ fn a_missed_watchdog_ping_restarts_the_program_with_its_reason() {
                 .reset_after("1h"),
         ),
     );
+    let _clean = NoPanic(&d);
     let s = d.wait_state("dog", "running");
     let pid1 = s["pid"].as_u64().unwrap() as u32;
     assert!(
@@ -422,6 +441,7 @@ fn not_ready_within_ready_timeout_backs_off_restarts_then_fails_at_the_start_lim
                 .autostart(false),
         ),
     );
+    let _clean = NoPanic(&d);
     let mut events: Events = d.events();
     d.ctl_ok(&["start", "never"]);
     let evs = events.states_until("never", "failed", T);
@@ -497,6 +517,7 @@ fn an_exec_probe_that_hangs_is_killed_at_its_timeout() {
                 .restart("never"),
         ),
     );
+    let _clean = NoPanic(&d);
     let s = wait_status(&d, "svc", "a timed-out exec probe", |s| {
         s["last_probe"]["ok"] == false
     });
@@ -541,6 +562,7 @@ fn the_example_stack_comes_up() {
         c = c.process(name, p);
     }
     let d = Daemon::start(&c);
+    let _clean = NoPanic(&d);
     for name in ["db", "worker", "web"] {
         let s = d.wait_state(name, "running");
         assert!(s["pid"].is_u64(), "{s:#}");
@@ -587,6 +609,7 @@ fn notify_sockets_survive_a_reexec() {
             )
             .process("late", notify_proc(&["READY=1"], &[&go]).restart("never")),
     );
+    let _clean = NoPanic(&d);
     let dog = d.wait_state("dog", "running")["pid"].as_u64().unwrap();
     let late = wait_status(&d, "late", "starting with a pid", |s| {
         s["state"] == "starting" && s["pid"].is_u64()
@@ -649,6 +672,7 @@ fn a_program_of_another_user_notifies_and_is_probed_as_itself() {
                     .autostart(false),
             ),
     );
+    let _clean = NoPanic(&d);
     // The test's own folders are private; /run/brummer is 0755 in a real system.
     for dir in [
         d.dir.path().to_path_buf(),

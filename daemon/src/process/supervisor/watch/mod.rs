@@ -175,6 +175,15 @@ impl Watcher {
         let notify = self.spec.notify.take();
         loop {
             let probing = self.probe().is_some();
+            if self.ready
+                && notify.is_none()
+                && self.watchdog_due.is_none()
+                && inflight.is_none()
+                && !probing
+            {
+                // Ready, and nothing left to watch (no socket, no watchdog, no health).
+                return;
+            }
             tokio::select! {
                 d = recv(notify.as_ref()), if notify.is_some() => {
                     match d {
