@@ -49,6 +49,9 @@ def main() -> int:
         def log_message(self, *args):
             pass
 
+    # socketserver's default backlog of 5 drops simultaneous SYNs (the client retries
+    # after 1 s): that would measure this script, not brummerd.
+    http.server.ThreadingHTTPServer.request_queue_size = 1024
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
     http_port = httpd.server_address[1]
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

@@ -36,6 +36,7 @@ fn touch(p: &Path) {
 
 /// A notify program: sends each message of argv[1..] in turn, each after the file of the
 /// same position in GO (`:`-separated; an empty name: at once), then runs until stopped.
+/// `<NUL>` and `<FF>` in a message become those bytes (argv cannot carry a NUL).
 const NOTIFY: &str = r#"
 import os, socket, sys, time
 addr = os.environ["NOTIFY_SOCKET"]
@@ -45,7 +46,7 @@ for i, msg in enumerate(sys.argv[1:]):
     gate = gates[i] if i < len(gates) else ""
     while gate and not os.path.exists(gate):
         time.sleep(0.02)
-    s.sendto(msg.encode(), addr)
+    s.sendto(msg.encode().replace(b"<NUL>", b"\0").replace(b"<FF>", b"\xff"), addr)
 print("sent all", flush=True)
 time.sleep(100000)
 "#;
@@ -686,4 +687,37 @@ fn a_program_of_another_user_notifies_and_is_probed_as_itself() {
     assert!(s["pid"].is_u64(), "{s:#}");
     let s = d.wait_state("probed", "running");
     assert_eq!(s["last_probe"]["ok"], true, "{s:#}");
+}
+
+/// A message with a NUL, one over 4096 bytes and one that is not UTF-8 are ignored (and
+/// logged), even when they say READY=1; the program's next good message still counts.
+#[test]
+fn garbage_on_the_notify_socket_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let big = format!("READY=1\nSTATUS={}", "x".repeat(5000));
+    let d = Daemon::start(&Config::new().process(
+        "svc",
+        notify_proc(
+            &[
+                "READY=1<NUL>",
+                &big,
+                "READY=1\nSTATUS=<FF>",
+                "STATUS=after garbage",
+                "READY=1",
+            ],
+            &[Path::new(""), Path::new(""), Path::new(""), Path::new(""), &go],
+        ),
+    ));
+    let _clean = NoPanic(&d);
+    let s = wait_status(&d, "svc", "the good message after the garbage", |s| {
+        s["status_text"] == "after garbage"
+    });
+    assert_eq!(s["state"], "starting", "garbage counted: {s:#}");
+    let log = d.daemon_log();
+    assert!(log.contains("it contains a NUL byte"), "{log}");
+    assert!(log.contains("it is longer than 4096 bytes"), "{log}");
+    assert!(log.contains("it is not UTF-8"), "{log}");
+    touch(&go);
+    d.wait_state("svc", "running");
 }
