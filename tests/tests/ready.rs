@@ -706,7 +706,13 @@ fn garbage_on_the_notify_socket_is_ignored() {
                 "STATUS=after garbage",
                 "READY=1",
             ],
-            &[Path::new(""), Path::new(""), Path::new(""), Path::new(""), &go],
+            &[
+                Path::new(""),
+                Path::new(""),
+                Path::new(""),
+                Path::new(""),
+                &go,
+            ],
         ),
     ));
     let _clean = NoPanic(&d);
@@ -720,4 +726,42 @@ fn garbage_on_the_notify_socket_is_ignored() {
     assert!(log.contains("it is not UTF-8"), "{log}");
     touch(&go);
     d.wait_state("svc", "running");
+}
+
+const CHATTY: &str = r#"
+import os, socket, time
+addr = os.environ["NOTIFY_SOCKET"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", addr)
+for i in range(3000):
+    s.sendto(b"STATUS=%d" % i, addr)
+s.sendto(b"STATUS=final", addr)
+time.sleep(100000)
+"#;
+
+/// STATUS= in a tight loop reaches the event stream at most every 100 ms (by brummerd's
+/// time stamps), and the latest text always arrives.
+#[test]
+fn a_status_flood_is_coalesced_and_the_last_text_wins() {
+    let d = Daemon::start(&Config::new().process(
+        "chatty",
+        Proc::python(CHATTY).set("ready", "notify").autostart(false),
+    ));
+    let _clean = NoPanic(&d);
+    let mut events = d.events();
+    d.ctl_ok(&["start", "chatty"]);
+    let evs = events.until(T, |e| e["type"] == "status-text" && e["text"] == "final");
+    let times: Vec<u64> = evs
+        .iter()
+        .filter(|e| e["type"] == "status-text")
+        .map(|e| e["time_us"].as_u64().unwrap())
+        .collect();
+    for w in times.windows(2) {
+        assert!(
+            w[1] - w[0] >= 50_000,
+            "status-text events {} µs apart: {times:?}",
+            w[1] - w[0]
+        );
+    }
+    assert_eq!(d.state_of("chatty")["status_text"], "final");
 }

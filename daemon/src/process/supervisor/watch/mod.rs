@@ -30,6 +30,10 @@ use tokio::time::{Instant, sleep_until};
 const NOTES: usize = 16;
 /// Garbage messages logged per run; the rest are only counted.
 const GARBAGE_LOGGED: u32 = 5;
+/// At most one status text per this interval reaches the supervisor (and so the event
+/// bus): a program that sends STATUS= in a tight loop must not push everyone else's
+/// events out of the subscribers' queues. The latest text always arrives.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 
 /// What the watcher tells the supervisor.
 #[derive(Debug)]
@@ -119,6 +123,10 @@ struct Watcher {
     garbage: u32,
     /// Set when the run became ready: the probe schedule starts over with the health probe.
     phase_changed: bool,
+    /// STATUS= held back by [`STATUS_EVERY`], and when it is due.
+    status_held: Option<String>,
+    status_due: Option<Instant>,
+    status_sent: Option<Instant>,
 }
 
 impl Watcher {
@@ -148,6 +156,9 @@ impl Watcher {
             log,
             garbage: 0,
             phase_changed: false,
+            status_held: None,
+            status_due: None,
+            status_sent: None,
             spec,
             tx,
         };
@@ -205,6 +216,13 @@ impl Watcher {
                         reason.push_str(&format!(" ({d})"));
                     }
                     return self.fail(reason).await;
+                }
+                _ = sleep_opt(self.status_due), if self.status_due.is_some() => {
+                    self.status_due = None;
+                    if let Some(text) = self.status_held.take() {
+                        self.status_sent = Some(Instant::now());
+                        self.send(Note::Status(text)).await;
+                    }
                 }
                 _ = sleep_opt(self.watchdog_due), if self.watchdog_due.is_some() => {
                     let every = self.watchdog.unwrap_or_default();
@@ -344,7 +362,7 @@ impl Watcher {
                         self.became_ready().await;
                     }
                 }
-                Assignment::Status(text) => self.send(Note::Status(text)).await,
+                Assignment::Status(text) => self.status(text).await,
                 Assignment::ExtendTimeout(us) => {
                     let until = Instant::now() + Duration::from_micros(us);
                     if !self.ready && until > self.ready_deadline {
@@ -371,6 +389,21 @@ impl Watcher {
             }
         }
         None
+    }
+
+    /// Passes STATUS= on, or holds it until [`STATUS_EVERY`] after the last one passed.
+    async fn status(&mut self, text: String) {
+        let now = Instant::now();
+        match self.status_sent.map(|t| t + STATUS_EVERY) {
+            Some(due) if due > now => {
+                self.status_held = Some(text);
+                self.status_due = Some(due);
+            }
+            _ => {
+                self.status_sent = Some(now);
+                self.send(Note::Status(text)).await;
+            }
+        }
     }
 
     fn garbage(&mut self, why: &str, pid: Option<i32>) {
