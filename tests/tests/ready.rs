@@ -472,11 +472,9 @@ fn not_ready_within_ready_timeout_backs_off_restarts_then_fails_at_the_start_lim
         );
     }
     let failed = evs.last().unwrap();
+    let why = failed["reason"].as_str().unwrap_or_default();
     assert!(
-        failed["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("restarted 2 times"),
+        why.contains("restarted 2 times") && why.contains("; the last run: not ready within 300ms"),
         "{failed}"
     );
     let s = d.state_of("never");

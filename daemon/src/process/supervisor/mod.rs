@@ -401,12 +401,15 @@ impl Task {
             Decision::Exited => self.set_state(ProcessState::Exited, None),
             Decision::Failed => {
                 let mut info = (**self.entry.info.load()).clone();
-                let why = format!(
+                let mut why = format!(
                     "restarted {} times within {}; giving up (start it again with: brummerctl start {})",
                     def.start_limit.burst,
                     humantime::format_duration(def.start_limit.interval),
                     self.entry.name
                 );
+                if let Some(r) = &reason {
+                    why.push_str(&format!("; the last run: {r}"));
+                }
                 info.last_error = Some(why.clone());
                 self.entry.info.store(Arc::new(info));
                 self.set_state_because(ProcessState::Failed, None, Some(why));
