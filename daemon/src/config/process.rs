@@ -63,6 +63,7 @@ pub(crate) fn process(
     let mut env_table = BTreeMap::new();
     let mut env_file_entries = Vec::new();
     let mut watchdog_at = None;
+    let mut ready_at = None;
 
     for (k, v) in table.iter() {
         let key = join(&path, k.get_ref());
@@ -87,7 +88,10 @@ pub(crate) fn process(
             "backoff" => def.backoff = backoff(ctx, v, &key),
             "start_limit" => def.start_limit = start_limit(ctx, v, &key),
             "logs" => def.logs = logs(ctx, v, &key),
-            "ready" => def.ready = ready::ready(ctx, v, &key).unwrap_or_default(),
+            "ready" => {
+                ready_at = Some(v.span());
+                def.ready = ready::ready(ctx, v, &key).unwrap_or_default();
+            }
             "ready_timeout" => {
                 def.ready_timeout = ready::positive(ctx, v, &key).unwrap_or(def.ready_timeout)
             }
@@ -99,7 +103,7 @@ pub(crate) fn process(
             _ => {} // reported by unknown_keys
         }
     }
-    ready::check(ctx, &path, &def.ready, watchdog_at.as_ref());
+    ready::check(ctx, &path, &def, ready_at.as_ref(), watchdog_at.as_ref());
 
     match command {
         Some(c) => def.command = c,

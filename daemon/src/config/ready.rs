@@ -266,8 +266,29 @@ pub(crate) fn positive(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<Du
     Some(d)
 }
 
-/// Cross-key rules, once every key of the program was read.
-pub(crate) fn check(ctx: &mut Ctx<'_>, path: &str, ready: &Ready, watchdog: Option<&Range<usize>>) {
+/// Cross-key rules, once every key of the program was read. `ready_at` and `watchdog` are
+/// where those keys are, when present.
+pub(crate) fn check(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    def: &super::model::ProcessDef,
+    ready_at: Option<&Range<usize>>,
+    watchdog: Option<&Range<usize>>,
+) {
+    let ready = &def.ready;
+    if let (Ready::Probe(p), Some(span)) = (ready, ready_at)
+        && p.start_period >= def.ready_timeout
+    {
+        ctx.err(
+            span,
+            &join(&join(path, "ready"), "start_period"),
+            format!(
+                "{} is not shorter than ready_timeout ({}): the program could never be ready; shorten start_period or raise ready_timeout",
+                humantime::format_duration(p.start_period),
+                humantime::format_duration(def.ready_timeout)
+            ),
+        );
+    }
     if let Some(span) = watchdog
         && *ready != Ready::Notify
     {

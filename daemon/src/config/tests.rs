@@ -942,6 +942,9 @@ health = { interval = "1s" }
 [process.f]
 command = "x"
 ready = { exec = [] , interval = 0, colour = 1 }
+[process.g]
+command = "x"
+ready = { tcp = "h:1", start_period = "2m" }
 "#,
         false,
     );
@@ -988,6 +991,13 @@ ready = { exec = [] , interval = 0, colour = 1 }
         "longer than 0",
     );
     assert_error(&errs, &main, 22, "process.f.ready.colour", "unknown key");
+    assert_error(
+        &errs,
+        &main,
+        25,
+        "process.g.ready.start_period",
+        "2m is not shorter than ready_timeout (1m 30s)",
+    );
 }
 
 #[test]
