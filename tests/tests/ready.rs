@@ -9,7 +9,7 @@
 
 use brummer_tests::{Config, Daemon, Events, Proc, T, transitions, wait_for};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A probe table (`ready = { ... }`, `health = { ... }`) from TOML `key = value` lines.
@@ -208,13 +208,18 @@ fn extend_timeout_usec_keeps_a_slow_start_alive_past_ready_timeout() {
     );
 }
 
-/// An HTTP server whose /health answers 200, or 500 while the file SICK exists.
+/// An HTTP server whose /health answers 200, or 500 while the file SICK exists, or 500
+/// once when the file SICK.once exists (it removes it and creates SICK.served).
 const SERVER: &str = r#"
 import http.server, os, sys
 sick = os.environ["SICK"]
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         code = 500 if os.path.exists(sick) else 200
+        if os.path.exists(sick + ".once"):
+            os.remove(sick + ".once")
+            open(sick + ".served", "w").close()
+            code = 500
         self.send_response(code)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -269,7 +274,26 @@ fn an_http_health_check_that_starts_failing_restarts_the_program_with_the_reason
     assert_eq!(p["detail"], format!("HTTP 200 from {url}"), "{s:#}");
     let pid1 = s["pid"].as_u64().unwrap();
 
+    // One failure (of the 2 it takes) and then a pass: no restart.
     let mut events = d.events();
+    let once = PathBuf::from(format!("{}.once", sick.display()));
+    let served = PathBuf::from(format!("{}.served", sick.display()));
+    touch(&once);
+    wait_for("the one 500 answer", T, || served.exists().then_some(()));
+    let after_us = std::fs::metadata(&served)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let s = wait_status(&d, "web", "a passing health probe after the 500", |s| {
+        s["last_probe"]["ok"] == true && s["last_probe"]["time_us"].as_u64().unwrap() > after_us
+    });
+    assert_eq!(s["pid"].as_u64().unwrap(), pid1, "{s:#}");
+    assert_eq!(s["restarts"], 0, "{s:#}");
+    assert!(s.get("last_error").is_none(), "{s:#}");
+
     touch(&sick);
     let reason = format!("health check failed: HTTP 500 from {url}");
     let evs = events.states_until("web", "stopping", T);
