@@ -338,7 +338,8 @@ fn a_log_line_makes_the_program_ready_and_an_exec_probe_too() {
                 .set(
                     "ready",
                     table("log = \"system is ready to accept connections$\""),
-                ),
+                )
+                .set("health", table("exec = [\"true\"]\ninterval = \"50ms\"")),
             )
             .process(
                 "job",
@@ -379,6 +380,12 @@ fn a_log_line_makes_the_program_ready_and_an_exec_probe_too() {
         detail.contains("database system is ready to accept connections"),
         "{s:#}"
     );
+    // Then its health probe (another kind) runs.
+    let s = wait_status(&d, "db", "a health probe", |s| {
+        s["last_probe"]["phase"] == "health"
+    });
+    assert_eq!(s["last_probe"]["probe"], "exec", "{s:#}");
+    assert_eq!(s["last_probe"]["ok"], true, "{s:#}");
     touch(&flag);
     events.states_until("job", "running", T);
     assert_eq!(d.state_of("job")["last_probe"]["ok"], true);

@@ -252,12 +252,9 @@ impl Watcher {
                     }
                 }
             }
-            if self.ready && inflight.is_some() && self.phase_changed {
-                // A readiness try still running when the run became ready (READY=1 cannot
-                // race a probe, but keep the phases apart): its answer is moot.
-                inflight = None;
-            }
             if self.phase_changed {
+                // A readiness try still running when READY=1 came: its answer is moot.
+                inflight = None;
                 self.phase_changed = false;
                 next_try = self.first_try();
             }
@@ -420,6 +417,8 @@ impl Watcher {
 
     async fn became_ready(&mut self) {
         self.ready = true;
+        // The log cursor serves readiness only; the health probe is another kind.
+        self.log = None;
         self.phase_changed = true;
         self.arm_watchdog();
         self.send(Note::Ready).await;
