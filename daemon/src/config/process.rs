@@ -103,7 +103,14 @@ pub(crate) fn process(
             _ => {} // reported by unknown_keys
         }
     }
-    ready::check(ctx, &path, &def, ready_at.as_ref(), watchdog_at.as_ref());
+    ready::check(
+        ctx,
+        &path,
+        &def.ready,
+        def.ready_timeout,
+        ready_at.as_ref(),
+        watchdog_at.as_ref(),
+    );
 
     match command {
         Some(c) => def.command = c,

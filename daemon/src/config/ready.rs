@@ -271,13 +271,13 @@ pub(crate) fn positive(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<Du
 pub(crate) fn check(
     ctx: &mut Ctx<'_>,
     path: &str,
-    def: &super::model::ProcessDef,
+    ready: &Ready,
+    ready_timeout: Duration,
     ready_at: Option<&Range<usize>>,
     watchdog: Option<&Range<usize>>,
 ) {
-    let ready = &def.ready;
     if let (Ready::Probe(p), Some(span)) = (ready, ready_at)
-        && p.start_period >= def.ready_timeout
+        && p.start_period >= ready_timeout
     {
         ctx.err(
             span,
@@ -285,7 +285,7 @@ pub(crate) fn check(
             format!(
                 "{} is not shorter than ready_timeout ({}): the program could never be ready; shorten start_period or raise ready_timeout",
                 humantime::format_duration(p.start_period),
-                humantime::format_duration(def.ready_timeout)
+                humantime::format_duration(ready_timeout)
             ),
         );
     }
