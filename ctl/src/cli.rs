@@ -42,15 +42,21 @@ pub enum Command {
     /// object has the raw figures (CPU time in ns, peak memory, tasks, IO bytes) and
     /// `containment` says what holds a program's processes together.
     ///
-    /// The NOTE column says when a program in backoff is started again, the last error,
-    /// what fails on its disk log (full, unwritable, deleted) and how many of its lines
-    /// never reached the disk. With --json, the `logs` object of each process has the
-    /// log counters (docs/logs.md).
+    /// A program is `starting` until it is ready (its `ready` setting), then `running`.
+    /// The NOTE column says what a starting program waits for, its status text (STATUS=),
+    /// when a program in backoff is started again, the last error (why the last run
+    /// failed), the last readiness or health probe result, what fails on its disk log
+    /// (full, unwritable, deleted) and how many of its lines never reached the disk. With
+    /// --json, `ready`, `status_text` and `last_probe` are raw fields and the `logs` object
+    /// of each process has the log counters (docs/logs.md).
     Status {
         #[arg(value_name = "NAME", value_parser = parse_name)]
         names: Vec<String>,
     },
     /// Start processes
+    ///
+    /// Answers once each is spawned: a program with a `ready` condition is `starting`
+    /// until it holds (`brummerctl events` shows when it is `running`).
     ///
     /// The start is remembered until reboot: a brummerd restarted, re-executed or started
     /// again after a crash starts these processes again, even when they are disabled.

@@ -74,6 +74,19 @@ pub struct Program {
     /// The log ring's next sequence number: the next image's ring starts no lower.
     pub next_seq: u64,
     pub urls: Vec<String>,
+    /// The notify socket of the running child (`ready = "notify"`).
+    #[serde(default)]
+    pub notify: Option<NotifyFd>,
+    /// STATUS= of the running child.
+    #[serde(default)]
+    pub status_text: Option<String>,
+}
+
+/// A notify socket: its descriptor and the path the child sends to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NotifyFd {
+    pub fd: RawFd,
+    pub path: std::path::PathBuf,
 }
 
 /// A running child.
@@ -132,6 +145,7 @@ impl Handover {
         for p in &self.programs {
             fds.extend(p.child.as_ref().map(|c| c.pidfd));
             fds.extend(p.pipes.iter().map(|p| p.fd));
+            fds.extend(p.notify.as_ref().map(|n| n.fd));
         }
         fds
     }

@@ -131,6 +131,8 @@ pub async fn run(
         let leftovers =
             leftover::find(&previous, &opts.socket, &config.processes, state.procs()).await;
         leftover::stop(leftovers, state.procs()).await;
+        // Notify sockets it left name runs that are gone.
+        let _ = std::fs::remove_dir_all(crate::process::supervisor::notify_dir(&opts.socket));
     }
     desired.start(&tasks);
 

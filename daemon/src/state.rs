@@ -97,6 +97,7 @@ impl State {
             OsString::from(supervisor::leftover::DAEMON_ENV),
             socket.as_os_str().to_owned(),
         ));
+        let notify_dir = supervisor::notify_dir(socket);
         let state = State {
             mode,
             registry: Registry::new(),
@@ -107,6 +108,8 @@ impl State {
                 base_env,
                 procs: supervisor::ProcScanner::default(),
                 desired: desired.clone(),
+                notify_dir,
+                probes: Shared::probe_limit(),
             }),
             desired,
             logs: Arc::new(LogPlane::start(log_dir, ring_bytes)?),

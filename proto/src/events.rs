@@ -48,6 +48,12 @@ pub enum Event {
         line: String,
         line_seq: u64,
     },
+    /// The program's status text changed (STATUS= of a notify program); `null` when it
+    /// has none any more.
+    StatusText {
+        process: String,
+        text: Option<String>,
+    },
 }
 
 impl Event {
@@ -57,7 +63,8 @@ impl Event {
             | Event::ProcessAdded { process }
             | Event::ProcessRemoved { process }
             | Event::UrlDetected { process, .. }
-            | Event::ErrorDetected { process, .. } => process,
+            | Event::ErrorDetected { process, .. }
+            | Event::StatusText { process, .. } => process,
         }
     }
 }

@@ -298,6 +298,43 @@ pub struct ProcessStatus {
     /// (and until the first sample of a run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<ProcessMetrics>,
+    /// How the program becomes ready: `started`, `notify`, or a probe's kind (`exec`,
+    /// `http`, `tcp`, `log`).
+    #[serde(default = "ready_started")]
+    pub ready: String,
+    /// The program's own words about itself (STATUS= of a notify program), or what its
+    /// start waits for; `null` when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<String>,
+    /// The newest readiness or health probe result of the program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<ProbeResult>,
+}
+
+fn ready_started() -> String {
+    "started".to_owned()
+}
+
+/// One readiness or health probe result (`status`'s `last_probe`).
+///
+/// ```json
+/// {"phase": "health", "probe": "http", "ok": false,
+///  "detail": "HTTP 500 from http://127.0.0.1:8080/health",
+///  "time": "2026-12-02T18:00:00.000000Z", "time_us": 1796320800000000}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// `ready` (while `starting`) or `health` (while `running`).
+    pub phase: String,
+    /// `exec`, `http`, `tcp` or `log`.
+    pub probe: String,
+    pub ok: bool,
+    /// What was seen, in words: "HTTP 200 from ...", "exit code 1", "connection refused".
+    pub detail: String,
+    /// When the result came, RFC 3339 UTC.
+    pub time: String,
+    /// The same, in microseconds since the epoch.
+    pub time_us: u64,
 }
 
 /// A running program's resource use, sampled every 2 s over its whole process tree.

@@ -73,6 +73,10 @@ trait Process {
     fn started_at(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn urls(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn status_text(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn last_error(&self) -> zbus::Result<String>;
 }
 
 /// A daemon on `bus`, returned once it owns the name: brummerd accepts on its socket only
@@ -1098,4 +1102,96 @@ fn usage_properties_read_as_systemd_names_them() {
         "{m:#}"
     );
     assert_eq!(numbers(get("web")), vec![u64::MAX; 6]);
+}
+
+/// A notify program's STATUS= reaches D-Bus as `StatusText` (PropertiesChanged, also while
+/// its state stays the same), and a failed health check's reason as `LastError` (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_text_and_the_health_failure_reason_are_properties() {
+    let bus = DbusDaemon::session();
+    let dir = tempfile::tempdir().unwrap();
+    let (go, sick) = (dir.path().join("go"), dir.path().join("sick"));
+    let script = format!(
+        "import os, socket, time\n\
+         a = os.environ['NOTIFY_SOCKET']\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.sendto(b'STATUS=warming up', a)\n\
+         while not os.path.exists('{go}'): time.sleep(0.02)\n\
+         s.sendto(b'STATUS=phase 2', a)\n\
+         while not os.path.exists('{go}2'): time.sleep(0.02)\n\
+         s.sendto(b'READY=1', a)\n\
+         time.sleep(100000)\n",
+        go = go.display()
+    );
+    let mut health = toml::Table::new();
+    health.insert(
+        "exec".into(),
+        toml::Value::Array(
+            ["test", "!", "-e", &sick.display().to_string()]
+                .iter()
+                .map(|a| toml::Value::String(a.to_string()))
+                .collect(),
+        ),
+    );
+    health.insert("interval".into(), "50ms".into());
+    health.insert("failures".into(), 1.into());
+    let d = start(
+        &bus,
+        &Config::new().process(
+            "svc",
+            Proc::python(&script)
+                .set("ready", "notify")
+                .set("health", toml::Value::Table(health))
+                .restart("never"),
+        ),
+    );
+    let conn = connect(&bus).await;
+    let p = ProcessProxy::builder(&conn)
+        .path("/io/github/brummer/Brummer1/process/svc")
+        .build()
+        .await
+        .expect("process proxy");
+    let mut texts = p.receive_status_text_changed().await;
+    let mut errors = p.receive_last_error_changed().await;
+    within("StatusText warming up", async {
+        loop {
+            if p.status_text().await.expect("StatusText") == "warming up" {
+                break;
+            }
+            texts.next().await.expect("status text stream");
+        }
+    })
+    .await;
+    assert_eq!(p.state().await.expect("State"), "starting");
+    std::fs::write(&go, b"").unwrap();
+    within("StatusText phase 2 by PropertiesChanged", async {
+        while let Some(c) = texts.next().await {
+            if c.get().await.expect("value") == "phase 2" {
+                break;
+            }
+        }
+    })
+    .await;
+    assert_eq!(d.state_of("svc")["state"], "starting");
+    std::fs::write(format!("{}2", go.display()), b"").unwrap();
+    d.wait_state("svc", "running");
+    assert_eq!(p.last_error().await.expect("LastError"), "");
+
+    std::fs::write(&sick, b"").unwrap();
+    let reason = within("LastError by PropertiesChanged", async {
+        loop {
+            let c = errors.next().await.expect("last error stream");
+            let v = c.get().await.expect("value");
+            if !v.is_empty() {
+                break v;
+            }
+        }
+    })
+    .await;
+    assert!(
+        reason.starts_with("health check failed: test ! -e ") && reason.ends_with("exit code 1"),
+        "{reason}"
+    );
+    d.wait_state("svc", "failed");
+    assert_eq!(d.state_of("svc")["last_error"], reason.as_str());
 }

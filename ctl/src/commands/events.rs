@@ -141,6 +141,8 @@ pub fn render(params: &Value, color: bool) -> String {
         Event::ProcessRemoved { .. } => "removed".to_owned(),
         Event::UrlDetected { url, .. } => format!("url {url}"),
         Event::ErrorDetected { line, .. } => format!("error: {line}"),
+        Event::StatusText { text: Some(t), .. } => format!("status: {t}"),
+        Event::StatusText { text: None, .. } => "status: -".to_owned(),
     };
     format!("{time} {} {what}", p.event.process())
 }
@@ -225,6 +227,30 @@ mod tests {
         assert_eq!(
             render(&url, false),
             "2026-11-22T10:00:00.123Z web url http://localhost:3000"
+        );
+        let status = params(Event::StatusText {
+            process: "db".into(),
+            text: Some("replaying the journal".into()),
+        });
+        assert_eq!(
+            render(&status, false),
+            "2026-11-22T10:00:00.123Z db status: replaying the journal"
+        );
+        let failed = params(Event::StateChanged {
+            process: "web".into(),
+            old: ProcessState::Running,
+            new: ProcessState::Stopping,
+            pid: Some(7),
+            exit_code: None,
+            exit_signal: None,
+            restarts: 0,
+            reason: Some("health check failed: HTTP 500 from http://127.0.0.1:8080/".into()),
+        });
+        assert!(
+            render(&failed, false)
+                .ends_with("web running -> stopping (health check failed: HTTP 500 from http://127.0.0.1:8080/, pid 7)"),
+            "{}",
+            render(&failed, false)
         );
         let unknown = json!({"subscription": 1, "seq": 1, "time_us": T, "type": "new-kind",
                              "process": "web"});

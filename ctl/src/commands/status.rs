@@ -133,8 +133,18 @@ fn note(p: &ProcessStatus, now_us: i64) -> String {
             None => parts.push(format!("next at {next}")),
         }
     }
+    if p.state == ProcessState::Starting && p.pid.is_some() && p.ready != "started" {
+        parts.push(format!("waiting to be ready ({})", p.ready));
+    }
+    if let Some(text) = &p.status_text {
+        parts.push(format!("status: {text}"));
+    }
     if let Some(err) = &p.last_error {
         parts.push(format!("error: {err}"));
+    }
+    if let Some(probe) = &p.last_probe {
+        let verdict = if probe.ok { "ok" } else { "failed" };
+        parts.push(format!("{} probe {verdict}: {}", probe.phase, probe.detail));
     }
     if let Some(disk) = &p.logs.disk_failing {
         parts.push(format!("disk log: {disk}"));
@@ -174,6 +184,9 @@ pub(crate) mod tests {
             urls: Vec::new(),
             containment: None,
             metrics: None,
+            ready: "started".into(),
+            status_text: None,
+            last_probe: None,
         }
     }
 
@@ -265,6 +278,38 @@ web   failed   -    -       -    -    0         -          enabled  error: spawn
             p.metrics = Some(metrics(percent, bytes));
             assert_eq!((cpu(&p).as_str(), mem(&p).as_str()), want);
         }
+    }
+
+    #[test]
+    fn readiness_status_text_and_the_last_probe_get_a_note() {
+        let mut db = proc("db", ProcessState::Starting);
+        db.pid = Some(42);
+        db.ready = "notify".into();
+        db.status_text = Some("replaying the journal".into());
+        let mut web = proc("web", ProcessState::Running);
+        web.ready = "http".into();
+        web.last_error = Some("health check failed: HTTP 500 from http://127.0.0.1:8080/".into());
+        web.last_probe = Some(brummer_proto::methods::ProbeResult {
+            phase: "health".into(),
+            probe: "http".into(),
+            ok: true,
+            detail: "HTTP 200 from http://127.0.0.1:8080/".into(),
+            time: "2026-11-22T10:00:00Z".into(),
+            time_us: NOW as u64,
+        });
+        let text = render(&[db, web], NOW, false);
+        assert!(
+            text.contains("starting  42 ")
+                && text.contains("waiting to be ready (notify); status: replaying the journal"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "error: health check failed: HTTP 500 from http://127.0.0.1:8080/; \
+                 health probe ok: HTTP 200 from http://127.0.0.1:8080/"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

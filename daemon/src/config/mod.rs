@@ -10,6 +10,7 @@ mod error;
 mod load;
 mod model;
 mod process;
+mod ready;
 mod values;
 
 #[cfg(test)]

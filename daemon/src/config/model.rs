@@ -7,6 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::ready::{
+    Check, DEFAULT_HEALTH_FAILURES, DEFAULT_READY_TIMEOUT, Health, HttpUrl, LogPattern, Probe,
+    Ready,
+};
+
 /// Default `restart` policy.
 pub const DEFAULT_RESTART: RestartPolicy = RestartPolicy::OnFailure;
 /// Default `stop_signal` (SIGTERM).
@@ -119,6 +124,14 @@ pub struct ProcessDef {
     pub stop_timeout: Duration,
     /// Disk log rotation and scanners (`[process.NAME.logs]`).
     pub logs: LogSettings,
+    /// When a started program counts as `running`.
+    pub ready: Ready,
+    /// Not ready this long after the spawn: the start failed.
+    pub ready_timeout: Duration,
+    /// With `ready = "notify"`: a WATCHDOG=1 ping is due at least this often once ready.
+    pub watchdog: Option<Duration>,
+    /// Liveness probe while `running`.
+    pub health: Option<Health>,
     /// Where the `[process.NAME]` header is. Not part of `==`.
     pub source: SourceLoc,
 }
@@ -142,6 +155,10 @@ impl ProcessDef {
             stop_signal: DEFAULT_STOP_SIGNAL,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             logs: LogSettings::default(),
+            ready: Ready::Started,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+            watchdog: None,
+            health: None,
             source: SourceLoc::default(),
         }
     }
@@ -167,6 +184,10 @@ impl PartialEq for ProcessDef {
             stop_signal,
             stop_timeout,
             logs,
+            ready,
+            ready_timeout,
+            watchdog,
+            health,
             source: _,
         } = self;
         *name == other.name
@@ -183,6 +204,10 @@ impl PartialEq for ProcessDef {
             && *stop_signal == other.stop_signal
             && *stop_timeout == other.stop_timeout
             && *logs == other.logs
+            && *ready == other.ready
+            && *ready_timeout == other.ready_timeout
+            && *watchdog == other.watchdog
+            && *health == other.health
     }
 }
 

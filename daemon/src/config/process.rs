@@ -15,6 +15,7 @@ use super::model::{
     MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES, MIN_LOG_MAX_BYTES, ProcessDef, RestartPolicy, SourceLoc,
     StartLimit, UserSpec,
 };
+use super::ready;
 use super::values::{Ctx, Value, join};
 
 const PROCESS_KEYS: &[&str] = &[
@@ -31,6 +32,10 @@ const PROCESS_KEYS: &[&str] = &[
     "backoff",
     "start_limit",
     "logs",
+    "ready",
+    "ready_timeout",
+    "watchdog",
+    "health",
 ];
 const LOGS_KEYS: &[&str] = &["max_bytes", "max_files", "error_patterns", "scan"];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
@@ -57,6 +62,8 @@ pub(crate) fn process(
     let mut command = None;
     let mut env_table = BTreeMap::new();
     let mut env_file_entries = Vec::new();
+    let mut watchdog_at = None;
+    let mut ready_at = None;
 
     for (k, v) in table.iter() {
         let key = join(&path, k.get_ref());
@@ -81,9 +88,29 @@ pub(crate) fn process(
             "backoff" => def.backoff = backoff(ctx, v, &key),
             "start_limit" => def.start_limit = start_limit(ctx, v, &key),
             "logs" => def.logs = logs(ctx, v, &key),
+            "ready" => {
+                ready_at = Some(v.span());
+                def.ready = ready::ready(ctx, v, &key).unwrap_or_default();
+            }
+            "ready_timeout" => {
+                def.ready_timeout = ready::positive(ctx, v, &key).unwrap_or(def.ready_timeout)
+            }
+            "watchdog" => {
+                watchdog_at = Some(v.span());
+                def.watchdog = ready::positive(ctx, v, &key);
+            }
+            "health" => def.health = ready::health(ctx, v, &key),
             _ => {} // reported by unknown_keys
         }
     }
+    ready::check(
+        ctx,
+        &path,
+        &def.ready,
+        def.ready_timeout,
+        ready_at.as_ref(),
+        watchdog_at.as_ref(),
+    );
 
     match command {
         Some(c) => def.command = c,

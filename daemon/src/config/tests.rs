@@ -859,3 +859,176 @@ logs = { max_bytes = 100000 }
     assert_eq!(super::values::parse_size("512 KiB"), Some(512 << 10));
     assert_eq!(super::values::parse_size("x"), None);
 }
+
+#[test]
+fn readiness_and_health() {
+    let config = ok(r#"
+[process.db]
+command = "x"
+ready = { log = "ready to accept connections", timeout = "2s" }
+ready_timeout = "30s"
+
+[process.api]
+command = "x"
+ready = "notify"
+watchdog = "10s"
+
+[process.web]
+command = "x"
+ready = { http = "http://127.0.0.1:8080/health", interval = "200ms", start_period = "1s" }
+health = { tcp = "127.0.0.1:8080", interval = "5s", timeout = "1s", failures = 2 }
+
+[process.job]
+command = "x"
+ready = { exec = ["pg_isready", "-q"] }
+health = { exec = ["true"] }
+"#);
+    let db = &config.processes["db"];
+    let Ready::Probe(p) = &db.ready else {
+        panic!("{:?}", db.ready)
+    };
+    assert!(matches!(&p.check, Check::Log(re) if re.0.as_str() == "ready to accept connections"));
+    assert_eq!(p.interval, Duration::from_millis(100));
+    assert_eq!(p.timeout, Duration::from_secs(2));
+    assert_eq!(db.ready_timeout, Duration::from_secs(30));
+    assert_eq!(db.health, None);
+    let api = &config.processes["api"];
+    assert_eq!(api.ready, Ready::Notify);
+    assert_eq!(api.watchdog, Some(Duration::from_secs(10)));
+    assert_eq!(api.ready_timeout, DEFAULT_READY_TIMEOUT);
+    let web = &config.processes["web"];
+    let Ready::Probe(p) = &web.ready else {
+        panic!("{:?}", web.ready)
+    };
+    let Check::Http(u) = &p.check else {
+        panic!("{p:?}")
+    };
+    assert_eq!(
+        (u.authority.as_str(), u.target.as_str()),
+        ("127.0.0.1:8080", "/health")
+    );
+    assert_eq!(p.interval, Duration::from_millis(200));
+    assert_eq!(p.start_period, Duration::from_secs(1));
+    let h = web.health.as_ref().expect("health");
+    assert_eq!(h.failures, 2);
+    assert_eq!(h.probe.check, Check::Tcp("127.0.0.1:8080".into()));
+    assert_eq!(h.probe.interval, Duration::from_secs(5));
+    assert_eq!(h.probe.timeout, Duration::from_secs(1));
+    let job = &config.processes["job"];
+    assert!(
+        matches!(&job.ready, Ready::Probe(p) if p.check == Check::Exec(vec!["pg_isready".into(), "-q".into()]))
+    );
+    let h = job.health.as_ref().expect("health");
+    assert_eq!(h.failures, DEFAULT_HEALTH_FAILURES);
+    assert_eq!(h.probe.interval, Duration::from_secs(10));
+    // The default stays today's behaviour.
+    assert_eq!(web_default().ready, Ready::Started);
+}
+
+fn web_default() -> ProcessDef {
+    (*web("").processes["web"]).clone()
+}
+
+#[test]
+fn readiness_errors_name_the_line_and_key() {
+    let (main, errs) = errors(
+        r#"[process.a]
+command = "x"
+ready = "soon"
+watchdog = "5s"
+[process.b]
+command = "x"
+ready = { log = "a(" }
+ready_timeout = "0s"
+[process.c]
+command = "x"
+ready = { http = "https://example.org/" }
+health = { http = "http://h:1/", log = "x", failures = 0 }
+[process.d]
+command = "x"
+ready = { tcp = "localhost", exec = ["x"] }
+[process.e]
+command = "x"
+ready = { tcp = "localhost" }
+health = { interval = "1s" }
+[process.f]
+command = "x"
+ready = { exec = [] , interval = 0, colour = 1 }
+[process.g]
+command = "x"
+ready = { tcp = "h:1", start_period = "2m" }
+"#,
+        false,
+    );
+    assert_error(
+        &errs,
+        &main,
+        3,
+        "process.a.ready",
+        "expected \"started\", \"notify\"",
+    );
+    assert_error(
+        &errs,
+        &main,
+        4,
+        "process.a.watchdog",
+        "needs ready = \"notify\"",
+    );
+    assert_error(
+        &errs,
+        &main,
+        7,
+        "process.b.ready.log",
+        "not a valid regular expression",
+    );
+    assert_error(&errs, &main, 8, "process.b.ready_timeout", "longer than 0");
+    assert_error(&errs, &main, 11, "process.c.ready.http", "only http://");
+    assert_error(&errs, &main, 12, "process.c.health.log", "unknown key");
+    assert_error(
+        &errs,
+        &main,
+        12,
+        "process.c.health.failures",
+        "out of range",
+    );
+    assert_error(&errs, &main, 15, "process.d.ready", "one probe per table");
+    assert_error(&errs, &main, 18, "process.e.ready.tcp", "has no port");
+    assert_error(&errs, &main, 19, "process.e.health", "no probe");
+    assert_error(&errs, &main, 22, "process.f.ready.exec", "empty command");
+    assert_error(
+        &errs,
+        &main,
+        22,
+        "process.f.ready.interval",
+        "longer than 0",
+    );
+    assert_error(&errs, &main, 22, "process.f.ready.colour", "unknown key");
+    assert_error(
+        &errs,
+        &main,
+        25,
+        "process.g.ready.start_period",
+        "2m is not shorter than ready_timeout (1m 30s)",
+    );
+}
+
+#[test]
+fn example_stack_loads() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stack.toml");
+    let opts = LoadOptions {
+        main: example,
+        dropin_dir: Some(PathBuf::from("/nonexistent/brummer-example/processes.d")),
+        main_required: true,
+        as_root: false,
+    };
+    let config = match load(&opts) {
+        Ok(c) => c,
+        Err(e) => panic!("examples/stack.toml:\n{e}"),
+    };
+    let p = &config.processes;
+    assert_eq!(p["db"].ready.kind(), "log");
+    assert_eq!(p["worker"].ready, Ready::Notify);
+    assert_eq!(p["worker"].watchdog, Some(Duration::from_secs(10)));
+    assert_eq!(p["web"].ready.kind(), "http");
+    assert_eq!(p["web"].health.as_ref().map(|h| h.failures), Some(3));
+}

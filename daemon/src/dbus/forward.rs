@@ -207,6 +207,7 @@ impl Forwarder {
                 let r = Manager::error_detected(&self.manager, process, line).await;
                 self.send(r);
             }
+            Event::StatusText { process, .. } => self.mark(process),
         }
         Ok(())
     }

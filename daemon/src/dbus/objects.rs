@@ -33,6 +33,11 @@ pub struct Props {
     /// µs since the epoch of the last start; 0 before the first.
     pub started_at: u64,
     pub urls: Vec<String>,
+    /// STATUS= of the program; empty when none.
+    pub status_text: String,
+    /// Why the last run failed (spawn, readiness, watchdog, health, start limit); empty
+    /// when nothing failed since the last start by hand.
+    pub last_error: String,
 }
 
 impl Props {
@@ -48,6 +53,8 @@ impl Props {
             exit_signal: info.exit_signal.unwrap_or(0),
             started_at: info.started_at.map(epoch_us).unwrap_or(0),
             urls: e.log.urls.load().as_ref().clone(),
+            status_text: info.status_text.clone().unwrap_or_default(),
+            last_error: info.last_error.clone().unwrap_or_default(),
         }
     }
 
@@ -76,6 +83,12 @@ impl Props {
         }
         if differs(&|o| o.urls != self.urls) {
             m.insert("Urls", Variant::from(self.urls.clone()));
+        }
+        if differs(&|o| o.status_text != self.status_text) {
+            m.insert("StatusText", Variant::from(self.status_text.clone()));
+        }
+        if differs(&|o| o.last_error != self.last_error) {
+            m.insert("LastError", Variant::from(self.last_error.clone()));
         }
         m
     }
@@ -495,6 +508,29 @@ impl ProcessObject {
     #[zbus(property)]
     fn urls(&self) -> Vec<String> {
         self.entry.log.urls.load().as_ref().clone()
+    }
+
+    /// STATUS= of the program (`ready = "notify"`); empty when none.
+    #[zbus(property)]
+    fn status_text(&self) -> String {
+        self.entry
+            .info
+            .load()
+            .status_text
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Why the last run failed, in words ("health check failed: HTTP 500 from ..."); empty
+    /// when nothing failed since the last start by hand.
+    #[zbus(property)]
+    fn last_error(&self) -> String {
+        self.entry
+            .info
+            .load()
+            .last_error
+            .clone()
+            .unwrap_or_default()
     }
 
     // The usage properties change at every sample: like systemd's, they emit no

@@ -155,12 +155,17 @@ fn take(
         .into_iter()
         .map(|pipe| (unsafe { handover::own(pipe.fd) }, pipe))
         .collect();
+    let notify = p
+        .notify
+        .take()
+        .map(|n| (unsafe { handover::own(n.fd) }, n.path));
     state.adopt_process(
         def,
         Adopted {
             program: p,
             pidfd,
             elapsed,
+            notify,
         },
         pipes,
     )

@@ -9,7 +9,7 @@ use crate::config::ProcessDef;
 use crate::logs::ProcessLog;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use brummer_core::StatusCell;
-use brummer_proto::methods::ProcessStatus;
+use brummer_proto::methods::{ProbeResult, ProcessStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +25,10 @@ pub struct ProcessInfo {
     pub exit_signal: Option<i32>,
     pub next_attempt: Option<SystemTime>,
     pub last_error: Option<String>,
+    /// STATUS= of a notify program (this run's), shown by `status`.
+    pub status_text: Option<String>,
+    /// The newest probe result (kept across runs, so that a restart still shows why).
+    pub last_probe: Option<ProbeResult>,
 }
 
 pub struct ProcessEntry {
@@ -154,6 +158,9 @@ impl ProcessEntry {
                 .as_ref()
                 .filter(|u| Some(u.pid) == hot.pid)
                 .map(|u| u.to_wire()),
+            ready: def.ready.kind().to_owned(),
+            status_text: info.status_text.clone(),
+            last_probe: info.last_probe.clone(),
         }
     }
 }

@@ -8,9 +8,11 @@ pub mod leftover;
 mod machine;
 pub(crate) mod procfs;
 mod procscan;
+mod readiness;
 mod spawn;
 mod stop;
 mod takeover;
+mod watch;
 
 pub use children::Children;
 pub use machine::ExitKind;
@@ -29,10 +31,11 @@ use brummer_proto::events::Event;
 use machine::{Decision, RestartState};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// What every supervisor task shares.
 pub struct Shared {
@@ -43,6 +46,27 @@ pub struct Shared {
     pub procs: ProcScanner,
     /// The runtime state: every change of child is recorded there (`set_state`).
     pub desired: Arc<Desired>,
+    /// Where the notify sockets of `ready = "notify"` programs are made.
+    pub notify_dir: PathBuf,
+    /// Probes (exec, http, tcp) running at once, across all programs.
+    pub probes: Semaphore,
+}
+
+impl Shared {
+    /// The probe limit every program shares.
+    pub fn probe_limit() -> Semaphore {
+        Semaphore::new(watch::probe::CONCURRENT_PROBES)
+    }
+}
+
+/// The folder of the notify sockets of the daemon listening on `socket`: beside it, named
+/// after it (`brummer.sock` -> `brummer.notify/`), as its runtime state file is.
+pub fn notify_dir(socket: &std::path::Path) -> PathBuf {
+    let stem = socket
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "brummer".into());
+    socket.with_file_name(format!("{stem}.notify"))
 }
 
 /// How long a stop waits for the stopped run's output pipes to end. Only a descendant that
@@ -113,11 +137,14 @@ pub fn spawn_task(
         generation: 0,
         restarts: 0,
         rng: seed(),
+        watch: None,
+        shutdown: shutdown.clone(),
     };
     let autostart = match begin {
         Begin::Fresh { autostart } => autostart,
         Begin::Adopted(a) => {
-            task.adopt(*a);
+            let notify = task.adopt(*a);
+            task.rewatch_adopted(notify);
             false
         }
     };
@@ -135,12 +162,17 @@ struct Task {
     generation: u64,
     restarts: u32,
     rng: u64,
+    /// The current run's watcher (readiness, watchdog, health); dropped with the run.
+    watch: Option<watch::Watch>,
+    /// For the watchers this task starts.
+    shutdown: Shutdown,
 }
 
 enum Wake {
     Cmd(Option<Command>),
     Exit(ExitKind),
     Retry,
+    Note(Option<watch::Note>),
 }
 
 impl Task {
@@ -153,6 +185,7 @@ impl Task {
                 c = rx.recv() => Wake::Cmd(c),
                 k = wait_opt(self.child.as_ref()), if self.child.is_some() => Wake::Exit(k),
                 _ = sleep_opt(self.retry_at), if self.retry_at.is_some() => Wake::Retry,
+                n = next_note(self.watch.as_mut()), if self.watch.is_some() => Wake::Note(n),
             };
             match wake {
                 Wake::Cmd(Some(cmd)) => {
@@ -166,6 +199,7 @@ impl Task {
                     return;
                 }
                 Wake::Exit(k) => self.exited(k).await,
+                Wake::Note(n) => self.note(n).await,
                 Wake::Retry => {
                     self.retry_at = None;
                     // A failed automatic start applies the restart policy itself.
@@ -234,7 +268,16 @@ impl Task {
         }
         self.set_state(ProcessState::Starting, None);
         let def = self.entry.def();
-        match spawn::spawn(&def, &self.shared.base_env, &self.shared.children) {
+        let prepared = match self.prepare_run(&def) {
+            Ok(p) => p,
+            Err(e) => return self.spawn_failed(e, explicit).await,
+        };
+        match spawn::spawn(
+            &def,
+            &self.shared.base_env,
+            &prepared.env,
+            &self.shared.children,
+        ) {
             Ok(s) => {
                 self.generation += 1;
                 let pidfd = match crate::fd::watch_readable(s.pidfd) {
@@ -266,19 +309,20 @@ impl Task {
                 });
                 // exit_code/exit_signal describe the last run that ended; a new run keeps
                 // them (status shows how the previous run ended, e.g. after a restart).
-                let (exit_code, exit_signal) = {
-                    let last = self.entry.info.load();
-                    (last.exit_code, last.exit_signal)
-                };
+                // An automatic restart keeps the last error (why it restarted) and the
+                // last probe result; a start by hand forgives them.
+                let last = self.entry.info.load_full();
                 self.entry.info.store(Arc::new(ProcessInfo {
                     generation: self.generation,
                     started_at: Some(now),
                     started_mono: Some(Instant::now()),
-                    exit_code,
-                    exit_signal,
+                    exit_code: last.exit_code,
+                    exit_signal: last.exit_signal,
+                    last_error: last.last_error.clone().filter(|_| !explicit),
+                    last_probe: last.last_probe.clone(),
                     ..Default::default()
                 }));
-                self.set_state(ProcessState::Running, Some(s.pid as u32));
+                self.watch_run(prepared, s.pid, def.clone());
                 tracing::info!(process = %self.entry.name, pid = s.pid, "started");
                 Ok(Done::Done)
             }
@@ -306,6 +350,7 @@ impl Task {
         let Some(child) = self.child.take() else {
             return;
         };
+        self.watch = None;
         self.shared.children.untrack(child.pid);
         let uptime = child.started.elapsed();
         let mut info = (**self.entry.info.load()).clone();
@@ -319,6 +364,12 @@ impl Task {
 
     /// Applies the restart policy to an exit.
     async fn decide(&mut self, kind: ExitKind, uptime: Duration) {
+        self.decide_because(kind, uptime, None).await
+    }
+
+    /// [`decide`](Self::decide) for a run that failed for `reason` (readiness, watchdog,
+    /// health), which the state-changed event carries; such a run is never just `exited`.
+    async fn decide_because(&mut self, kind: ExitKind, uptime: Duration, reason: Option<String>) {
         let def = self.entry.def();
         let jitter = self.next_jitter();
         let decision = self.restart.on_exit(
@@ -341,18 +392,24 @@ impl Task {
                     info.next_attempt = Some(SystemTime::now() + delay);
                     self.entry.info.store(Arc::new(info));
                     self.retry_at = Some(tokio::time::Instant::now() + delay);
-                    self.set_state(ProcessState::Backoff, None);
+                    self.set_state_because(ProcessState::Backoff, None, reason);
                 }
+            }
+            Decision::Exited if reason.is_some() => {
+                self.set_state_because(ProcessState::Failed, None, reason)
             }
             Decision::Exited => self.set_state(ProcessState::Exited, None),
             Decision::Failed => {
                 let mut info = (**self.entry.info.load()).clone();
-                let why = format!(
+                let mut why = format!(
                     "restarted {} times within {}; giving up (start it again with: brummerctl start {})",
                     def.start_limit.burst,
                     humantime::format_duration(def.start_limit.interval),
                     self.entry.name
                 );
+                if let Some(r) = &reason {
+                    why.push_str(&format!("; the last run: {r}"));
+                }
                 info.last_error = Some(why.clone());
                 self.entry.info.store(Arc::new(info));
                 self.set_state_because(ProcessState::Failed, None, Some(why));
@@ -370,6 +427,7 @@ impl Task {
             self.set_state(ProcessState::Stopped, None);
             return Ok(Done::Done);
         }
+        self.watch = None;
         let Some(child) = self.child.take() else {
             let state = self.entry.cell.load().state();
             if state != ProcessState::Stopped {
@@ -468,6 +526,13 @@ fn seed() -> u64 {
 async fn wait_opt(child: Option<&Child>) -> ExitKind {
     match child {
         Some(c) => c.wait_exit().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_note(w: Option<&mut watch::Watch>) -> Option<watch::Note> {
+    match w {
+        Some(w) => w.next().await,
         None => std::future::pending().await,
     }
 }

@@ -106,15 +106,18 @@ pub fn base_env() -> Vec<(OsString, OsString)> {
         .collect()
 }
 
+/// Spawns the program; `extra` (its NOTIFY_SOCKET, WATCHDOG_USEC) goes on top of its
+/// environment.
 pub fn spawn(
     def: &ProcessDef,
     base_env: &[(OsString, OsString)],
+    extra: &[(OsString, OsString)],
     children: &Children,
 ) -> Result<Spawned, SpawnError> {
     let argv = def.command.argv();
     let program = argv.first().cloned().unwrap_or_default();
     let creds = credentials(def)?;
-    let env = child_env(base_env, def, creds.as_ref());
+    let env = child_env(base_env, def, creds.as_ref(), extra);
 
     let map_err = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => SpawnError::NotFound {
@@ -228,11 +231,12 @@ fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// brummerd's environment (less systemd's variables), the program's `env` on top, then
-/// USER/LOGNAME/HOME of the user it runs as.
+/// USER/LOGNAME/HOME of the user it runs as, then `extra`.
 fn child_env(
     base: &[(OsString, OsString)],
     def: &ProcessDef,
     creds: Option<&ChildCreds>,
+    extra: &[(OsString, OsString)],
 ) -> Vec<(OsString, OsString)> {
     let mut env: BTreeMap<OsString, OsString> = base.iter().cloned().collect();
     env.extend(def.env.iter().map(|(k, v)| (k.into(), v.into())));
@@ -247,6 +251,7 @@ fn child_env(
             env.insert("HOME".into(), home.into());
         }
     }
+    env.extend(extra.iter().cloned());
     env.into_iter().collect()
 }
 

@@ -8,7 +8,7 @@
 
 use super::machine::RestartState;
 use super::{Child, Task};
-use crate::handover::{ChildFd, Program};
+use crate::handover::{ChildFd, NotifyFd, Program};
 use crate::process::command::Detached;
 use crate::process::entry::{ProcessInfo, epoch_us};
 use brummer_core::Hot;
@@ -23,6 +23,8 @@ pub struct Adopted {
     pub pidfd: Option<OwnedFd>,
     /// How long ago the handover was written: added to every age in it.
     pub elapsed: Duration,
+    /// The running child's notify socket and its path.
+    pub notify: Option<(OwnedFd, std::path::PathBuf)>,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -55,6 +57,26 @@ impl Task {
             .retry_at
             .take()
             .map(|t| nanos(t.saturating_duration_since(tokio::time::Instant::now())));
+        let notify = match self
+            .watch
+            .as_ref()
+            .and_then(|w| w.notify())
+            .map(|n| n.hand_over())
+        {
+            Some(Ok((fd, path))) => {
+                let n = NotifyFd {
+                    fd: fd.as_raw_fd(),
+                    path,
+                };
+                keep.push(fd);
+                Some(n)
+            }
+            Some(Err(e)) => {
+                tracing::warn!(process = %self.entry.name, cause = %e, "cannot hand the notify socket over");
+                None
+            }
+            None => None,
+        };
         let mut pipes = Vec::new();
         for (fd, mut pipe) in self.capture.detach().await {
             pipe.fd = fd.as_raw_fd();
@@ -80,13 +102,15 @@ impl Task {
             // Read after the capture task ended: every line it stored is counted.
             next_seq: self.entry.log.ring.next_seq(),
             urls: self.entry.log.urls.load().as_ref().clone(),
+            notify,
+            status_text: info.status_text.clone(),
         };
         Detached { program, keep }
     }
 
     /// Takes a handed-over program back: its child, its restart memory, its backoff timer
     /// and its status, published as they were.
-    pub(super) fn adopt(&mut self, a: Adopted) {
+    pub(super) fn adopt(&mut self, a: Adopted) -> Option<(OwnedFd, std::path::PathBuf)> {
         let p = a.program;
         let now = Instant::now();
         let age = |ns: u64| Duration::from_nanos(ns).saturating_add(a.elapsed);
@@ -132,6 +156,8 @@ impl Task {
                 .map(|us| UNIX_EPOCH + Duration::from_micros(us))
                 .filter(|_| self.retry_at.is_some()),
             last_error: p.last_error,
+            status_text: p.status_text.filter(|_| self.child.is_some()),
+            last_probe: None,
         }));
         let (state, pid) = match &self.child {
             Some(c) => (p.state, Some(c.pid as u32)),
@@ -151,5 +177,6 @@ impl Task {
         // that a crash of this image finds it.
         let run = pid.and_then(|p| super::leftover::record(p, self.generation, &self.entry.def()));
         self.shared.desired.set_run(&self.entry.name, run);
+        a.notify
     }
 }
