@@ -57,6 +57,9 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let known = loader.seen.keys().map(String::as_str).collect();
+    super::graph::check(&loader.config.processes, &known, &mut loader.errors);
+
     if loader.errors.is_empty() {
         Ok(loader.config)
     } else {

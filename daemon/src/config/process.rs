@@ -31,6 +31,9 @@ const PROCESS_KEYS: &[&str] = &[
     "backoff",
     "start_limit",
     "logs",
+    "requires",
+    "wants",
+    "after",
 ];
 const LOGS_KEYS: &[&str] = &["max_bytes", "max_files", "error_patterns", "scan"];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
@@ -81,6 +84,9 @@ pub(crate) fn process(
             "backoff" => def.backoff = backoff(ctx, v, &key),
             "start_limit" => def.start_limit = start_limit(ctx, v, &key),
             "logs" => def.logs = logs(ctx, v, &key),
+            "requires" => (def.deps.requires, def.deps_at.requires) = dep_names(ctx, name, v, &key),
+            "wants" => (def.deps.wants, def.deps_at.wants) = dep_names(ctx, name, v, &key),
+            "after" => (def.deps.after, def.deps_at.after) = dep_names(ctx, name, v, &key),
             _ => {} // reported by unknown_keys
         }
     }
@@ -152,6 +158,44 @@ fn command_spec(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<CommandSp
             None
         }
     }
+}
+
+/// A `requires`/`wants`/`after` list: program names, each once, not `this` itself. Whether
+/// each names a program is checked once every file is read (`config::graph`).
+fn dep_names(ctx: &mut Ctx<'_>, this: &str, v: &Value<'_>, key: &str) -> (Vec<String>, Vec<usize>) {
+    let (mut names, mut lines) = (Vec::new(), Vec::new());
+    let DeValue::Array(items) = v.get_ref() else {
+        let found = v.get_ref().type_str();
+        ctx.err(
+            &v.span(),
+            key,
+            format!("expected an array of program names, found {found}: write {key} = [\"db\"]"),
+        );
+        return (names, lines);
+    };
+    for (i, item) in items.iter().enumerate() {
+        let item_key = format!("{key}[{i}]");
+        let Some(n) = ctx.string(item, &item_key) else {
+            continue;
+        };
+        if n == this {
+            ctx.err(
+                &item.span(),
+                &item_key,
+                format!("{this} cannot depend on itself: remove {n:?} from the list"),
+            );
+        } else if names.iter().any(|m| m == n) {
+            ctx.err(
+                &item.span(),
+                &item_key,
+                format!("{n:?} is listed twice: keep one"),
+            );
+        } else {
+            names.push(n.to_owned());
+            lines.push(ctx.line(&item.span()));
+        }
+    }
+    (names, lines)
 }
 
 fn restart(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<RestartPolicy> {
