@@ -96,6 +96,7 @@ impl State {
                 base_env,
                 procs: supervisor::ProcScanner::default(),
                 desired: desired.clone(),
+                board: Default::default(),
             }),
             desired,
             logs: Arc::new(LogPlane::start(log_dir, ring_bytes)?),
@@ -237,6 +238,9 @@ impl State {
     pub fn publish(&self, entries: Vec<(String, Arc<ProcessEntry>)>) {
         self.logs
             .publish(entries.iter().map(|(n, e)| (n.clone(), e.log.clone())));
+        self.programs
+            .board
+            .publish(entries.iter().map(|(_, e)| e.clone()));
         self.registry
             .update(|_| (Snapshot::from_entries(entries), ()));
     }

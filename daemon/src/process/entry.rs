@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use brummer_core::StatusCell;
 use brummer_proto::methods::ProcessStatus;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,6 +23,8 @@ pub struct ProcessInfo {
     pub exit_signal: Option<i32>,
     pub next_attempt: Option<SystemTime>,
     pub last_error: Option<String>,
+    /// While the start waits at the gate: the programs it waits for.
+    pub waiting_for: Vec<String>,
 }
 
 pub struct ProcessEntry {
@@ -40,6 +42,10 @@ pub struct ProcessEntry {
     /// The `enable`/`disable` override of `autostart` (`OVERRIDE_*`). Written by the
     /// enable operation after the override is on disk, read by status.
     enabled: AtomicU8,
+    /// Starts asked for (by an operation or autostart) that the supervisor task has not
+    /// taken up yet: a program that is `stopped` but about to start is "being started"
+    /// for the starts that wait for it (`supervisor::gate`).
+    starts_pending: AtomicU32,
 }
 
 const OVERRIDE_NONE: u8 = 0;
@@ -60,7 +66,29 @@ impl ProcessEntry {
             log,
             cmd,
             enabled: AtomicU8::new(OVERRIDE_NONE),
+            starts_pending: AtomicU32::new(0),
         }
+    }
+
+    /// A start of this program is on its way (called before the command is sent, for
+    /// every program of an operation before any is sent, so that a dependent never sees
+    /// its dependency `stopped` with the start not yet counted).
+    pub fn start_asked(&self) {
+        self.starts_pending.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The supervisor task took up a start (its state shows it from now on), or the
+    /// command never reached it.
+    pub fn start_taken(&self) {
+        let _ = self
+            .starts_pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// Whether a start is on its way. Read before the state: `start_taken` comes after the
+    /// state says `starting`, so a reader that finds none pending finds that state.
+    pub fn start_pending(&self) -> bool {
+        self.starts_pending.load(Ordering::SeqCst) > 0
     }
 
     /// Sets (or clears) the `enable`/`disable` override.
@@ -134,6 +162,10 @@ impl ProcessEntry {
             restart_policy: def.restart.as_str().to_string(),
             logs: self.log.counters(),
             urls: self.log.urls.load().as_ref().clone(),
+            waiting_for: info.waiting_for.clone(),
+            requires: def.deps.requires.clone(),
+            wants: def.deps.wants.clone(),
+            after: def.deps.after.clone(),
         }
     }
 }

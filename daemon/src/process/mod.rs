@@ -2,9 +2,11 @@
 //! supervisor task takes (`command`) and the task itself (`supervisor`), which owns the
 //! child, runs the state machine and is the only writer of the program's status.
 
+pub mod board;
 pub mod command;
 pub mod entry;
 pub mod supervisor;
 
+pub use board::Board;
 pub use command::{Command, Done, Failure, Outcome};
 pub use entry::{ProcessEntry, ProcessInfo};

@@ -4,6 +4,7 @@
 //! (`process::command`). Reads never come here.
 
 mod children;
+mod gate;
 pub mod leftover;
 mod machine;
 mod procfs;
@@ -18,6 +19,7 @@ pub use procscan::ProcScanner;
 pub use spawn::base_env;
 pub use takeover::Adopted;
 
+use super::board::Board;
 use super::command::{Command, Done, Failure, Outcome};
 use super::entry::{ProcessEntry, ProcessInfo};
 use crate::desired::Desired;
@@ -43,6 +45,8 @@ pub struct Shared {
     pub procs: ProcScanner,
     /// The runtime state: every change of child is recorded there (`set_state`).
     pub desired: Arc<Desired>,
+    /// Every program, for the start gate (`gate`).
+    pub board: Board,
 }
 
 /// How long a stop waits for the stopped run's output pipes to end. Only a descendant that
@@ -103,8 +107,13 @@ pub fn spawn_task(
     begin: Begin,
     shutdown: &Shutdown,
 ) {
+    if matches!(begin, Begin::Fresh { autostart: true }) {
+        entry.start_asked();
+    }
     let mut task = Task {
         entry,
+        rx,
+        pending: None,
         shared,
         capture,
         restart: RestartState::default(),
@@ -121,11 +130,14 @@ pub fn spawn_task(
             false
         }
     };
-    shutdown.spawn(task.run(rx, autostart));
+    shutdown.spawn(task.run(autostart));
 }
 
 struct Task {
     entry: Arc<ProcessEntry>,
+    rx: mpsc::Receiver<Command>,
+    /// A command that ended a start waiting at the gate, handled next.
+    pending: Option<Command>,
     shared: Arc<Shared>,
     capture: CaptureHandle,
     restart: RestartState,
@@ -144,13 +156,19 @@ enum Wake {
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, autostart: bool) {
+    async fn run(mut self, autostart: bool) {
         if autostart && let Err(e) = self.start(true).await {
             tracing::warn!(process = %self.entry.name, cause = %e, "autostart failed");
         }
         loop {
+            if let Some(cmd) = self.pending.take() {
+                if !self.command(cmd).await {
+                    return;
+                }
+                continue;
+            }
             let wake = tokio::select! {
-                c = rx.recv() => Wake::Cmd(c),
+                c = self.rx.recv() => Wake::Cmd(c),
                 k = wait_opt(self.child.as_ref()), if self.child.is_some() => Wake::Exit(k),
                 _ = sleep_opt(self.retry_at), if self.retry_at.is_some() => Wake::Retry,
             };
@@ -195,7 +213,8 @@ impl Task {
             }
             Command::Reconfigure(def, reply) => {
                 let active = self.child.is_some() || self.retry_at.is_some();
-                let r = if active {
+                // New dependencies alone order the next start; the running child stays.
+                let r = if active && !def.same_but_deps(&self.entry.def()) {
                     let stopped = self.stop().await;
                     self.entry.set_def(def);
                     match stopped {
@@ -225,6 +244,7 @@ impl Task {
     /// than by the restart policy.
     async fn start(&mut self, explicit: bool) -> Outcome {
         if self.child.is_some() {
+            self.entry.start_taken();
             return Ok(Done::AlreadyRunning);
         }
         if explicit {
@@ -233,6 +253,9 @@ impl Task {
             self.retry_at = None;
         }
         self.set_state(ProcessState::Starting, None);
+        if let Err(outcome) = self.gate().await {
+            return outcome;
+        }
         let def = self.entry.def();
         match spawn::spawn(&def, &self.shared.base_env, &self.shared.children) {
             Ok(s) => {

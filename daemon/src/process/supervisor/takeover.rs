@@ -132,6 +132,7 @@ impl Task {
                 .map(|us| UNIX_EPOCH + Duration::from_micros(us))
                 .filter(|_| self.retry_at.is_some()),
             last_error: p.last_error,
+            waiting_for: Vec::new(),
         }));
         let (state, pid) = match &self.child {
             Some(c) => (p.state, Some(c.pid as u32)),
