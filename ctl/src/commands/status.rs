@@ -88,6 +88,9 @@ pub fn render(processes: &[ProcessStatus], now_us: i64, color: bool) -> String {
 /// `next in 1.2s; error: spawn failed: ...; disk log: ...` or empty.
 fn note(p: &ProcessStatus, now_us: i64) -> String {
     let mut parts = Vec::new();
+    if !p.waiting_for.is_empty() {
+        parts.push(format!("waiting for {}", p.waiting_for.join(", ")));
+    }
     // Only a program in backoff waits for an attempt (a daemon before issue 17 kept the
     // time of a cancelled one after `stop`).
     if let Some(next) = p
@@ -139,6 +142,10 @@ pub(crate) mod tests {
             restart_policy: "on-failure".into(),
             logs: LogCounters::default(),
             urls: Vec::new(),
+            waiting_for: Vec::new(),
+            requires: Vec::new(),
+            wants: Vec::new(),
+            after: Vec::new(),
         }
     }
 
