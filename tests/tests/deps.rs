@@ -405,3 +405,24 @@ brtest!(deps_prints_the_graph, stack(), |d| {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean"));
 });
+
+brtest!(daemon_shutdown_stops_dependents_first, stack(), |d| {
+    d.ctl_ok(&["start", "--all"]);
+    for n in ["db", "worker", "side", "web"] {
+        d.wait_state(n, "running");
+    }
+    let mut events = d.events();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // db goes last: everything else is ordered after it.
+    let evs = until_all(&mut events, &["db", "worker", "side", "web"], "stopped");
+    assert!(seq_of(&evs, "web", "stopped") < seq_of(&evs, "worker", "stopping"), "{evs:#?}");
+    assert!(seq_of(&evs, "web", "stopped") < seq_of(&evs, "side", "stopping"), "{evs:#?}");
+    assert!(seq_of(&evs, "worker", "stopped") < seq_of(&evs, "db", "stopping"), "{evs:#?}");
+    assert!(seq_of(&evs, "side", "stopped") < seq_of(&evs, "db", "stopping"), "{evs:#?}");
+    let st = d.terminate().expect("brummerd exits");
+    assert!(st.success(), "{st}");
+});
