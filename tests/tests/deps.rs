@@ -419,10 +419,22 @@ brtest!(daemon_shutdown_stops_dependents_first, stack(), |d| {
     .unwrap();
     // db goes last: everything else is ordered after it.
     let evs = until_all(&mut events, &["db", "worker", "side", "web"], "stopped");
-    assert!(seq_of(&evs, "web", "stopped") < seq_of(&evs, "worker", "stopping"), "{evs:#?}");
-    assert!(seq_of(&evs, "web", "stopped") < seq_of(&evs, "side", "stopping"), "{evs:#?}");
-    assert!(seq_of(&evs, "worker", "stopped") < seq_of(&evs, "db", "stopping"), "{evs:#?}");
-    assert!(seq_of(&evs, "side", "stopped") < seq_of(&evs, "db", "stopping"), "{evs:#?}");
+    assert!(
+        seq_of(&evs, "web", "stopped") < seq_of(&evs, "worker", "stopping"),
+        "{evs:#?}"
+    );
+    assert!(
+        seq_of(&evs, "web", "stopped") < seq_of(&evs, "side", "stopping"),
+        "{evs:#?}"
+    );
+    assert!(
+        seq_of(&evs, "worker", "stopped") < seq_of(&evs, "db", "stopping"),
+        "{evs:#?}"
+    );
+    assert!(
+        seq_of(&evs, "side", "stopped") < seq_of(&evs, "db", "stopping"),
+        "{evs:#?}"
+    );
     let st = d.terminate().expect("brummerd exits");
     assert!(st.success(), "{st}");
 });
