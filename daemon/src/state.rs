@@ -188,6 +188,12 @@ impl State {
     /// readers until [`publish`](Self::publish).
     pub fn add_process(&self, def: Arc<ProcessDef>) -> Arc<ProcessEntry> {
         let autostart = self.desired.should_run(&def.name, def.autostart);
+        self.add_process_with(def, autostart)
+    }
+
+    /// [`add_process`](Self::add_process), started at once when `autostart` says so
+    /// (start-up starts what the programs that should run require or want, too).
+    pub fn add_process_with(&self, def: Arc<ProcessDef>, autostart: bool) -> Arc<ProcessEntry> {
         let (log, capture) = self.logs.open(&def);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let entry = Arc::new(ProcessEntry::new(def, log, tx));

@@ -438,3 +438,16 @@ brtest!(daemon_shutdown_stops_dependents_first, stack(), |d| {
     let st = d.terminate().expect("brummerd exits");
     assert!(st.success(), "{st}");
 });
+
+brtest!(
+    start_up_starts_what_an_autostarted_program_requires,
+    Config::new()
+        .process("db", Proc::sleep().autostart(false))
+        .process("idle", Proc::sleep().autostart(false))
+        .process("web", Proc::sleep().set("requires", names(&["db"]))),
+    |d| {
+        d.wait_state("web", "running");
+        assert_eq!(d.state_of("db")["state"], "running");
+        assert_eq!(d.state_of("idle")["state"], "stopped");
+    }
+);
