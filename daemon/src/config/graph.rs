@@ -238,7 +238,10 @@ pub(crate) fn check(
 mod tests {
     use super::*;
 
-    fn graph(edges: &[(&str, &[&str], &[&str], &[&str])]) -> Graph {
+    /// A program's name, requires, wants and after.
+    type Edges<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+
+    fn graph(edges: &[Edges<'_>]) -> Graph {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         Graph {
             nodes: edges
