@@ -11,6 +11,7 @@ use super::Task;
 use crate::config::{DepKind, Deps};
 use crate::process::board::Programs;
 use crate::process::command::{Command, Done, Failure, Outcome, Reply};
+use brummer_core::Recv;
 use brummer_proto::ProcessState;
 use std::sync::Arc;
 
@@ -94,6 +95,9 @@ impl Task {
         let mut board = self.shared.board.watch();
         // Subscribed before the first look, so that no change after it goes unseen.
         let events = self.shared.bus.subscribe(GATE_QUEUE);
+        // A closed bus (shutdown) answers at once for ever: then the board and the commands
+        // are all there is to wait on.
+        let mut bus_open = true;
         let mut joined: Vec<Reply> = Vec::new();
         let mut shown: Vec<String> = Vec::new();
         let ended = loop {
@@ -109,7 +113,7 @@ impl Task {
                 }
             }
             tokio::select! {
-                _ = events.recv() => {}
+                r = events.recv(), if bus_open => bus_open = !matches!(r, Recv::Closed),
                 // The sender lives as long as `Shared`, which outlives this task.
                 _ = board.changed() => {}
                 cmd = self.rx.recv() => match cmd {
