@@ -164,7 +164,6 @@ brtest!(
         .process("web", Proc::sleep().set("requires", names(&["db"])))
         .process("tail", Proc::sleep().set("wants", names(&["db"]))),
     |d| {
-        let mut events = d.events();
         let s = d.wait_state("web", "failed");
         assert_eq!(s["last_error"], "requires db, which failed", "{s:#}");
         assert!(s["pid"].is_null() && s["started_at"].is_null(), "{s:#}");
@@ -173,6 +172,7 @@ brtest!(
         d.wait_state("tail", "running");
         // An explicit start of web tries db again (pulled in), which fails again, and so
         // does web, with the reason in the reply and in its state-changed event.
+        let mut events = d.events();
         let out = d.ctl(&["start", "web"]);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
