@@ -229,7 +229,8 @@ brtest!(
         let text = d.ctl_ok(&["status", "web"]);
         assert!(text.contains("waiting for x"), "{text}");
         // A stop is taken at once, and ends the start.
-        d.ctl_ok(&["stop", "web"]);
+        let out = d.ctl_ok(&["stop", "web"]);
+        assert_eq!(out, "web: stopped\n");
         let s = d.state_of("web");
         assert_eq!(s["state"], "stopped", "{s:#}");
         assert!(s.get("waiting_for").is_none(), "{s:#}");

@@ -398,7 +398,12 @@ impl Task {
             if state != ProcessState::Stopped {
                 self.set_state(ProcessState::Stopped, None);
             }
-            return Ok(Done::AlreadyStopped);
+            // `starting` without a child: a start that waited at the gate, now stopped.
+            return Ok(if state == ProcessState::Starting {
+                Done::Done
+            } else {
+                Done::AlreadyStopped
+            });
         };
         self.set_state(ProcessState::Stopping, Some(child.pid as u32));
         let def = self.entry.def();
