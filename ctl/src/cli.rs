@@ -53,6 +53,7 @@ pub enum Command {
     /// it first. With --json: every process (or those named) with its requires, wants,
     /// after and dependents.
     Deps {
+        /// Processes to show the tree of (default: all)
         #[arg(value_name = "NAME", value_parser = parse_name)]
         names: Vec<String>,
         /// Show what depends on each process instead of what it depends on
