@@ -190,15 +190,17 @@ impl Graph {
     }
 }
 
-/// Checks the dependencies of a loaded configuration: every name is a program (`known`
-/// holds every name defined, valid or not, so that a broken definition is reported once,
-/// by itself), and the graph is acyclic.
+/// Checks the dependencies of a loaded configuration: every name, in valid and `broken`
+/// definitions alike, is a program (`known` holds every name defined, valid or not, so
+/// that a broken definition is reported once, by itself), and the graph of the valid ones
+/// is acyclic.
 pub(crate) fn check(
     processes: &BTreeMap<String, std::sync::Arc<ProcessDef>>,
+    broken: &[ProcessDef],
     known: &BTreeSet<&str>,
     errors: &mut Vec<ConfigError>,
 ) {
-    for def in processes.values() {
+    for def in processes.values().map(|d| &**d).chain(broken) {
         for (kind, target) in def.deps.all() {
             if known.contains(target) {
                 continue;

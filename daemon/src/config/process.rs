@@ -39,14 +39,15 @@ const LOGS_KEYS: &[&str] = &["max_bytes", "max_files", "error_patterns", "scan"]
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 const START_LIMIT_KEYS: &[&str] = &["burst", "interval"];
 
-/// Checks one process table. `None` when anything was wrong (the errors are in `ctx`).
+/// Checks one process table. `Err` when anything was wrong (the errors are in `ctx`), with
+/// what could be read (its dependencies are still checked once every file is read).
 pub(crate) fn process(
     ctx: &mut Ctx<'_>,
     name: &str,
     header: &Range<usize>,
     table: &DeTable<'_>,
     as_root: bool,
-) -> Option<ProcessDef> {
+) -> Result<ProcessDef, ProcessDef> {
     let before = ctx.errors.len();
     let path = join("process", name);
     let source = SourceLoc {
@@ -103,7 +104,11 @@ pub(crate) fn process(
     def.env = env_file_entries.into_iter().collect();
     def.env.extend(env_table);
 
-    (ctx.errors.len() == before).then_some(def)
+    if ctx.errors.len() == before {
+        Ok(def)
+    } else {
+        Err(def)
+    }
 }
 
 fn command_spec(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<CommandSpec> {

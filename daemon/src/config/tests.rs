@@ -876,7 +876,7 @@ fn dependency_errors_name_the_entry() {
     let (main, errs) = errors(
         r#"[process.web]
 command = "web"
-requires = ["db", "web"]
+requires = ["dbb", "web"]
 wants = "cache"
 after = ["db", "db"]
 
@@ -906,7 +906,7 @@ command = "db"
         "process.web.after[1]",
         "\"db\" is listed twice",
     );
-    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_eq!(errs.len(), 4, "{errs:#?}");
     // Names are checked against every file once each definition is valid.
     let (main, errs) = errors(
         "[process.web]\ncommand = \"web\"\nwants = [\"cache\", \"dbb\"]\n\n[process.db]\ncommand = \"db\"\n",
