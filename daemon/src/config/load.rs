@@ -248,10 +248,10 @@ impl Loader<'_> {
                 continue;
             };
             match process(&mut ctx, name, &k.span(), table, self.opts.as_root) {
-                Ok(def) if name_ok => {
+                (def, true) if name_ok => {
                     self.config.processes.insert(name.to_owned(), Arc::new(def));
                 }
-                Ok(def) | Err(def) => self.broken.push(def),
+                (def, _) => self.broken.push(def),
             }
         }
     }

@@ -39,15 +39,16 @@ const LOGS_KEYS: &[&str] = &["max_bytes", "max_files", "error_patterns", "scan"]
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 const START_LIMIT_KEYS: &[&str] = &["burst", "interval"];
 
-/// Checks one process table. `Err` when anything was wrong (the errors are in `ctx`), with
-/// what could be read (its dependencies are still checked once every file is read).
+/// Checks one process table: the definition as far as it could be read, and whether
+/// nothing was wrong (the errors are in `ctx`; the dependencies of a broken definition are
+/// still checked once every file is read).
 pub(crate) fn process(
     ctx: &mut Ctx<'_>,
     name: &str,
     header: &Range<usize>,
     table: &DeTable<'_>,
     as_root: bool,
-) -> Result<ProcessDef, ProcessDef> {
+) -> (ProcessDef, bool) {
     let before = ctx.errors.len();
     let path = join("process", name);
     let source = SourceLoc {
@@ -104,11 +105,8 @@ pub(crate) fn process(
     def.env = env_file_entries.into_iter().collect();
     def.env.extend(env_table);
 
-    if ctx.errors.len() == before {
-        Ok(def)
-    } else {
-        Err(def)
-    }
+    let valid = ctx.errors.len() == before;
+    (def, valid)
 }
 
 fn command_spec(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<CommandSpec> {
