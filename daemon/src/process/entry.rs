@@ -78,7 +78,8 @@ impl ProcessEntry {
     }
 
     /// The supervisor task took up a start (its state shows it from now on), or the
-    /// command never reached it.
+    /// command never reached it. Every start asked for is taken once: a task that answers
+    /// a start command without going through `start()` must call this.
     pub fn start_taken(&self) {
         let _ = self
             .starts_pending

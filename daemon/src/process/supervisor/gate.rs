@@ -117,7 +117,11 @@ impl Task {
                 // The sender lives as long as `Shared`, which outlives this task.
                 _ = board.changed() => {}
                 cmd = self.rx.recv() => match cmd {
-                    Some(Command::Start(reply)) => joined.push(reply),
+                    Some(Command::Start(reply)) => {
+                        // Taken up by this start: no longer on its way.
+                        self.entry.start_taken();
+                        joined.push(reply);
+                    }
                     Some(Command::Reconfigure(def, reply)) => {
                         // Not spawned yet: the new definition simply applies to this start.
                         self.entry.set_def(def);
