@@ -452,3 +452,54 @@ brtest!(
         assert_eq!(d.state_of("idle")["state"], "stopped");
     }
 );
+
+brtest!(
+    a_start_that_joins_a_waiting_start_is_not_left_on_its_way,
+    // x is in backoff for an hour once killed; web waits for it; app is only after web.
+    Config::new()
+        .process("x", Proc::sleep().restart("always").backoff("1h", "1h"))
+        .process(
+            "web",
+            Proc::sleep().autostart(false).set("after", names(&["x"])),
+        )
+        .process(
+            "app",
+            Proc::sleep().autostart(false).set("after", names(&["web"])),
+        ),
+    |d| {
+        let x = d.wait_state("x", "running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(x["pid"].as_u64().unwrap() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        d.wait_state("x", "backoff");
+        // Two starts of web: the second joins the first's wait.
+        let mut starts: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                d.ctl_cmd(&["start", "web"])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("spawn brummerctl")
+            })
+            .collect();
+        brummer_tests::wait_for("web to wait for x", T, || {
+            (d.state_of("web")["waiting_for"] == serde_json::json!(["x"])).then_some(())
+        });
+        // The second start may come after the stop and wait anew: stopped again then.
+        for s in &mut starts {
+            let st = brummer_tests::wait_for("a waiting start to answer", T, || {
+                if d.state_of("web")["state"] == "starting" {
+                    d.ctl_ok(&["stop", "web"]);
+                }
+                s.try_wait().ok().flatten()
+            });
+            assert_eq!(st.code(), Some(1));
+        }
+        // web is stopped with no start on its way: app, only after it, starts at once
+        // (a start counted but never taken would keep app waiting for web).
+        let out = d.ctl_ok(&["start", "app"]);
+        assert!(out.starts_with("app: started"), "{out}");
+        assert_eq!(d.state_of("web")["state"], "stopped");
+    }
+);
