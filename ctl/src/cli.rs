@@ -53,20 +53,45 @@ pub enum Command {
         #[arg(value_name = "NAME", value_parser = parse_name)]
         names: Vec<String>,
     },
+    /// Show the dependency graph (requires, wants, after) as a tree
+    ///
+    /// Without NAME, one tree from each process that nothing depends on; with --reverse,
+    /// from each process that depends on nothing, down to what depends on it. The state
+    /// of each process follows its name. `start` starts what a process requires or wants
+    /// first; `stop` and `restart` of a process stop (restart) the processes that require
+    /// it first. With --json: every process (or those named) with its requires, wants,
+    /// after and dependents.
+    Deps {
+        /// Processes to show the tree of (default: all)
+        #[arg(value_name = "NAME", value_parser = parse_name)]
+        names: Vec<String>,
+        /// Show what depends on each process instead of what it depends on
+        #[arg(long)]
+        reverse: bool,
+    },
     /// Start processes
     ///
     /// Answers once each is spawned: a program with a `ready` condition is `starting`
     /// until it holds (`brummerctl events` shows when it is `running`).
+    /// What a process requires or wants (`deps`) is started too; each process is spawned
+    /// once everything it requires, wants or is after is running, in parallel where the
+    /// graph allows. A process whose required process fails for good is not started.
     ///
     /// The start is remembered until reboot: a brummerd restarted, re-executed or started
     /// again after a crash starts these processes again, even when they are disabled.
     Start(Targets),
     /// Stop processes
     ///
+    /// The processes that require one of them (`deps`) are stopped first, and the output
+    /// says so ("stopped because it requires db").
+    ///
     /// The stop is remembered until reboot: a brummerd restarted, re-executed or started
     /// again after a crash leaves these processes stopped, even when they are enabled.
     Stop(Targets),
     /// Restart processes (start those that are not running)
+    ///
+    /// The processes that require one of them (`deps`) are restarted too: stopped first,
+    /// started after it.
     Restart(Targets),
     /// Start processes whenever brummerd starts, overriding their autostart
     ///

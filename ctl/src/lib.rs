@@ -49,6 +49,7 @@ pub fn main_entry() -> i32 {
 fn run(ctx: &mut Ctx, command: Command) -> Result<i32, exit::CtlError> {
     match command {
         Command::Status { names } => commands::status::run(ctx, names),
+        Command::Deps { names, reverse } => commands::deps::run(ctx, names, reverse),
         Command::Start(t) => commands::lifecycle::run(ctx, Verb::Start, t),
         Command::Stop(t) => commands::lifecycle::run(ctx, Verb::Stop, t),
         Command::Restart(t) => commands::lifecycle::run(ctx, Verb::Restart, t),

@@ -317,25 +317,24 @@ async fn reexec(
     err
 }
 
-/// Stops every program in parallel, reaping orphans (which keep dying meanwhile) and
-/// pinging the watchdog until all have answered.
+/// Stops every program, dependents first (each as soon as what depends on it is down, in
+/// parallel otherwise), reaping orphans (which keep dying meanwhile) and pinging the
+/// watchdog until all have answered.
 async fn stop_all(state: &State, sigchld: &mut Signal, watchdog: &mut Watchdog) {
-    let mut set = tokio::task::JoinSet::new();
-    for e in state.entries() {
-        set.spawn(async move { (e.name.clone(), e.send(Command::Remove).await) });
-    }
-    loop {
+    let entries = state.entries();
+    let graph = crate::ops::deps::graph(state);
+    let stops = crate::ops::deps::stop_in_order(&entries, &graph, Command::Remove);
+    tokio::pin!(stops);
+    let outcomes = loop {
         tokio::select! {
-            r = set.join_next() => match r {
-                Some(Ok((name, Err(err)))) => {
-                    tracing::error!(process = %name, cause = %err, "stop at shutdown failed");
-                }
-                Some(Ok((_, Ok(_)))) => {}
-                Some(Err(e)) => tracing::error!(cause = %e, "stop task failed"),
-                None => break,
-            },
+            outcomes = &mut stops => break outcomes,
             _ = sigchld.recv() => { state.children().reap_orphans(); }
             _ = watchdog.tick() => notify::watchdog(),
+        }
+    };
+    for (e, outcome) in entries.iter().zip(outcomes) {
+        if let Err(err) = outcome {
+            tracing::error!(process = %e.name, cause = %err, "stop at shutdown failed");
         }
     }
     state.children().reap_orphans();

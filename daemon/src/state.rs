@@ -110,6 +110,7 @@ impl State {
                 desired: desired.clone(),
                 notify_dir,
                 probes: Shared::probe_limit(),
+                board: Default::default(),
             }),
             desired,
             logs: Arc::new(LogPlane::start(log_dir, ring_bytes)?),
@@ -213,6 +214,12 @@ impl State {
     /// readers until [`publish`](Self::publish).
     pub fn add_process(&self, def: Arc<ProcessDef>) -> Arc<ProcessEntry> {
         let autostart = self.desired.should_run(&def.name, def.autostart);
+        self.add_process_with(def, autostart)
+    }
+
+    /// [`add_process`](Self::add_process), started at once when `autostart` says so
+    /// (start-up starts what the programs that should run require or want, too).
+    pub fn add_process_with(&self, def: Arc<ProcessDef>, autostart: bool) -> Arc<ProcessEntry> {
         let (log, capture) = self.logs.open(&def);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let entry = Arc::new(ProcessEntry::new(def, log, tx));
@@ -263,6 +270,9 @@ impl State {
     pub fn publish(&self, entries: Vec<(String, Arc<ProcessEntry>)>) {
         self.logs
             .publish(entries.iter().map(|(n, e)| (n.clone(), e.log.clone())));
+        self.programs
+            .board
+            .publish(entries.iter().map(|(_, e)| e.clone()));
         self.registry
             .update(|_| (Snapshot::from_entries(entries), ()));
     }

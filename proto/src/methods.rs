@@ -309,6 +309,19 @@ pub struct ProcessStatus {
     /// The newest readiness or health probe result of the program.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe: Option<ProbeResult>,
+    /// While `starting` without a pid: the programs its start waits for (to be running).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// Programs this one requires, as configured: started first, and stopping one of them
+    /// stops this one first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    /// Programs this one wants: started first; their failure does not stop its start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wants: Vec<String>,
+    /// Programs this one starts after when they start too (ordering only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
 }
 
 fn ready_started() -> String {

@@ -1195,3 +1195,36 @@ async fn status_text_and_the_health_failure_reason_are_properties() {
     d.wait_state("svc", "failed");
     assert_eq!(d.state_of("svc")["last_error"], reason.as_str());
 }
+
+/// `Requires`, `Wants` and `After` show a program's dependencies, as configured.
+#[test]
+fn dependencies_are_process_properties() {
+    let bus = DbusDaemon::session();
+    let deps = |v: &[&str]| toml::Value::Array(v.iter().map(|s| toml::Value::from(*s)).collect());
+    let d = start(
+        &bus,
+        &Config::new()
+            .process("db", Proc::sleep())
+            .process("cache", Proc::sleep())
+            .process(
+                "web",
+                Proc::sleep()
+                    .set("requires", deps(&["db"]))
+                    .set("wants", deps(&["cache"])),
+            ),
+    );
+    d.wait_state("web", "running");
+    let get = |name: &str, prop: &str| {
+        run_ok(busctl(&bus).args([
+            "get-property",
+            NAME,
+            &format!("/io/github/brummer/Brummer1/process/{name}"),
+            PROCESS_IFACE,
+            prop,
+        ]))
+    };
+    assert_eq!(get("web", "Requires").trim(), "as 1 \"db\"");
+    assert_eq!(get("web", "Wants").trim(), "as 1 \"cache\"");
+    assert_eq!(get("web", "After").trim(), "as 0");
+    assert_eq!(get("db", "Requires").trim(), "as 0");
+}

@@ -4,6 +4,7 @@
 //! failed) or a [`CtlError`] that `main_entry` prints. Rendering helpers are pure functions
 //! tested beside their verb.
 
+pub mod deps;
 pub mod enable;
 pub mod events;
 pub mod lifecycle;

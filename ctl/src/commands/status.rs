@@ -121,6 +121,9 @@ fn mem(p: &ProcessStatus) -> String {
 /// `next in 1.2s; error: spawn failed: ...; disk log: ...` or empty.
 fn note(p: &ProcessStatus, now_us: i64) -> String {
     let mut parts = Vec::new();
+    if !p.waiting_for.is_empty() {
+        parts.push(format!("waiting for {}", p.waiting_for.join(", ")));
+    }
     // Only a program in backoff waits for an attempt (a daemon before issue 17 kept the
     // time of a cancelled one after `stop`).
     if let Some(next) = p
@@ -187,6 +190,10 @@ pub(crate) mod tests {
             ready: "started".into(),
             status_text: None,
             last_probe: None,
+            waiting_for: Vec::new(),
+            requires: Vec::new(),
+            wants: Vec::new(),
+            after: Vec::new(),
         }
     }
 

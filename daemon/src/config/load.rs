@@ -31,6 +31,7 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Config, ConfigErrors> {
         config: Config::default(),
         errors: Vec::new(),
         seen: BTreeMap::new(),
+        broken: Vec::new(),
     };
 
     match std::fs::read(&opts.main) {
@@ -57,6 +58,14 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let known = loader.seen.keys().map(String::as_str).collect();
+    super::graph::check(
+        &loader.config.processes,
+        &loader.broken,
+        &known,
+        &mut loader.errors,
+    );
+
     if loader.errors.is_empty() {
         Ok(loader.config)
     } else {
@@ -78,6 +87,9 @@ struct Loader<'o> {
     errors: Vec<ConfigError>,
     /// Every process name met so far, valid or not, with where: for "defined twice".
     seen: BTreeMap<String, SourceLoc>,
+    /// Definitions with errors, as far as they could be read: their dependencies are
+    /// checked too.
+    broken: Vec<super::model::ProcessDef>,
 }
 
 impl Loader<'_> {
@@ -238,10 +250,11 @@ impl Loader<'_> {
             let Some(table) = ctx.table(v, &path_key) else {
                 continue;
             };
-            if let Some(def) = process(&mut ctx, name, &k.span(), table, self.opts.as_root)
-                && name_ok
-            {
-                self.config.processes.insert(name.to_owned(), Arc::new(def));
+            match process(&mut ctx, name, &k.span(), table, self.opts.as_root) {
+                (def, true) if name_ok => {
+                    self.config.processes.insert(name.to_owned(), Arc::new(def));
+                }
+                (def, _) => self.broken.push(def),
             }
         }
     }

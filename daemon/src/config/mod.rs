@@ -7,6 +7,7 @@
 
 mod env_file;
 mod error;
+mod graph;
 mod load;
 mod model;
 mod process;
@@ -19,6 +20,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrors};
+pub use graph::Graph;
 pub use model::*;
 
 /// What to load and how.

@@ -132,8 +132,13 @@ pub struct ProcessDef {
     pub watchdog: Option<Duration>,
     /// Liveness probe while `running`.
     pub health: Option<Health>,
+    /// `requires`, `wants` and `after`: the programs this one starts after.
+    pub deps: Deps,
     /// Where the `[process.NAME]` header is. Not part of `==`.
     pub source: SourceLoc,
+    /// The line of each name in `deps`, for errors found once every file is read (unknown
+    /// names, cycles). Not part of `==`.
+    pub deps_at: DepsAt,
 }
 
 impl ProcessDef {
@@ -159,8 +164,18 @@ impl ProcessDef {
             ready_timeout: DEFAULT_READY_TIMEOUT,
             watchdog: None,
             health: None,
+            deps: Deps::default(),
             source: SourceLoc::default(),
+            deps_at: DepsAt::default(),
         }
+    }
+
+    /// Whether `other` differs from this definition in its dependencies at most: such a
+    /// change is put in force without restarting the program (it orders the next start).
+    pub fn same_but_deps(&self, other: &ProcessDef) -> bool {
+        let mut a = self.clone();
+        a.deps = other.deps.clone();
+        a == *other
     }
 }
 
@@ -188,7 +203,9 @@ impl PartialEq for ProcessDef {
             ready_timeout,
             watchdog,
             health,
+            deps,
             source: _,
+            deps_at: _,
         } = self;
         *name == other.name
             && *command == other.command
@@ -208,6 +225,83 @@ impl PartialEq for ProcessDef {
             && *ready_timeout == other.ready_timeout
             && *watchdog == other.watchdog
             && *health == other.health
+            && *deps == other.deps
+    }
+}
+
+/// What a program is ordered after, by kind. Names are checked at load time: each is a
+/// program of the configuration, none is the program itself, and the graph is acyclic.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Deps {
+    /// Started first; one that fails for good fails this start, and stopping (or
+    /// restarting) it stops (or restarts) this program first.
+    pub requires: Vec<String>,
+    /// Started first; their failure does not keep this one from starting.
+    pub wants: Vec<String>,
+    /// Ordering only: when they are starting too, this one waits for them.
+    pub after: Vec<String>,
+}
+
+impl Deps {
+    /// Every name this program is ordered after, each kind in turn.
+    pub fn all(&self) -> impl Iterator<Item = (DepKind, &str)> {
+        fn of(kind: DepKind, v: &[String]) -> impl Iterator<Item = (DepKind, &str)> {
+            v.iter().map(move |n| (kind, n.as_str()))
+        }
+        of(DepKind::Requires, &self.requires)
+            .chain(of(DepKind::Wants, &self.wants))
+            .chain(of(DepKind::After, &self.after))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requires.is_empty() && self.wants.is_empty() && self.after.is_empty()
+    }
+}
+
+/// The three kinds of dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DepKind {
+    Requires,
+    Wants,
+    After,
+}
+
+impl DepKind {
+    /// The config key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DepKind::Requires => "requires",
+            DepKind::Wants => "wants",
+            DepKind::After => "after",
+        }
+    }
+}
+
+/// The lines of the names in [`Deps`], index by index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DepsAt {
+    pub requires: Vec<usize>,
+    pub wants: Vec<usize>,
+    pub after: Vec<usize>,
+}
+
+impl DepsAt {
+    /// The line and key path (`process.web.requires[0]`) of `target` in `def`'s list of
+    /// `kind`; the header's line when unknown.
+    pub fn locate(def: &ProcessDef, kind: DepKind, target: &str) -> (usize, String) {
+        let (names, lines) = match kind {
+            DepKind::Requires => (&def.deps.requires, &def.deps_at.requires),
+            DepKind::Wants => (&def.deps.wants, &def.deps_at.wants),
+            DepKind::After => (&def.deps.after, &def.deps_at.after),
+        };
+        let base = super::values::join(&super::values::join("process", &def.name), kind.as_str());
+        match names.iter().position(|n| n == target) {
+            Some(i) => (
+                lines.get(i).copied().unwrap_or(def.source.line),
+                format!("{base}[{i}]"),
+            ),
+            None => (def.source.line, base),
+        }
     }
 }
 

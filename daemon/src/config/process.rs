@@ -36,19 +36,24 @@ const PROCESS_KEYS: &[&str] = &[
     "ready_timeout",
     "watchdog",
     "health",
+    "requires",
+    "wants",
+    "after",
 ];
 const LOGS_KEYS: &[&str] = &["max_bytes", "max_files", "error_patterns", "scan"];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 const START_LIMIT_KEYS: &[&str] = &["burst", "interval"];
 
-/// Checks one process table. `None` when anything was wrong (the errors are in `ctx`).
+/// Checks one process table: the definition as far as it could be read, and whether
+/// nothing was wrong (the errors are in `ctx`; the dependencies of a broken definition are
+/// still checked once every file is read).
 pub(crate) fn process(
     ctx: &mut Ctx<'_>,
     name: &str,
     header: &Range<usize>,
     table: &DeTable<'_>,
     as_root: bool,
-) -> Option<ProcessDef> {
+) -> (ProcessDef, bool) {
     let before = ctx.errors.len();
     let path = join("process", name);
     let source = SourceLoc {
@@ -100,6 +105,9 @@ pub(crate) fn process(
                 def.watchdog = ready::positive(ctx, v, &key);
             }
             "health" => def.health = ready::health(ctx, v, &key),
+            "requires" => (def.deps.requires, def.deps_at.requires) = dep_names(ctx, name, v, &key),
+            "wants" => (def.deps.wants, def.deps_at.wants) = dep_names(ctx, name, v, &key),
+            "after" => (def.deps.after, def.deps_at.after) = dep_names(ctx, name, v, &key),
             _ => {} // reported by unknown_keys
         }
     }
@@ -124,7 +132,8 @@ pub(crate) fn process(
     def.env = env_file_entries.into_iter().collect();
     def.env.extend(env_table);
 
-    (ctx.errors.len() == before).then_some(def)
+    let valid = ctx.errors.len() == before;
+    (def, valid)
 }
 
 fn command_spec(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<CommandSpec> {
@@ -179,6 +188,44 @@ fn command_spec(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<CommandSp
             None
         }
     }
+}
+
+/// A `requires`/`wants`/`after` list: program names, each once, not `this` itself. Whether
+/// each names a program is checked once every file is read (`config::graph`).
+fn dep_names(ctx: &mut Ctx<'_>, this: &str, v: &Value<'_>, key: &str) -> (Vec<String>, Vec<usize>) {
+    let (mut names, mut lines) = (Vec::new(), Vec::new());
+    let DeValue::Array(items) = v.get_ref() else {
+        let found = v.get_ref().type_str();
+        ctx.err(
+            &v.span(),
+            key,
+            format!("expected an array of program names, found {found}: write {key} = [\"db\"]"),
+        );
+        return (names, lines);
+    };
+    for (i, item) in items.iter().enumerate() {
+        let item_key = format!("{key}[{i}]");
+        let Some(n) = ctx.string(item, &item_key) else {
+            continue;
+        };
+        if n == this {
+            ctx.err(
+                &item.span(),
+                &item_key,
+                format!("{this} cannot depend on itself: remove {n:?} from the list"),
+            );
+        } else if names.iter().any(|m| m == n) {
+            ctx.err(
+                &item.span(),
+                &item_key,
+                format!("{n:?} is listed twice: keep one"),
+            );
+        } else {
+            names.push(n.to_owned());
+            lines.push(ctx.line(&item.span()));
+        }
+    }
+    (names, lines)
 }
 
 fn restart(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<RestartPolicy> {

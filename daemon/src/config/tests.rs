@@ -1032,3 +1032,137 @@ fn example_stack_loads() {
     assert_eq!(p["web"].ready.kind(), "http");
     assert_eq!(p["web"].health.as_ref().map(|h| h.failures), Some(3));
 }
+
+#[test]
+fn dependencies_are_read() {
+    let config = ok(r#"
+[process.db]
+command = "db"
+
+[process.cache]
+command = "cache"
+
+[process.web]
+command = "web"
+requires = ["db"]
+wants = ["cache"]
+after = []
+"#);
+    let web = &config.processes["web"];
+    assert_eq!(web.deps.requires, ["db"]);
+    assert_eq!(web.deps.wants, ["cache"]);
+    assert!(web.deps.after.is_empty());
+    assert_eq!(web.deps_at.requires, [10]);
+    assert!(config.processes["db"].deps.is_empty());
+}
+
+#[test]
+fn dependency_errors_name_the_entry() {
+    let (main, errs) = errors(
+        r#"[process.web]
+command = "web"
+requires = ["dbb", "web"]
+wants = "cache"
+after = ["db", "db"]
+
+[process.db]
+command = "db"
+"#,
+        false,
+    );
+    assert_error(
+        &errs,
+        &main,
+        3,
+        "process.web.requires[1]",
+        "web cannot depend on itself",
+    );
+    assert_error(
+        &errs,
+        &main,
+        4,
+        "process.web.wants",
+        "expected an array of program names",
+    );
+    assert_error(
+        &errs,
+        &main,
+        5,
+        "process.web.after[1]",
+        "\"db\" is listed twice",
+    );
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    // Names are checked against every file once each definition is valid.
+    let (main, errs) = errors(
+        "[process.web]\ncommand = \"web\"\nwants = [\"cache\", \"dbb\"]\n\n[process.db]\ncommand = \"db\"\n",
+        false,
+    );
+    assert_error(
+        &errs,
+        &main,
+        3,
+        "process.web.wants[0]",
+        "unknown program \"cache\": define it",
+    );
+    assert_error(
+        &errs,
+        &main,
+        3,
+        "process.web.wants[1]",
+        "unknown program \"dbb\": did you mean \"db\"?",
+    );
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+}
+
+#[test]
+fn dependency_on_a_broken_program_is_not_unknown() {
+    // `db` is defined but invalid: its own error is enough.
+    let (_, errs) = errors(
+        "[process.db]\nrestart = 1\n\n[process.web]\ncommand = \"web\"\nrequires = [\"db\"]\n",
+        false,
+    );
+    assert!(
+        errs.iter().all(|e| !e.contains("unknown program")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_cycle_across_files_is_spelled_out() {
+    let fx = Fixture::new();
+    let main = fx.write(
+        "brummer.toml",
+        "[process.web]\ncommand = \"web\"\nrequires = [\"worker\"]\n",
+    );
+    fx.write(
+        "processes.d/stack.toml",
+        "[process.worker]\ncommand = \"w\"\nwants = [\"db\"]\n\n[process.db]\ncommand = \"db\"\nafter = [\"web\"]\n",
+    );
+    let errs: Vec<String> = match fx.load() {
+        Ok(_) => panic!("a cycle loaded"),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    };
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    // The search starts at the first name (db), whose `after` closes the cycle.
+    let dropin = fx.path("processes.d/stack.toml");
+    assert_eq!(
+        errs[0],
+        format!(
+            "{}:7: process.db.after[0]: cycle: db -> web -> worker -> db: programs cannot wait for each other; remove one of these dependencies",
+            dropin.display()
+        )
+    );
+    let _ = main;
+}
+
+#[test]
+fn a_dependency_change_alone_is_told_apart() {
+    let a = web("");
+    let b =
+        ok("[process.web]\ncommand = \"true\"\nafter = [\"db\"]\n[process.db]\ncommand = \"x\"\n");
+    let (a, b) = (&a.processes["web"], &b.processes["web"]);
+    assert_ne!(**a, **b);
+    assert!(a.same_but_deps(b));
+    let c = web("autostart = false\n");
+    assert!(!c.processes["web"].same_but_deps(b));
+}

@@ -112,6 +112,16 @@ pub fn all_props(e: &ProcessEntry) -> HashMap<String, OwnedVariant> {
             m.insert(k.to_owned(), v);
         }
     }
+    let def = e.def();
+    for (key, names) in [
+        ("Requires", &def.deps.requires),
+        ("Wants", &def.deps.wants),
+        ("After", &def.deps.after),
+    ] {
+        if let Ok(v) = OwnedVariant::try_from(Variant::from(names.clone())) {
+            m.insert(key.to_owned(), v);
+        }
+    }
     m
 }
 
@@ -508,6 +518,25 @@ impl ProcessObject {
     #[zbus(property)]
     fn urls(&self) -> Vec<String> {
         self.entry.log.urls.load().as_ref().clone()
+    }
+
+    /// The programs this one requires (`requires`). Changed only by a reload: no
+    /// PropertiesChanged.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn requires(&self) -> Vec<String> {
+        self.entry.def().deps.requires.clone()
+    }
+
+    /// The programs this one wants (`wants`). Changed only by a reload.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn wants(&self) -> Vec<String> {
+        self.entry.def().deps.wants.clone()
+    }
+
+    /// The programs this one starts after (`after`). Changed only by a reload.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn after(&self) -> Vec<String> {
+        self.entry.def().deps.after.clone()
     }
 
     /// STATUS= of the program (`ready = "notify"`); empty when none.

@@ -5,8 +5,7 @@
 //! as a start or stop by hand).
 
 use super::{Caller, OpError, Selection, Step, may_change};
-use crate::desired::Manual;
-use crate::process::{Command, Done, ProcessEntry};
+use crate::process::{Done, ProcessEntry};
 use crate::state::State;
 use brummer_proto::methods::OpOutcome;
 use std::sync::Arc;
@@ -82,22 +81,17 @@ pub async fn enable(
         e.set_enabled_override(Some(on));
     }
     let mut steps: Vec<Option<Step>> = if now {
-        let (make, manual): (fn(_) -> Command, _) = if on {
-            (Command::Start, Manual::Started)
+        let op = if on {
+            super::Lifecycle::Start
         } else {
-            (Command::Stop, Manual::Stopped)
+            super::Lifecycle::Stop
         };
-        super::lifecycle(
-            state,
-            caller,
-            Selection::Entries(entries.clone()),
-            make,
-            manual,
-        )
-        .await?
-        .into_iter()
-        .map(Some)
-        .collect()
+        // The programs asked for come first; those taken along are left out here.
+        super::lifecycle(state, caller, Selection::Entries(entries.clone()), op)
+            .await?
+            .into_iter()
+            .map(Some)
+            .collect()
     } else {
         entries.iter().map(|_| None).collect()
     };

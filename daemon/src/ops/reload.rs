@@ -28,12 +28,24 @@ pub async fn reload(state: &State, caller: &Caller) -> Result<ReloadResult, OpEr
 }
 
 /// The programs of the first configuration, published at once; each starts when it should
-/// (`State::add_process`).
+/// (`Desired::should_run`), and so does what those require or want (as systemd pulls in
+/// the units a started unit requires or wants).
 pub fn install(state: &State, config: &Config) {
+    let graph = config::Graph::of(config.processes.values().map(|d| &**d));
+    let starts = graph.pulled_in(
+        config
+            .processes
+            .values()
+            .filter(|d| state.desired().should_run(&d.name, d.autostart))
+            .map(|d| d.name.as_str()),
+    );
     let entries = config
         .processes
         .values()
-        .map(|def| (def.name.clone(), state.add_process(def.clone())))
+        .map(|def| {
+            let start = starts.contains(&def.name);
+            (def.name.clone(), state.add_process_with(def.clone(), start))
+        })
         .collect();
     state.publish(entries);
 }

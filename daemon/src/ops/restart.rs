@@ -2,10 +2,8 @@
 //! counters, as an explicit start does.
 
 use super::{Caller, OpError, Selection, Step};
-use crate::desired::Manual;
-use crate::process::Command;
 use crate::state::State;
 
 pub async fn restart(state: &State, caller: &Caller, sel: Selection) -> Result<Vec<Step>, OpError> {
-    super::lifecycle(state, caller, sel, Command::Restart, Manual::Started).await
+    super::lifecycle(state, caller, sel, super::Lifecycle::Restart).await
 }

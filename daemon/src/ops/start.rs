@@ -3,10 +3,8 @@
 //! started again after a crash or re-exec of brummerd, not after a reboot).
 
 use super::{Caller, OpError, Selection, Step};
-use crate::desired::Manual;
-use crate::process::Command;
 use crate::state::State;
 
 pub async fn start(state: &State, caller: &Caller, sel: Selection) -> Result<Vec<Step>, OpError> {
-    super::lifecycle(state, caller, sel, Command::Start, Manual::Started).await
+    super::lifecycle(state, caller, sel, super::Lifecycle::Start).await
 }

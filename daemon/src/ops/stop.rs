@@ -3,10 +3,8 @@
 //! stays stopped across a crash or re-exec of brummerd, not across a reboot).
 
 use super::{Caller, OpError, Selection, Step};
-use crate::desired::Manual;
-use crate::process::Command;
 use crate::state::State;
 
 pub async fn stop(state: &State, caller: &Caller, sel: Selection) -> Result<Vec<Step>, OpError> {
-    super::lifecycle(state, caller, sel, Command::Stop, Manual::Stopped).await
+    super::lifecycle(state, caller, sel, super::Lifecycle::Stop).await
 }

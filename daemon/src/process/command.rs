@@ -63,6 +63,9 @@ pub enum Failure {
     /// Something of the program's process tree could not be stopped.
     #[error("stop incomplete: {0}")]
     Stop(String),
+    /// A start that waited for its dependencies was ended by a stop, restart or removal.
+    #[error("{0}")]
+    Interrupted(String),
     #[error("too many pending commands for this process; try again")]
     Busy,
     #[error("the process is being removed")]

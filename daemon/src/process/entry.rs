@@ -11,7 +11,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use brummer_core::StatusCell;
 use brummer_proto::methods::{ProbeResult, ProcessStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +29,8 @@ pub struct ProcessInfo {
     pub status_text: Option<String>,
     /// The newest probe result (kept across runs, so that a restart still shows why).
     pub last_probe: Option<ProbeResult>,
+    /// While the start waits at the gate: the programs it waits for.
+    pub waiting_for: Vec<String>,
 }
 
 pub struct ProcessEntry {
@@ -49,6 +51,10 @@ pub struct ProcessEntry {
     /// What the running program costs, from the last sample. Written only by the usage
     /// sampler (`usage::run`).
     pub usage: ArcSwapOption<Usage>,
+    /// Starts asked for (by an operation or autostart) that the supervisor task has not
+    /// taken up yet: a program that is `stopped` but about to start is "being started"
+    /// for the starts that wait for it (`supervisor::gate`).
+    starts_pending: AtomicU32,
 }
 
 const OVERRIDE_NONE: u8 = 0;
@@ -70,7 +76,30 @@ impl ProcessEntry {
             cmd,
             enabled: AtomicU8::new(OVERRIDE_NONE),
             usage: ArcSwapOption::empty(),
+            starts_pending: AtomicU32::new(0),
         }
+    }
+
+    /// A start of this program is on its way (called before the command is sent, for
+    /// every program of an operation before any is sent, so that a dependent never sees
+    /// its dependency `stopped` with the start not yet counted).
+    pub fn start_asked(&self) {
+        self.starts_pending.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The supervisor task took up a start (its state shows it from now on), or the
+    /// command never reached it. Every start asked for is taken once: a task that answers
+    /// a start command without going through `start()` must call this.
+    pub fn start_taken(&self) {
+        let _ = self
+            .starts_pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// Whether a start is on its way. Read before the state: `start_taken` comes after the
+    /// state says `starting`, so a reader that finds none pending finds that state.
+    pub fn start_pending(&self) -> bool {
+        self.starts_pending.load(Ordering::SeqCst) > 0
     }
 
     /// Sets (or clears) the `enable`/`disable` override.
@@ -161,6 +190,10 @@ impl ProcessEntry {
             ready: def.ready.kind().to_owned(),
             status_text: info.status_text.clone(),
             last_probe: info.last_probe.clone(),
+            waiting_for: info.waiting_for.clone(),
+            requires: def.deps.requires.clone(),
+            wants: def.deps.wants.clone(),
+            after: def.deps.after.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! (`process::command`). Reads never come here.
 
 mod children;
+mod gate;
 pub mod leftover;
 mod machine;
 pub(crate) mod procfs;
@@ -20,6 +21,7 @@ pub use procscan::ProcScanner;
 pub use spawn::base_env;
 pub use takeover::Adopted;
 
+use super::board::Board;
 use super::command::{Command, Done, Failure, Outcome};
 use super::entry::{ProcessEntry, ProcessInfo};
 use crate::desired::Desired;
@@ -46,6 +48,8 @@ pub struct Shared {
     pub procs: ProcScanner,
     /// The runtime state: every change of child is recorded there (`set_state`).
     pub desired: Arc<Desired>,
+    /// Every program, for the start gate (`gate`).
+    pub board: Board,
     /// Where the notify sockets of `ready = "notify"` programs are made.
     pub notify_dir: PathBuf,
     /// Probes (exec, http, tcp) running at once, across all programs.
@@ -127,8 +131,13 @@ pub fn spawn_task(
     begin: Begin,
     shutdown: &Shutdown,
 ) {
+    if matches!(begin, Begin::Fresh { autostart: true }) {
+        entry.start_asked();
+    }
     let mut task = Task {
         entry,
+        rx,
+        pending: None,
         shared,
         capture,
         restart: RestartState::default(),
@@ -148,11 +157,14 @@ pub fn spawn_task(
             false
         }
     };
-    shutdown.spawn(task.run(rx, autostart));
+    shutdown.spawn(task.run(autostart));
 }
 
 struct Task {
     entry: Arc<ProcessEntry>,
+    rx: mpsc::Receiver<Command>,
+    /// A command that ended a start waiting at the gate, handled next.
+    pending: Option<Command>,
     shared: Arc<Shared>,
     capture: CaptureHandle,
     restart: RestartState,
@@ -176,13 +188,19 @@ enum Wake {
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, autostart: bool) {
+    async fn run(mut self, autostart: bool) {
         if autostart && let Err(e) = self.start(true).await {
             tracing::warn!(process = %self.entry.name, cause = %e, "autostart failed");
         }
         loop {
+            if let Some(cmd) = self.pending.take() {
+                if !self.command(cmd).await {
+                    return;
+                }
+                continue;
+            }
             let wake = tokio::select! {
-                c = rx.recv() => Wake::Cmd(c),
+                c = self.rx.recv() => Wake::Cmd(c),
                 k = wait_opt(self.child.as_ref()), if self.child.is_some() => Wake::Exit(k),
                 _ = sleep_opt(self.retry_at), if self.retry_at.is_some() => Wake::Retry,
                 n = next_note(self.watch.as_mut()), if self.watch.is_some() => Wake::Note(n),
@@ -229,7 +247,8 @@ impl Task {
             }
             Command::Reconfigure(def, reply) => {
                 let active = self.child.is_some() || self.retry_at.is_some();
-                let r = if active {
+                // New dependencies alone order the next start; the running child stays.
+                let r = if active && !def.same_but_deps(&self.entry.def()) {
                     let stopped = self.stop().await;
                     self.entry.set_def(def);
                     match stopped {
@@ -259,6 +278,7 @@ impl Task {
     /// than by the restart policy.
     async fn start(&mut self, explicit: bool) -> Outcome {
         if self.child.is_some() {
+            self.entry.start_taken();
             return Ok(Done::AlreadyRunning);
         }
         if explicit {
@@ -267,6 +287,9 @@ impl Task {
             self.retry_at = None;
         }
         self.set_state(ProcessState::Starting, None);
+        if let Err(outcome) = self.gate().await {
+            return outcome;
+        }
         let def = self.entry.def();
         let prepared = match self.prepare_run(&def) {
             Ok(p) => p,
@@ -433,7 +456,12 @@ impl Task {
             if state != ProcessState::Stopped {
                 self.set_state(ProcessState::Stopped, None);
             }
-            return Ok(Done::AlreadyStopped);
+            // `starting` without a child: a start that waited at the gate, now stopped.
+            return Ok(if state == ProcessState::Starting {
+                Done::Done
+            } else {
+                Done::AlreadyStopped
+            });
         };
         self.set_state(ProcessState::Stopping, Some(child.pid as u32));
         let def = self.entry.def();

@@ -158,6 +158,7 @@ impl Task {
             last_error: p.last_error,
             status_text: p.status_text.filter(|_| self.child.is_some()),
             last_probe: None,
+            waiting_for: Vec::new(),
         }));
         let (state, pid) = match &self.child {
             Some(c) => (p.state, Some(c.pid as u32)),
