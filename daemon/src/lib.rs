@@ -23,6 +23,7 @@ pub mod desired;
 pub mod fd;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod fdstore;
 pub mod handover;
 pub mod logs;
 pub mod mode;
