@@ -21,9 +21,9 @@ pub mod control;
 pub mod dbus;
 pub mod desired;
 pub mod fd;
+pub mod fdstore;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod fdstore;
 pub mod handover;
 pub mod logs;
 pub mod mode;

@@ -159,6 +159,7 @@ mod tests {
                     generation: 2,
                     stop_signal: 15,
                     stop_timeout_ms: 10_000,
+                    fds: vec!["web.out".into(), "web.err".into(), "web.pid".into()],
                 }),
                 desired: Some(Manual::Started),
             },

@@ -8,6 +8,7 @@ pub mod leftover;
 mod machine;
 mod procfs;
 mod procscan;
+pub mod readopt;
 mod spawn;
 mod stop;
 mod takeover;
