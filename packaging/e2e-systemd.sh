@@ -190,11 +190,11 @@ done
 if [ -z "$crash_bad" ]; then ok "20 SIGKILLs of brummerd: re-adopted each time, ticker pid $tpid kept"
 else bad "$crash_bad"; journalctl -b -u brummerd --no-pager | tail -30; fi
 check "journal: re-adopted from the descriptor store" sh -c 'journalctl -b -u brummerd --no-pager | grep -q "re-adopting a program the previous brummerd left running"'
-check "one ticker, no second copy" sh -c '[ "$(pgrep -fc "while :; do echo")" = 1 ]'
+check "one ticker, no second copy" sh -c '[ "$(pgrep -fc "while :; do ech[o]")" = 1 ]'
 rm /etc/systemd/system/brummerd.service.d/e2e-crash.conf
 systemctl daemon-reload
 check "stop the ticker" brummerctl stop ticker
-check "no ticker process left" sh -c '! pgrep -f "while :; do echo"'
+check "no ticker process left" sh -c '! pgrep -f "while :; do ech[o]"'
 check "ticker numbers on disk: no gap, no duplicate" awk -v f=/var/log/brummer/ticker.log '$0 != NR - 1 { print f ": line " NR " is " $0; bad = 1; exit } END { if (!bad) print NR " lines"; exit bad }' /var/log/brummer/ticker.log
 check "ticker wrote through both upgrades and 20 crashes" sh -c 'test "$(wc -l < /var/log/brummer/ticker.log)" -gt 100'
 rm /etc/brummer/processes.d/ticker.toml
