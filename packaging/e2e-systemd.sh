@@ -161,9 +161,42 @@ check "install the newer version ($new)" dpkg -i /e2e/new.deb
 same_pids "after the upgrade"
 check "brummerctl version shows the new version" sh -c "brummerctl version | grep -qF 'brummerd ${new%%-*} '"
 check "brummerd still active" systemctl is-active brummerd
+
+# ---- crash: brummerd SIGKILLed 20 times under load; the ticker is re-adopted each time ----
+# from systemd's descriptor store, its lines wait in the pipe meanwhile.
+mkdir -p /etc/systemd/system/brummerd.service.d
+cat > /etc/systemd/system/brummerd.service.d/e2e-crash.conf <<'EOF2'
+[Unit]
+# Twenty crashes in a row are what the default start limit (5 in 10 s) exists to stop.
+StartLimitBurst=100
+[Service]
+RestartSec=100ms
+EOF2
+systemctl daemon-reload
+check "the runtime state names the ticker's stored descriptors" grep -q '"ticker.pid"' /run/brummer/brummer.state.json
+crash_bad=""
+for n in $(seq 1 20); do
+    m=$(systemctl show -p MainPID --value brummerd)
+    kill -9 "$m"
+    i=0
+    until nm=$(systemctl show -p MainPID --value brummerd) && [ "$nm" != "$m" ] && [ "$nm" != 0 ] \
+        && brummerctl status ticker 2>/dev/null | grep -q running; do
+        i=$((i + 1)); [ $i -gt 300 ] && { crash_bad="crash $n: not back within 30 s"; break; }; sleep 0.1
+    done
+    [ -n "$crash_bad" ] && break
+    now_t=$(brummerctl status ticker | awk 'NR==2 {print $3}')
+    [ "$now_t" = "$tpid" ] || { crash_bad="crash $n: ticker pid $tpid -> $now_t"; break; }
+done
+if [ -z "$crash_bad" ]; then ok "20 SIGKILLs of brummerd: re-adopted each time, ticker pid $tpid kept"
+else bad "$crash_bad"; journalctl -b -u brummerd --no-pager | tail -30; fi
+check "journal: re-adopted from the descriptor store" sh -c 'journalctl -b -u brummerd --no-pager | grep -q "re-adopting a program the previous brummerd left running"'
+check "one ticker, no second copy" sh -c '[ "$(pgrep -fc "while :; do ech[o]")" = 1 ]'
+rm /etc/systemd/system/brummerd.service.d/e2e-crash.conf
+systemctl daemon-reload
 check "stop the ticker" brummerctl stop ticker
+check "no ticker process left" sh -c '! pgrep -f "while :; do ech[o]"'
 check "ticker numbers on disk: no gap, no duplicate" awk -v f=/var/log/brummer/ticker.log '$0 != NR - 1 { print f ": line " NR " is " $0; bad = 1; exit } END { if (!bad) print NR " lines"; exit bad }' /var/log/brummer/ticker.log
-check "ticker wrote through both upgrades" sh -c 'test "$(wc -l < /var/log/brummer/ticker.log)" -gt 100'
+check "ticker wrote through both upgrades and 20 crashes" sh -c 'test "$(wc -l < /var/log/brummer/ticker.log)" -gt 100'
 rm /etc/brummer/processes.d/ticker.toml
 check "reload removes the ticker" systemctl reload brummerd
 

@@ -25,6 +25,12 @@ before it starts anything, and logs what it stopped; it also finds them by BRUMM
 (its socket) in their environment. A torn runtime state, or one of a newer brummerd, is
 reported and ignored. Programs then start as asked by hand (until reboot), else as
 enabled (brummerctl enable/disable), else by autostart.
+Under systemd (brummerd.service: KillMode=process, FileDescriptorStoreMax=, FDSTORE=) the
+programs outlive a crash instead: each run's output pipes and pidfd are kept in systemd's
+descriptor store (FDSTORE=1, names NAME.out, NAME.err, NAME.pid), and the brummerd that
+Restart= starts gets them back and re-adopts every run whose pid and start time still
+match: same pids, and the lines written meanwhile waited in the pipes. A re-adopted
+program is no longer brummerd's child, so if it ends its status is \"exit status unknown\".
 Re-exec: `brummerctl daemon-reexec` (D-Bus Manager.Reexec; a package upgrade does it too)
 makes brummerd execute its binary on disk again, in the same process: every program goes
 on as its child with the same pid, its output pipes stay open (no line lost or doubled,

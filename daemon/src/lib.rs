@@ -21,6 +21,7 @@ pub mod control;
 pub mod dbus;
 pub mod desired;
 pub mod fd;
+pub mod fdstore;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod handover;

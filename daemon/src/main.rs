@@ -161,6 +161,9 @@ fn serve(
         // clean shutdown that removes the socket. A passed socket belongs to the socket
         // unit: we must not unlink it when we stop.
         let handed_listener = handed.as_ref().and_then(|h| h.listener.map(|fd| (fd, h.unlink_socket)));
+        // After a crash under systemd, the programs' descriptors come back from its store
+        // with the sockets (never after a re-exec: the handover names what this image owns).
+        let mut stored = Vec::new();
         let listener = if let Some((fd, unlink)) = handed_listener {
             // SAFETY: the previous image named this descriptor as its listener and nothing
             // else in this image owns it.
@@ -168,21 +171,21 @@ fn serve(
             opts.unlink_socket = unlink;
             std::os::unix::net::UnixListener::from(owned)
         } else {
-            match brummerd::systemd::activation::take_listener()
-            .context("socket activation")?
-        {
-            Some((listener, path)) => {
-                if let Some(path) = path {
-                    opts.socket = path;
+            let taken = brummerd::systemd::activation::take().context("socket activation")?;
+            stored = taken.stored;
+            match taken.listener {
+                Some((listener, path)) => {
+                    if let Some(path) = path {
+                        opts.socket = path;
+                    }
+                    opts.unlink_socket = false;
+                    tracing::info!(socket = %opts.socket.display(), "using the socket passed by systemd");
+                    listener
                 }
-                opts.unlink_socket = false;
-                tracing::info!(socket = %opts.socket.display(), "using the socket passed by systemd");
-                listener
+                None => brummerd::control::listener::bind(&opts.socket, opts.mode)?,
             }
-            None => brummerd::control::listener::bind(&opts.socket, opts.mode)?,
-        }
         };
-        server::run(opts, config, listener, handed, shutdown).await?;
+        server::run(opts, config, listener, handed, stored, shutdown).await?;
         anyhow::Ok(())
     })
 }

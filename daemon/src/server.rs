@@ -84,6 +84,7 @@ pub async fn run(
     config: Config,
     listener: StdUnixListener,
     handed: Option<Handover>,
+    stored: Vec<(String, OwnedFd)>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     // Before any program starts, so that `--dbus=on` without a bus fails cleanly.
@@ -104,6 +105,14 @@ pub async fn run(
         me,
     );
     let desired = Arc::new(desired);
+    let re_executed = handed.is_some();
+    // After a crash under systemd: the runs whose descriptors systemd kept are taken back
+    // as a re-exec would hand them over.
+    let (handed, readopted) = match handed {
+        Some(h) => (Some(h), Vec::new()),
+        None if !stored.is_empty() => leftover_readopt(&previous, stored),
+        None => (None, Vec::new()),
+    };
     let event_seq = handed.as_ref().map_or(0, |h| h.event_seq);
     let (state, mut requests) = State::new(
         opts.mode,
@@ -127,9 +136,10 @@ pub async fn run(
     // after a re-exec: what the previous image left is ours and handed over. (A handover
     // this image could not read is a crash: `handed` is None then, and its children are
     // found and stopped here.)
-    if handed.is_none() {
-        let leftovers =
+    if !re_executed {
+        let mut leftovers =
             leftover::find(&previous, &opts.socket, &config.processes, state.procs()).await;
+        leftovers.retain(|l| !readopted.contains(&l.name));
         leftover::stop(leftovers, state.procs()).await;
         // Notify sockets it left name runs that are gone.
         let _ = std::fs::remove_dir_all(crate::process::supervisor::notify_dir(&opts.socket));
@@ -380,4 +390,19 @@ async fn reload_notified(
     };
     notify::ready(&notify::current_summary(state));
     r
+}
+
+/// The crash path's re-adoption ([`readopt::from_store`]), logged.
+fn leftover_readopt(
+    previous: &crate::desired::Previous,
+    stored: Vec<(String, OwnedFd)>,
+) -> (Option<Handover>, Vec<String>) {
+    let (h, taken) = crate::process::supervisor::readopt::from_store(previous, stored);
+    if !taken.is_empty() {
+        tracing::info!(
+            programs = taken.len(),
+            "re-adopting what the previous brummerd left running, from systemd's descriptor store"
+        );
+    }
+    (h, taken)
 }

@@ -7,7 +7,8 @@
 //! ```json
 //! {"format": 1, "daemon": {"pid": 4242, "start": 987654},
 //!  "programs": {"web": {"run": {"pid": 4250, "start": 987700, "pgid": 4250,
-//!                                "generation": 3, "stop_signal": 15, "stop_timeout_ms": 10000},
+//!                                "generation": 3, "stop_signal": 15, "stop_timeout_ms": 10000,
+//!                                "fds": ["web.out", "web.err", "web.pid"]},
 //!                       "desired": "started"}}}
 //! ```
 //!
@@ -36,7 +37,7 @@ pub enum Manual {
 /// A running child as the runtime state records it: enough to find it again after
 /// brummerd died (pid + start time against pid reuse, group for its tree) and to stop it
 /// as its program would have been stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
     pub pid: i32,
     /// Start time in clock ticks since boot (/proc/PID/stat field 22).
@@ -45,6 +46,10 @@ pub struct Run {
     pub generation: u64,
     pub stop_signal: i32,
     pub stop_timeout_ms: u64,
+    /// The names of the run's descriptors in systemd's file descriptor store (`fdstore`),
+    /// when they are kept there: what a brummerd started after a crash re-adopts it by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +159,7 @@ mod tests {
                     generation: 2,
                     stop_signal: 15,
                     stop_timeout_ms: 10_000,
+                    fds: vec!["web.out".into(), "web.err".into(), "web.pid".into()],
                 }),
                 desired: Some(Manual::Started),
             },

@@ -41,10 +41,13 @@ pub enum ActivationError {
 /// The passed descriptors as systemd described them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passed {
-    /// Every passed descriptor with its name, in order.
+    /// Every passed descriptor with its name, in order, but the stored ones.
     pub fds: Vec<(RawFd, String)>,
-    /// The one to use as the control socket.
-    pub control: RawFd,
+    /// The one to use as the control socket, when sockets were passed.
+    pub control: Option<RawFd>,
+    /// Programs' descriptors from systemd's store (`fdstore` names), given back after a
+    /// crash of brummerd.
+    pub stored: Vec<(RawFd, String)>,
 }
 
 /// Decides from the environment whether we were socket-activated and which descriptor is
@@ -87,29 +90,42 @@ pub fn select(
             fds: n,
         });
     }
-    let fds: Vec<(RawFd, String)> = names
+    type Named = Vec<(RawFd, String)>;
+    let (stored, fds): (Named, Named) = names
         .into_iter()
         .enumerate()
         .map(|(i, name)| (LISTEN_FDS_START + i as RawFd, name))
-        .collect();
+        .partition(|(_, name)| crate::fdstore::parse(name).is_some());
     let control = match fds.iter().find(|(_, name)| name == CONTROL_NAME) {
-        Some((fd, _)) => *fd,
-        None if n == 1 => fds[0].0,
+        Some((fd, _)) => Some(*fd),
+        None if fds.len() <= 1 => fds.first().map(|f| f.0),
         None => {
             let list = fds
                 .iter()
                 .map(|(_, name)| name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            return Err(ActivationError::NoControl(n, list));
+            return Err(ActivationError::NoControl(fds.len(), list));
         }
     };
-    Ok(Some(Passed { fds, control }))
+    Ok(Some(Passed {
+        fds,
+        control,
+        stored,
+    }))
 }
 
-/// The control listener handed over by systemd, if any, and the path it is bound to.
-/// Every passed descriptor is marked close-on-exec so programs never inherit one.
-pub fn take_listener() -> Result<Option<(UnixListener, Option<PathBuf>)>, ActivationError> {
+/// What systemd passed: the control listener (with the path it is bound to) and the
+/// programs' stored descriptors, each owned from here on.
+#[derive(Default)]
+pub struct Taken {
+    pub listener: Option<(UnixListener, Option<PathBuf>)>,
+    pub stored: Vec<(String, std::os::fd::OwnedFd)>,
+}
+
+/// The control listener and stored descriptors handed over by systemd, if any. Every passed
+/// descriptor is marked close-on-exec so programs never inherit one.
+pub fn take() -> Result<Taken, ActivationError> {
     let var = |k: &str| std::env::var(k).ok();
     let Some(passed) = select(
         var("LISTEN_PID").as_deref(),
@@ -118,20 +134,34 @@ pub fn take_listener() -> Result<Option<(UnixListener, Option<PathBuf>)>, Activa
         std::process::id(),
     )?
     else {
-        return Ok(None);
+        return Ok(Taken::default());
     };
-    for (fd, _) in &passed.fds {
+    for (fd, _) in passed.fds.iter().chain(&passed.stored) {
         // SAFETY: systemd passed these descriptors to this process (LISTEN_PID matched);
         // nothing else in the process knows about them yet.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
     }
-    let fd = passed.control;
+    let stored = passed
+        .stored
+        .into_iter()
+        // SAFETY: as above; each is owned once, by its name's entry.
+        .map(|(fd, name)| (name, unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+        .collect();
+    let Some(fd) = passed.control else {
+        return Ok(Taken {
+            listener: None,
+            stored,
+        });
+    };
     // SAFETY: as above; the descriptor is owned by the listener from here on.
     let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    into_listener(owned)
-        .map(Some)
-        .map_err(|why| ActivationError::NotUnixListener { fd, why })
+    let listener =
+        into_listener(owned).map_err(|why| ActivationError::NotUnixListener { fd, why })?;
+    Ok(Taken {
+        listener: Some(listener),
+        stored,
+    })
 }
 
 /// Checks that `fd` is a listening `AF_UNIX` stream socket (what `sd_is_socket_unix`
@@ -176,7 +206,7 @@ mod tests {
         let p = select(Some("4242"), Some("3"), Some("dbus:control:extra"), ME)
             .unwrap()
             .unwrap();
-        assert_eq!(p.control, 4);
+        assert_eq!(p.control, Some(4));
         assert_eq!(
             p.fds,
             vec![
@@ -192,9 +222,37 @@ mod tests {
         let p = select(Some("4242"), Some("1"), Some("brummerd.socket"), ME)
             .unwrap()
             .unwrap();
-        assert_eq!(p.control, 3);
+        assert_eq!(p.control, Some(3));
         let p = select(Some("4242"), Some("1"), None, ME).unwrap().unwrap();
         assert_eq!(p.fds, vec![(3, "unknown".into())]);
+    }
+
+    #[test]
+    fn stored_descriptors_are_set_apart_from_the_sockets() {
+        let p = select(
+            Some("4242"),
+            Some("4"),
+            Some("web.out:web.err:control:web.pid"),
+            ME,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.control, Some(5));
+        assert_eq!(p.fds, vec![(5, "control".into())]);
+        assert_eq!(
+            p.stored,
+            vec![
+                (3, "web.out".into()),
+                (4, "web.err".into()),
+                (6, "web.pid".into())
+            ]
+        );
+        // Without brummerd.socket: only stored descriptors, no control socket.
+        let p = select(Some("4242"), Some("2"), Some("db.out:db.pid"), ME)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.control, None);
+        assert_eq!(p.stored.len(), 2);
     }
 
     #[test]

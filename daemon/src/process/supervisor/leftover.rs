@@ -48,6 +48,7 @@ pub fn record(pid: u32, generation: u64, def: &ProcessDef) -> Option<Run> {
         generation,
         stop_signal: def.stop_signal,
         stop_timeout_ms: u64::try_from(def.stop_timeout.as_millis()).unwrap_or(u64::MAX),
+        fds: Vec::new(),
     })
 }
 
@@ -109,7 +110,7 @@ pub async fn find(
     };
     let mut out: BTreeMap<String, Leftover> = BTreeMap::new();
     for (name, rec) in &previous.programs {
-        let Some(run) = rec.run else { continue };
+        let Some(run) = rec.run.clone() else { continue };
         let Some(p) = table
             .get(run.pid)
             .filter(|p| p.start == run.start && !p.zombie)
@@ -202,7 +203,7 @@ impl Main for Orphan {
             let _ = fd.readable().await;
         }
         // Unknown: only its new parent can reap it.
-        ExitKind::Code(-1)
+        ExitKind::Unknown
     }
 }
 

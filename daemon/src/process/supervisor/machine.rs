@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 pub enum ExitKind {
     Code(i32),
     Signal(i32),
+    /// It ended while brummerd was not its parent (re-adopted after a crash of brummerd):
+    /// only its parent could read the status, and none is made up.
+    Unknown,
 }
 
 impl ExitKind {
@@ -25,13 +28,13 @@ impl ExitKind {
     pub fn code(self) -> Option<i32> {
         match self {
             ExitKind::Code(c) => Some(c),
-            ExitKind::Signal(_) => None,
+            ExitKind::Signal(_) | ExitKind::Unknown => None,
         }
     }
     pub fn signal(self) -> Option<i32> {
         match self {
             ExitKind::Signal(s) => Some(s),
-            ExitKind::Code(_) => None,
+            ExitKind::Code(_) | ExitKind::Unknown => None,
         }
     }
 }

@@ -10,6 +10,7 @@ mod machine;
 pub(crate) mod procfs;
 mod procscan;
 mod readiness;
+pub mod readopt;
 mod spawn;
 mod stop;
 mod takeover;
@@ -106,8 +107,9 @@ impl Child {
                     };
                 }
                 Ok(None) => guard.clear_ready(),
-                // ECHILD: already reaped (cannot happen while tracked); report unknown.
-                Err(_) => return ExitKind::Code(-1),
+                // ECHILD: not our child (re-adopted after a crash of brummerd, its parent
+                // is another process now): the pidfd says it ended, not how.
+                Err(_) => return ExitKind::Unknown,
             }
         }
     }
@@ -148,6 +150,7 @@ pub fn spawn_task(
         rng: seed(),
         watch: None,
         shutdown: shutdown.clone(),
+        stored: Vec::new(),
     };
     let autostart = match begin {
         Begin::Fresh { autostart } => autostart,
@@ -178,6 +181,9 @@ struct Task {
     watch: Option<watch::Watch>,
     /// For the watchers this task starts.
     shutdown: Shutdown,
+    /// The names of the running child's descriptors in systemd's store (`fdstore`), for
+    /// its runtime record.
+    stored: Vec<String>,
 }
 
 enum Wake {
@@ -303,6 +309,16 @@ impl Task {
         ) {
             Ok(s) => {
                 self.generation += 1;
+                // Kept by systemd before anything can go wrong with them here: a crash of
+                // brummerd from now on leaves this run to be re-adopted.
+                self.stored = crate::fdstore::store(
+                    &self.entry.name,
+                    &[
+                        (crate::fdstore::STDOUT, s.stdout.as_fd()),
+                        (crate::fdstore::STDERR, s.stderr.as_fd()),
+                        (crate::fdstore::PIDFD, s.pidfd.as_fd()),
+                    ],
+                );
                 let pidfd = match crate::fd::watch_readable(s.pidfd) {
                     Ok(fd) => fd,
                     Err(e) => {
@@ -375,10 +391,16 @@ impl Task {
         };
         self.watch = None;
         self.shared.children.untrack(child.pid);
+        self.forget_stored();
         let uptime = child.started.elapsed();
         let mut info = (**self.entry.info.load()).clone();
         info.exit_code = kind.code();
         info.exit_signal = kind.signal();
+        if kind == ExitKind::Unknown {
+            info.last_error = Some(
+                "exit status unknown: it ended while brummerd was not its parent (re-adopted after a crash of brummerd)".into(),
+            );
+        }
         self.entry.info.store(Arc::new(info));
         tracing::info!(process = %self.entry.name, pid = child.pid, exit = ?kind, "exited");
         drop(child);
@@ -473,6 +495,7 @@ impl Task {
         )
         .await;
         self.shared.children.untrack(child.pid);
+        self.forget_stored();
         // The tree is gone, so its pipes end: wait for their last lines, so that a stop
         // that returned has them counted and `logs` shows them.
         self.capture
@@ -498,6 +521,14 @@ impl Task {
         reply
     }
 
+    /// The run ended: its descriptors leave systemd's store.
+    fn forget_stored(&mut self) {
+        if !self.stored.is_empty() {
+            self.stored.clear();
+            crate::fdstore::remove(&self.entry.name);
+        }
+    }
+
     /// Publishes a state change: cell first (what readers see), then the event.
     fn set_state(&mut self, new: ProcessState, pid: Option<u32>) {
         self.set_state_because(new, pid, None);
@@ -514,7 +545,12 @@ impl Task {
         });
         if old.pid != pid {
             // For the next brummerd, should this one die (never waits on the disk).
-            let run = pid.and_then(|p| leftover::record(p, self.generation, &self.entry.def()));
+            let run = pid
+                .and_then(|p| leftover::record(p, self.generation, &self.entry.def()))
+                .map(|mut r| {
+                    r.fds = self.stored.clone();
+                    r
+                });
             self.shared.desired.set_run(&self.entry.name, run);
         }
         if old.state != new || old.pid != pid {

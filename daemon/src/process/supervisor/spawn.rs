@@ -26,8 +26,9 @@ use thiserror::Error;
 
 /// Variables that describe brummerd's own relation to systemd; a child that saw them would
 /// try to notify or take over sockets meant for us.
-const SCRUBBED_ENV: [&str; 7] = [
+const SCRUBBED_ENV: [&str; 8] = [
     "NOTIFY_SOCKET",
+    "FDSTORE",
     "LISTEN_PID",
     "LISTEN_FDS",
     "LISTEN_FDNAMES",

@@ -176,7 +176,23 @@ impl Task {
         });
         // This image's runtime state starts without children: record the adopted one, so
         // that a crash of this image finds it.
-        let run = pid.and_then(|p| super::leftover::record(p, self.generation, &self.entry.def()));
+        if pid.is_some() && crate::fdstore::enabled() {
+            // The same service: what the previous image stored is still there.
+            self.stored = [
+                crate::fdstore::STDOUT,
+                crate::fdstore::STDERR,
+                crate::fdstore::PIDFD,
+            ]
+            .iter()
+            .map(|k| crate::fdstore::name(&self.entry.name, k))
+            .collect();
+        }
+        let run = pid
+            .and_then(|p| super::leftover::record(p, self.generation, &self.entry.def()))
+            .map(|mut r| {
+                r.fds = self.stored.clone();
+                r
+            });
         self.shared.desired.set_run(&self.entry.name, run);
         a.notify
     }

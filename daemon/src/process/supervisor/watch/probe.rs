@@ -108,6 +108,7 @@ pub async fn exec(
         Ok(ExitKind::Code(0)) => Outcome::ok(format!("{shown}: exit code 0")),
         Ok(ExitKind::Code(c)) => Outcome::fail(format!("{shown}: exit code {c}")),
         Ok(ExitKind::Signal(s)) => Outcome::fail(format!("{shown}: killed by signal {s}")),
+        Ok(ExitKind::Unknown) => Outcome::fail(format!("{shown}: exit status unknown")),
         Err(_) => {
             kill_group(pid);
             let _ = child.wait_exit().await;
