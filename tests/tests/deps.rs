@@ -503,3 +503,46 @@ brtest!(
         assert_eq!(d.state_of("web")["state"], "stopped");
     }
 );
+
+brtest!(
+    a_dependent_is_never_started_while_its_required_program_runs_but_is_not_ready,
+    // db runs but never prints the line its readiness waits for: it stays `starting` (with
+    // a pid) until ready_timeout fails its start, and, with restart = "never", for good.
+    // web, which requires it, must never get a pid meanwhile, and then fails with why.
+    Config::new()
+        .process(
+            "db",
+            Proc::sh("echo warming up; exec sleep 1000")
+                .set(
+                    "ready",
+                    toml::Value::Table(toml::toml! { log = "ready to accept" })
+                )
+                .set("ready_timeout", "1500ms")
+                .restart("never"),
+        )
+        .process("web", Proc::sleep().set("requires", names(&["db"]))),
+    |d| {
+        let mut events = d.events();
+        let db = d.wait_state("db", "starting");
+        let evs = events.until(T, |e| e["process"] == "web" && e["new"] == "failed");
+        assert!(
+            evs.iter()
+                .filter(|e| e["process"] == "web")
+                .all(|e| e["pid"].is_null()),
+            "web got a pid while db was not ready: {evs:#?}"
+        );
+        let db_failed = evs
+            .iter()
+            .find(|e| e["process"] == "db" && e["new"] == "failed")
+            .unwrap_or_else(|| panic!("db did not fail before web: {evs:#?} (db was {db:#})"));
+        assert!(
+            db_failed["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("not ready within")),
+            "{db_failed:#}"
+        );
+        let s = d.state_of("web");
+        assert_eq!(s["last_error"], "requires db, which failed", "{s:#}");
+        assert!(s["pid"].is_null() && s["started_at"].is_null(), "{s:#}");
+    }
+);

@@ -1031,6 +1031,8 @@ fn example_stack_loads() {
     assert_eq!(p["worker"].watchdog, Some(Duration::from_secs(10)));
     assert_eq!(p["web"].ready.kind(), "http");
     assert_eq!(p["web"].health.as_ref().map(|h| h.failures), Some(3));
+    assert_eq!(p["worker"].deps.requires, ["db"]);
+    assert_eq!(p["web"].deps.requires, ["db", "worker"]);
 }
 
 #[test]
