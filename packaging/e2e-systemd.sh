@@ -174,9 +174,10 @@ RestartSec=100ms
 EOF2
 systemctl daemon-reload
 check "the runtime state names the ticker's stored descriptors" grep -q '"ticker.pid"' /run/brummer/brummer.state.json
-crash_bad=""
+crash_bad="" crash_ms=""
 for n in $(seq 1 20); do
     m=$(systemctl show -p MainPID --value brummerd)
+    t0=$(date +%s%N)
     kill -9 "$m"
     i=0
     until nm=$(systemctl show -p MainPID --value brummerd) && [ "$nm" != "$m" ] && [ "$nm" != 0 ] \
@@ -184,9 +185,13 @@ for n in $(seq 1 20); do
         i=$((i + 1)); [ $i -gt 300 ] && { crash_bad="crash $n: not back within 30 s"; break; }; sleep 0.1
     done
     [ -n "$crash_bad" ] && break
+    crash_ms="$crash_ms $(( ($(date +%s%N) - t0) / 1000000 ))"
     now_t=$(brummerctl status ticker | awk 'NR==2 {print $3}')
     [ "$now_t" = "$tpid" ] || { crash_bad="crash $n: ticker pid $tpid -> $now_t"; break; }
 done
+# From the SIGKILL until `status` shows the ticker running under a new MainPID (polled
+# every 100 ms, RestartSec=100ms): printed for docs/performance.md, not a bound.
+echo "    SIGKILL -> re-adopted (ms):$crash_ms"
 if [ -z "$crash_bad" ]; then ok "20 SIGKILLs of brummerd: re-adopted each time, ticker pid $tpid kept"
 else bad "$crash_bad"; journalctl -b -u brummerd --no-pager | tail -30; fi
 check "journal: re-adopted from the descriptor store" sh -c 'journalctl -b -u brummerd --no-pager | grep -q "re-adopting a program the previous brummerd left running"'
