@@ -211,7 +211,7 @@ pub async fn run(
                     Err(e) => tracing::error!(cause = %e, "reload failed; keeping the running configuration"),
                 }
             }
-            Some(ReexecRequest { reply }) = requests.reexec.recv() => {
+            Some(ReexecRequest { reply, answered }) = requests.reexec.recv() => {
                 if let Err(e) = ops::reexec::check(&opts.binary, &opts.load) {
                     tracing::error!(cause = %e, "re-exec refused");
                     let _ = reply.send(Err(e));
@@ -222,7 +222,7 @@ pub async fn run(
                     version: brummer_proto::VERSION.to_string(),
                     binary: opts.binary.display().to_string(),
                 }));
-                let err = reexec(&state, &opts, listener_fd.as_ref(), &mut watchdog, shutdown.as_mut(), &mut sighup).await;
+                let err = reexec(&state, &opts, listener_fd.as_ref(), answered, &mut watchdog, shutdown.as_mut(), &mut sighup).await;
                 // Only a failed execve returns, with nothing supervised any more: the
                 // programs are still our children, and the next start finds them.
                 tracing::error!(cause = %err, "re-exec failed; exiting so that the service manager starts brummerd again");
@@ -274,10 +274,14 @@ pub async fn run(
 
 /// Hands every program over and replaces the image; returns only if `execve` failed (with
 /// the binary on disk and then with this image's own).
+/// How long a re-exec waits for its answer to be handed to the caller's socket.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn reexec(
     state: &State,
     opts: &Options,
     listener: Option<&OwnedFd>,
+    answered: tokio::sync::oneshot::Receiver<()>,
     watchdog: &mut Watchdog,
     shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     sighup: &mut Signal,
@@ -315,6 +319,9 @@ async fn reexec(
     if let Some(fd) = listener {
         handover::set_cloexec(fd.as_raw_fd(), false);
     }
+    // The caller's answer leaves before its connection does (`execve` closes it). Bounded:
+    // a caller that stopped reading must not hold the re-exec up.
+    let _ = tokio::time::timeout(ANSWER_WAIT, answered).await;
     tracing::info!(programs, "handed over; executing {}", opts.binary.display());
     let err = handover::exec(&opts.binary, &opts.args, &prepared);
     tracing::error!(binary = %opts.binary.display(), cause = %err, "execve failed; trying this image's own binary");

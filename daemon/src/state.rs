@@ -35,7 +35,13 @@ pub struct ReloadRequest {
 /// then hands over and replaces the image (the answer is all the caller gets).
 pub struct ReexecRequest {
     pub reply: oneshot::Sender<Result<brummer_proto::methods::ReexecResult, String>>,
+    /// Fired (or dropped) by the plane once the answer is on its way to the caller: the
+    /// top loop waits for it, briefly, before the image (and the caller's connection) goes.
+    pub answered: oneshot::Receiver<()>,
 }
+
+/// The top loop's answer to a re-exec request.
+pub type ReexecReply = oneshot::Receiver<Result<brummer_proto::methods::ReexecResult, String>>;
 
 pub struct State {
     mode: Mode,
@@ -198,14 +204,16 @@ impl State {
     }
 
     /// Queues a re-exec for the top loop; `None` when one is queued already.
-    pub fn request_reexec(
-        &self,
-    ) -> Option<oneshot::Receiver<Result<brummer_proto::methods::ReexecResult, String>>> {
+    pub fn request_reexec(&self) -> Option<(ReexecReply, oneshot::Sender<()>)> {
         let (tx, rx) = oneshot::channel();
+        let (answered_tx, answered) = oneshot::channel();
         self.reexec_tx
-            .try_send(ReexecRequest { reply: tx })
+            .try_send(ReexecRequest {
+                reply: tx,
+                answered,
+            })
             .ok()
-            .map(|_| rx)
+            .map(|_| (rx, answered_tx))
     }
 
     /// Creates a program: its log (ring, disk log, capture task) and its supervisor task,

@@ -130,6 +130,19 @@ impl Session {
                 }
                 self.out.reply(id, r).await
             }
+            Call::LaterThen(task) => {
+                let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                    return false;
+                };
+                let out = self.out.clone();
+                self.tasks.spawn(async move {
+                    let (r, after) = task.await;
+                    out.reply(id, r).await;
+                    after();
+                    drop(permit);
+                });
+                true
+            }
             Call::Later(task) => {
                 let Ok(permit) = self.slots.clone().acquire_owned().await else {
                     return false;

@@ -356,7 +356,10 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
         let who = caller(&self.daemon, conn, &hdr).await?;
-        let r = ops::reexec::reexec(&self.daemon, &who).await?;
+        // zbus writes the answer once this returns: dropping `answered` lets the top loop
+        // go on at once, so a D-Bus caller may see its call fail with the connection
+        // instead; `Reexec` is documented to answer before the image goes, not to wait.
+        let (r, _answered) = ops::reexec::reexec(&self.daemon, &who).await?;
         Ok(r.binary)
     }
 

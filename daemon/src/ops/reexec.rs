@@ -19,16 +19,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Asks the top loop to re-execute and waits for its answer, which comes before the
-/// image is replaced.
-pub async fn reexec(state: &State, caller: &Caller) -> Result<ReexecResult, OpError> {
+/// image is replaced. With it comes `Answered`: the plane fires it (or drops it) once the
+/// answer is written to the caller, and the top loop waits for that before it executes.
+pub async fn reexec(state: &State, caller: &Caller) -> Result<(ReexecResult, Answered), OpError> {
     may_change(state, caller)?;
-    let rx = state
+    let (rx, answered) = state
         .request_reexec()
         .ok_or_else(|| OpError::ReexecRefused("a re-exec is already under way".into()))?;
     match rx.await {
-        Ok(Ok(r)) => Ok(r),
+        Ok(Ok(r)) => Ok((r, Answered(answered))),
         Ok(Err(msg)) => Err(OpError::ReexecRefused(msg)),
         Err(_) => Err(OpError::ShuttingDown),
+    }
+}
+
+/// Tells the top loop that the answer to a re-exec is written (or will never be): fired by
+/// [`Answered::done`], or when dropped.
+pub struct Answered(tokio::sync::oneshot::Sender<()>);
+
+impl Answered {
+    pub fn done(self) {
+        let _ = self.0.send(());
     }
 }
 

@@ -59,11 +59,17 @@ impl Ctx<'_> {
 }
 
 /// How the connection runs a method.
+/// Run once an answer has been handed to the connection's socket.
+pub type AfterReply = Box<dyn FnOnce() + Send>;
+
 pub enum Call {
     /// The answer, computed inline.
     Now(Reply),
     /// A task whose result is the answer; the connection reads on meanwhile.
     Later(Task<Reply>),
+    /// The same, with what to do once the answer is handed to the socket (a re-exec waits
+    /// for its answer to leave before the image goes).
+    LaterThen(Task<(Reply, AfterReply)>),
     /// A stream, opened with its subscription id once the connection assigned one.
     Stream(Box<dyn FnOnce(StreamCtx) -> Stream + Send>),
     /// Ends a stream of this connection.
@@ -100,7 +106,7 @@ pub fn call(cx: &Ctx<'_>, req: Request) -> Call {
         Request::Enable(p) => Call::Later(Box::pin(enable::run(state.clone(), cx.caller(), p))),
         Request::Disable(p) => Call::Later(Box::pin(disable::run(state.clone(), cx.caller(), p))),
         Request::Reload => Call::Later(Box::pin(reload::run(state.clone(), cx.caller()))),
-        Request::DaemonReexec => Call::Later(Box::pin(reexec::run(state.clone(), cx.caller()))),
+        Request::DaemonReexec => Call::LaterThen(Box::pin(reexec::run(state.clone(), cx.caller()))),
         Request::Follow(p) => {
             let state = state.clone();
             Call::Stream(Box::new(move |s| follow::open(state, p, s)))

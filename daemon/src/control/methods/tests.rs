@@ -65,6 +65,11 @@ async fn answer(s: &Stub, peer: Peer, req: Request) -> Reply {
     match call(&cx, req) {
         Call::Now(r) => r,
         Call::Later(t) => t.await,
+        Call::LaterThen(t) => {
+            let (r, after) = t.await;
+            after();
+            r
+        }
         Call::Stream(_) | Call::Unsubscribe(_) => panic!("not a plain answer"),
     }
 }
