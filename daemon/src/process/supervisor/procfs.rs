@@ -28,6 +28,10 @@ pub struct Proc {
     pub threads: u32,
     /// Resident set size in pages.
     pub rss_pages: u64,
+    /// A hash of its command name (comm), which changes when it executes another program:
+    /// a stop that signalled a shell in the moment between its fork and its exec (its
+    /// trap handler took the signal) must signal the program it became.
+    pub image: u64,
 }
 
 /// Identity of a process across snapshots.
@@ -52,6 +56,13 @@ pub fn parse_stat(s: &[u8]) -> Option<Proc> {
     let pid = parse_int(s.get(..space)?)?;
     // comm may contain spaces and parentheses; the fields after the last ')' are plain.
     let close = s.iter().rposition(|&b| b == b')')?;
+    let open = s.iter().position(|&b| b == b'(').filter(|&o| o < close)?;
+    // FNV-1a over comm: cheap, and only compared with itself.
+    let image = s[open + 1..close]
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
     // The rest starts at field 3 (state): state=0 ppid=1 pgrp=2 session=3 ... utime=11
     // stime=12 cutime=13 cstime=14 ... num_threads=17 ... starttime=19 vsize=20 rss=21.
     let mut fields: [&[u8]; 22] = [&[]; 22];
@@ -74,6 +85,7 @@ pub fn parse_stat(s: &[u8]) -> Option<Proc> {
             .saturating_add(ticks(14)?),
         threads: u32::try_from(int(17)?).unwrap_or(0),
         rss_pages: ticks(21).unwrap_or(0),
+        image,
     })
 }
 
@@ -373,7 +385,20 @@ mod tests {
         let t = Table::scan(1);
         let me = std::process::id() as i32;
         let p = t.get(me).copied().unwrap();
-        assert_eq!(read_stat(me), Some(p));
+        // What names the process is the same; its usage (RSS, CPU, threads) moves between
+        // the two reads.
+        let direct = read_stat(me).unwrap();
+        assert_eq!(
+            (
+                direct.pid,
+                direct.ppid,
+                direct.pgid,
+                direct.sid,
+                direct.start,
+                direct.image
+            ),
+            (p.pid, p.ppid, p.pgid, p.sid, p.start, p.image)
+        );
         assert_eq!(p.ppid, std::os::unix::process::parent_id() as i32);
         assert!(t.len() > 1);
     }
@@ -389,6 +414,7 @@ mod tests {
             cpu_ticks: 0,
             threads: 1,
             rss_pages: 0,
+            image: 0,
         }
     }
 

@@ -11,7 +11,7 @@ use super::procfs::{self, Ident, Proc};
 use super::procscan::ProcScanner;
 use super::{Child, ExitKind};
 use rustix::process::{Pid, Signal};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
@@ -80,6 +80,8 @@ pub async fn stop_group(
         table.members(&known, group)
     };
     known.extend(first.iter().map(Proc::ident));
+    // The program (comm) each member ran when it was signalled.
+    let mut signalled: HashMap<Ident, u64> = first.iter().map(|p| (p.ident(), p.image)).collect();
     let sig = Signal::from_named_raw(stop_signal).unwrap_or(Signal::TERM);
     send(child, group, &first, sig);
 
@@ -103,9 +105,16 @@ pub async fn stop_group(
         }
         // Requested after every signal sent so far: whatever forked before them is in it.
         let live = procs.fresh().await.members(&known, group);
+        // New members, and members that executed another program since they were
+        // signalled (a forked shell whose trap handler took the signal just before its
+        // exec: the program it became never saw it).
         let fresh: Vec<Proc> = live
             .iter()
-            .filter(|p| known.insert(p.ident()))
+            .filter(|p| {
+                let new = known.insert(p.ident());
+                let changed = signalled.insert(p.ident(), p.image) != Some(p.image);
+                new || changed
+            })
             .copied()
             .collect();
         if !fresh.is_empty() {
