@@ -50,16 +50,21 @@ fn wall_us() -> i64 {
 }
 
 /// The watch: runs until dropped (the server spawns it on the shutdown tracker).
-pub async fn run() {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+///
+/// The clocks are read when `run` is called, not when the task is first polled: a stall
+/// that begins between the spawn and the first poll is a stall too.
+pub fn run() -> impl std::future::Future<Output = ()> + Send + 'static {
     let (mut mono, mut wall) = (Instant::now(), wall_us());
-    loop {
-        tick.tick().await;
-        let (m, w) = (Instant::now(), wall_us());
-        report(judge(m - mono, w - wall));
-        (mono, wall) = (m, w);
+    async move {
+        let first = tokio::time::Instant::from_std(mono) + TICK;
+        let mut tick = tokio::time::interval_at(first, TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (m, w) = (Instant::now(), wall_us());
+            report(judge(m - mono, w - wall));
+            (mono, wall) = (m, w);
+        }
     }
 }
 
