@@ -63,7 +63,9 @@ pub fn tree() -> Option<&'static Tree> {
 /// Why there is no tree (see [`install`]); `None` when there is one or nothing was
 /// installed.
 pub fn why_not() -> Option<&'static str> {
-    TREE.get().and_then(|t| t.as_ref().err()).map(String::as_str)
+    TREE.get()
+        .and_then(|t| t.as_ref().err())
+        .map(String::as_str)
 }
 
 /// Makes the outcome of [`setup`] the one [`tree`] and [`why_not`] give for the rest of
@@ -101,8 +103,11 @@ pub fn setup() -> Result<Tree, Unavailable> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(err(&daemon)(e)),
     }
-    write(&daemon.join("cgroup.procs"), &std::process::id().to_string())
-        .map_err(err(&daemon))?;
+    write(
+        &daemon.join("cgroup.procs"),
+        &std::process::id().to_string(),
+    )
+    .map_err(err(&daemon))?;
     let offered = read_words(&base.join("cgroup.controllers"));
     let enabled = read_words(&base.join("cgroup.subtree_control"));
     for c in WANTED {
@@ -203,14 +208,10 @@ impl Tree {
             let e = e.ok()?;
             let name = e.file_name().into_string().ok()?;
             let program = name.strip_prefix(PROGRAM_PREFIX)?.to_owned();
-            e.file_type().ok()?.is_dir().then(|| {
-                (
-                    program,
-                    Leaf {
-                        dir: e.path(),
-                    },
-                )
-            })
+            e.file_type()
+                .ok()?
+                .is_dir()
+                .then(|| (program, Leaf { dir: e.path() }))
         })
         .collect()
     }

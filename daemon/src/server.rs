@@ -179,9 +179,17 @@ pub async fn run(
                 controllers = %tree.controllers().join(" "),
                 "each program runs in a cgroup of its own"
             );
-            tasks.spawn(usage::run(CgroupSource::new(tree), move || {
-                sampled.entries()
-            }));
+            // Without the memory controller a cgroup knows no memory figure: /proc then.
+            if tree.has("memory") {
+                tasks.spawn(usage::run(CgroupSource::new(tree), move || {
+                    sampled.entries()
+                }));
+            } else {
+                tasks.spawn(usage::run(
+                    ProcSource::new(state.procs().clone()),
+                    move || sampled.entries(),
+                ));
+            }
         }
         None => {
             tracing::info!(

@@ -173,9 +173,11 @@ pub(crate) fn read(
         "cpu_max" => cg.cpu_max_percent = percent(ctx, v, key),
         "pids_max" => cg.pids_max = ctx.int_in(v, key, 1, 4_194_304).map(|n| n as u64),
         "nofile" => rl.nofile = ctx.int_in(v, key, 1, 1 << 30).map(|n| n as u64),
-        "nproc" => rl.nproc = unlimited_or(ctx, v, key, |ctx, v, key| {
-            ctx.int_in(v, key, 1, 1 << 30).map(|n| n as u64)
-        }),
+        "nproc" => {
+            rl.nproc = unlimited_or(ctx, v, key, |ctx, v, key| {
+                ctx.int_in(v, key, 1, 1 << 30).map(|n| n as u64)
+            })
+        }
         "core" => {
             rl.core = unlimited_or(ctx, v, key, |ctx, v, key| ctx.size(v, key, 0, u64::MAX / 2))
         }
@@ -202,15 +204,24 @@ fn unlimited_or(
 
 /// `"50%"` of one CPU; `"250%"` is two and a half.
 fn percent(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<u64> {
-    const HINT: &str = "write the share of one CPU as a percentage, e.g. cpu_max = \"50%\" (\"200%\" is two CPUs)";
+    const HINT: &str =
+        "write the share of one CPU as a percentage, e.g. cpu_max = \"50%\" (\"200%\" is two CPUs)";
     let DeValue::String(s) = v.get_ref() else {
         ctx.err(&v.span(), key, format!("expected a string: {HINT}"));
         return None;
     };
-    match s.trim().strip_suffix('%').and_then(|n| n.trim().parse::<u64>().ok()) {
+    match s
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<u64>().ok())
+    {
         Some(n) if (1..=100_000).contains(&n) => Some(n),
         _ => {
-            ctx.err(&v.span(), key, format!("{s:?} is not a percentage from 1% to 100000%: {HINT}"));
+            ctx.err(
+                &v.span(),
+                key,
+                format!("{s:?} is not a percentage from 1% to 100000%: {HINT}"),
+            );
             None
         }
     }

@@ -10,12 +10,12 @@ use toml::de::{DeTable, DeValue};
 
 use super::env_file;
 use super::error::ConfigError;
+use super::limits::{self, CgroupSupport};
 use super::model::{
     Backoff, CommandSpec, DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT, GroupSpec, LogSettings,
     MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES, MIN_LOG_MAX_BYTES, ProcessDef, RestartPolicy, SourceLoc,
     StartLimit, UserSpec,
 };
-use super::limits::{self, CgroupSupport};
 use super::ready;
 use super::values::{Ctx, Value, join};
 

@@ -1241,7 +1241,10 @@ fn a_cgroup_limit_without_containment_or_controller_is_an_error_with_the_fix() {
             && text.contains("(it has: memory pids)"),
         "{text}"
     );
-    let e = with_cgroup("[process.web]\ncommand = \"x\"\ncpu_max = \"half\"\n", &["cpu"])
-        .expect_err("not a percentage");
+    let e = with_cgroup(
+        "[process.web]\ncommand = \"x\"\ncpu_max = \"half\"\n",
+        &["cpu"],
+    )
+    .expect_err("not a percentage");
     assert!(e.to_string().contains("is not a percentage"), "{e}");
 }

@@ -241,8 +241,7 @@ pub async fn stop(leftovers: Vec<Leftover>, procs: &ProcScanner) {
             // The group only while its leader is the recorded process: a group whose
             // leader is gone may be a recycled number.
             let group = if main.0.is_some() { l.group } else { 0 };
-            let r =
-                stop::stop_group(
+            let r = stop::stop_group(
                 &main,
                 group,
                 &roots,

@@ -308,11 +308,18 @@ impl Task {
             Ok(l) => l,
             Err(e) => return self.spawn_failed(e, explicit).await,
         };
-        let procs = match leaf.as_ref().map(|l| l.leaf.procs_for_writing()).transpose() {
+        let procs = match leaf
+            .as_ref()
+            .map(|l| l.leaf.procs_for_writing())
+            .transpose()
+        {
             Ok(fd) => fd,
             Err(e) => {
                 return self
-                    .spawn_failed(format!("cannot open its cgroup's cgroup.procs: {e}"), explicit)
+                    .spawn_failed(
+                        format!("cannot open its cgroup's cgroup.procs: {e}"),
+                        explicit,
+                    )
                     .await;
             }
         };

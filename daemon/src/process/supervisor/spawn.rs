@@ -533,7 +533,11 @@ impl ChildSetup {
 /// setrlimit with soft and hard limit alike (async-signal-safe).
 fn set_rlimit(resource: libc::__rlimit_resource_t, value: Option<u64>) -> io::Result<()> {
     let Some(v) = value else { return Ok(()) };
-    let v = if v == u64::MAX { libc::RLIM_INFINITY } else { v };
+    let v = if v == u64::MAX {
+        libc::RLIM_INFINITY
+    } else {
+        v
+    };
     let lim = libc::rlimit {
         rlim_cur: v,
         rlim_max: v,

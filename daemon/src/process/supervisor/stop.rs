@@ -9,8 +9,8 @@
 
 use super::procfs::{self, Ident, Proc};
 use super::procscan::ProcScanner;
-use crate::cgroup::Leaf;
 use super::{Child, ExitKind};
+use crate::cgroup::Leaf;
 use rustix::process::{Pid, Signal};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
