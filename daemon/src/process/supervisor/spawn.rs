@@ -89,6 +89,15 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot start {program:?}: {key} = {value} is above brummerd's own hard limit ({hard}), and raising it needs CAP_SYS_RESOURCE, which brummerd lacks: lower {key}, or raise the limit for brummerd (LimitNOFILE=, LimitCORE=, LimitNPROC= in its unit)"
+    )]
+    Rlimit {
+        program: String,
+        key: &'static str,
+        value: String,
+        hard: String,
+    },
     #[error("cannot resolve supplementary groups of user {user:?}: {source}")]
     Groups { user: String, source: nix::Error },
 }
@@ -122,6 +131,7 @@ pub fn spawn(
     let argv = def.command.argv();
     let program = argv.first().cloned().unwrap_or_default();
     let creds = credentials(def)?;
+    check_rlimits(def, &program)?;
     let setup = ChildSetup {
         creds: creds.clone(),
         cgroup_procs: cgroup.map(AsRawFd::as_raw_fd),
@@ -528,6 +538,54 @@ impl ChildSetup {
     fn is_plain(&self) -> bool {
         self.creds.is_none() && self.cgroup_procs.is_none() && self.rlimits.is_empty()
     }
+}
+
+/// Refuses, with the reason, an rlimit the child could not set: one above brummerd's hard
+/// limit without CAP_SYS_RESOURCE (the child's setrlimit would fail with a bare EPERM).
+fn check_rlimits(def: &ProcessDef, program: &str) -> Result<(), SpawnError> {
+    use rustix::process::Resource;
+    let r = &def.rlimits;
+    let show = |v: u64| {
+        if v == u64::MAX {
+            "unlimited".to_owned()
+        } else {
+            v.to_string()
+        }
+    };
+    for (key, resource, want) in [
+        ("nofile", Resource::Nofile, r.nofile),
+        ("core", Resource::Core, r.core),
+        ("nproc", Resource::Nproc, r.nproc),
+    ] {
+        let Some(want) = want else { continue };
+        let hard = rustix::process::getrlimit(resource)
+            .maximum
+            .unwrap_or(u64::MAX);
+        if want > hard && !has_cap_sys_resource() {
+            return Err(SpawnError::Rlimit {
+                program: program.to_owned(),
+                key,
+                value: show(want),
+                hard: show(hard),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether brummerd's effective capabilities include CAP_SYS_RESOURCE (bit 24).
+fn has_cap_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_owned();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0)
 }
 
 /// setrlimit with soft and hard limit alike (async-signal-safe).
