@@ -93,7 +93,7 @@ command = ["python3", "-c", "import time; x = b'x' * (50 << 20); time.sleep(1000
 memory_max = "200M"
 nofile = 777
 TOML
-systemctl enable --now brummerd >/dev/null 2>&1 || { bad "brummerd did not start"; journalctl -u brummerd --no-pager | tail -30; }
+systemctl enable brummerd >/dev/null 2>&1; systemctl restart brummerd || { bad "brummerd did not start"; journalctl -u brummerd --no-pager | tail -30; }
 if ! wait_for 120 "every program running" sh -c 'for p in escaper spin mem; do brummerctl status $p | grep -q running || exit 1; done'; then
     brummerctl status; journalctl -u brummerd --no-pager | tail -40
     echo "$pass passed, $fail failed"; exit 1
@@ -111,13 +111,16 @@ done
 check "the controllers are on for the programs" sh -c "grep -q memory $unit/cgroup.subtree_control && grep -q cpu $unit/cgroup.subtree_control && grep -q pids $unit/cgroup.subtree_control"
 check "nofile = 777 is the program's open-file limit" sh -c "grep -q '^Max open files *777 *777' /proc/$(q mem pid)/limits"
 check "cpu_max 20% is cpu.max" grep -qx "20000 100000" "$unit/prog-spin/cpu.max"
-check "memory_max 20M is memory.max" grep -qx 20971520 "$unit/prog-hog/memory.max"
+check "memory_max 200M is memory.max" grep -qx 209715200 "$unit/prog-mem/memory.max"
 
 # --- OOM --------------------------------------------------------------------------------
 wait_for 120 "hog is OOM-killed and failed" sh -c '[ "$(brummerctl --json status | python3 /e2e/q.py hog state)" = failed ]'
 err=$(q hog last_error)
 check "the reason is in status: $err" sh -c "echo '$err' | grep -qF 'killed by the OOM killer (memory_max 20M)'"
 check "brummerctl status hog shows it" sh -c 'brummerctl status hog | grep -qF "OOM killer"'
+obj=/io/github/brummer/Brummer1/process
+prop() { busctl --system get-property io.github.brummer.Brummer1 "$obj/$1" io.github.brummer.Brummer1.Process "$2"; }
+check "D-Bus LastError of hog says so" sh -c "busctl --system get-property io.github.brummer.Brummer1 $obj/hog io.github.brummer.Brummer1.Process LastError | grep -qF 'killed by the OOM killer (memory_max 20M)'"
 
 # --- cpu_max ----------------------------------------------------------------------------
 u0=$(usec spin); t0=$(date +%s%N); sleep 5; u1=$(usec spin); t1=$(date +%s%N)
@@ -127,6 +130,9 @@ check "cpu_max 20% holds a busy loop at ${ratio}% (15-25)" sh -c "[ $ratio -ge 1
 # --- reported figures agree with the kernel's --------------------------------------------
 cur=$(cat "$unit/prog-mem/memory.current"); rep=$(q mem metrics.memory_bytes)
 check "memory: reported $rep, memory.current $cur (within 10%)" python3 -c "import sys; a,b=$rep,$cur; sys.exit(abs(a-b) > b/10)"
+dbus_mem=$(prop mem MemoryCurrent | cut -d' ' -f2); cur=$(cat "$unit/prog-mem/memory.current")
+check "D-Bus MemoryCurrent $dbus_mem, memory.current $cur (within 10%)" python3 -c "import sys; a,b=$dbus_mem,$cur; sys.exit(abs(a-b) > b/10)"
+check "D-Bus TasksCurrent is pids.current" sh -c "[ \"\$(busctl --system get-property io.github.brummer.Brummer1 $obj/mem io.github.brummer.Brummer1.Process TasksCurrent)\" = \"t \$(cat $unit/prog-mem/pids.current)\" ]"
 # Frozen, spin's CPU counter stands still: a sample taken after the freeze must match it.
 echo 1 > "$unit/prog-spin/cgroup.freeze"
 frozen_us=$(( $(date +%s%N) / 1000 ))
@@ -159,7 +165,25 @@ check "systemctl stop brummerd" systemctl stop brummerd
 check "no program cgroup is left" sh -c "! ls -d $unit/prog-* 2>/dev/null"
 check "no program process is left" sh -c "! kill -0 $spin 2>/dev/null && ! kill -0 $mem 2>/dev/null"
 
-if [ "$fail" -gt 0 ]; then journalctl -u brummerd --no-pager | tail -40; fi
+# --- user mode: the user manager delegates a subtree to brummerd.service --user -----------
+useradd -m alice 2>/dev/null
+uid=$(id -u alice)
+loginctl enable-linger alice
+wait_for 60 "alice's user manager runs" test -S /run/user/$uid/systemd/private
+as_alice() { runuser -u alice -- env XDG_RUNTIME_DIR=/run/user/$uid "$@"; }
+as_alice mkdir -p /home/alice/.config/brummer
+printf '[process.nap]\ncommand = ["sleep", "1000"]\n' | as_alice tee /home/alice/.config/brummer/brummer.toml >/dev/null
+check "systemctl --user start brummerd" as_alice systemctl --user start brummerd
+wait_for 60 "the user's program runs" sh -c "runuser -u alice -- env XDG_RUNTIME_DIR=/run/user/$uid brummerctl status nap | grep -q running"
+ucg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$(pgrep -u alice -x brummerd)/cgroup)
+echo "# user brummerd runs in $ucg"
+check "user mode: brummerd is in its leaf daemon" sh -c "case $ucg in */brummerd.service/daemon) ;; *) exit 1;; esac"
+ucg=${ucg%/daemon}
+check "user mode: containment cgroup" sh -c "[ \"\$(runuser -u alice -- env XDG_RUNTIME_DIR=/run/user/$uid brummerctl --json status | python3 /e2e/q.py nap containment)\" = cgroup ]"
+check "user mode: nap is in prog-nap of the user unit" sh -c "grep -qx \"\$(runuser -u alice -- env XDG_RUNTIME_DIR=/run/user/$uid brummerctl --json status | python3 /e2e/q.py nap pid)\" $ucg/prog-nap/cgroup.procs"
+as_alice systemctl --user stop brummerd
+
+if [ "$fail" -gt 0 ]; then journalctl -u brummerd --no-pager | tail -40; journalctl --user-unit brummerd --no-pager 2>/dev/null | tail -20; fi
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
 EOF
