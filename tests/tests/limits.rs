@@ -66,10 +66,17 @@ fn a_cgroup_limit_without_cgroup_containment_is_a_config_error_with_the_reason()
         "[process.web]\ncommand = \"sleep 1000\"\nmemory_max = \"20M\"\ncpu_max = \"20%\"\n",
     )
     .expect("write config");
+    // `--check-config` from a shell cannot see the cgroup the service will get: it accepts
+    // the keys, and brummerd itself refuses them at start.
+    let mut check = brummerd_in(dir.path());
+    check.arg("--check-config").arg("--config").arg(&main);
+    let out = run(&mut check);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
     let mut cmd = brummerd_in(dir.path());
-    cmd.arg("--check-config").arg("--config").arg(&main);
+    cmd.arg("--config").arg(&main);
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!dir.path().join("run/brummer/brummer.sock").exists());
     let stderr = String::from_utf8_lossy(&out.stderr);
     for (line, key) in [(3, "memory_max"), (4, "cpu_max")] {
         let want = format!(

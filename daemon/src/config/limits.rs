@@ -26,6 +26,9 @@ pub enum CgroupSupport {
     Cgroup { controllers: Vec<String> },
     /// No cgroup containment, and why.
     None { why: String },
+    /// Not known here (`--check-config` run outside brummerd's service): cgroup keys are
+    /// accepted, and checked when brummerd starts.
+    Unchecked,
 }
 
 impl Default for CgroupSupport {
@@ -162,7 +165,7 @@ pub(crate) fn read(
                 );
                 return;
             }
-            CgroupSupport::Cgroup { .. } => {}
+            CgroupSupport::Cgroup { .. } | CgroupSupport::Unchecked => {}
         }
     }
     match name {
