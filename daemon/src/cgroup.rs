@@ -145,9 +145,13 @@ pub fn release() -> Result<(), Unavailable> {
 /// brummerd's cgroup (the parent of its `daemon` leaf, where it already is after a re-exec)
 /// when it is on a unified hierarchy and delegated to it.
 fn delegated_base() -> Result<PathBuf, Unavailable> {
-    match rustix::fs::statfs(ROOT) {
-        Ok(s) if s.f_type as i64 == CGROUP2_SUPER_MAGIC => {}
-        _ => return Err(Unavailable::NotUnified),
+    #[expect(
+        clippy::unnecessary_cast,
+        reason = "f_type is i64 on x86_64 but another type on other architectures"
+    )]
+    let unified = rustix::fs::statfs(ROOT).is_ok_and(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC);
+    if !unified {
+        return Err(Unavailable::NotUnified);
     }
     let own = fs::read_to_string("/proc/self/cgroup").map_err(|_| Unavailable::OwnUnknown)?;
     let rel = own

@@ -110,7 +110,7 @@ impl Rlimits {
 /// A byte count as a config would write it: "20M", "1G", "512K", or bytes.
 pub fn human_bytes(n: u64) -> String {
     for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }
