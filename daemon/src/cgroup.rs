@@ -174,12 +174,32 @@ fn delegated_base() -> Result<PathBuf, Unavailable> {
 }
 
 /// systemd (251 and later) marks a cgroup it delegates with the extended attribute
-/// `trusted.delegate` (and `user.delegate`, readable without privileges) set to "1".
+/// `trusted.delegate` (and `user.delegate`, readable without privileges) set to "1". A
+/// user manager (systemd 252) marks none of its units' cgroups (seen in the VM): there a
+/// service of the user manager counts as delegated, see [`user_service`].
 fn delegated(dir: &Path) -> bool {
-    ["trusted.delegate", "user.delegate"].iter().any(|name| {
+    let marked = ["trusted.delegate", "user.delegate"].iter().any(|name| {
         let mut buf = [0u8; 8];
         matches!(rustix::fs::getxattr(dir, *name, &mut buf[..]), Ok(n) if &buf[..n] == b"1")
-    })
+    });
+    marked || user_service(dir)
+}
+
+/// brummerd runs, not as root, as a service of its own user's manager (INVOCATION_ID set;
+/// its cgroup a `.service` below `user@UID.service`, writable by it). The user manager owns
+/// that whole subtree for the user; the shipped user unit has Delegate=yes.
+fn user_service(dir: &Path) -> bool {
+    let uid = rustix::process::getuid();
+    if uid.is_root() || std::env::var_os("INVOCATION_ID").is_none() {
+        return false;
+    }
+    let manager = format!("user@{}.service", uid.as_raw());
+    let below_manager = dir.components().any(|c| c.as_os_str() == manager.as_str());
+    let a_service = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".service") && n != manager);
+    below_manager && a_service && rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok()
 }
 
 impl Tree {

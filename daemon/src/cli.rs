@@ -42,7 +42,8 @@ reconnect and resume. A stop (SIGTERM) sent during a re-exec is carried out by t
 image.
 
 cgroups: where brummerd's cgroup is a cgroup v2 subtree delegated to it (systemd's
-Delegate=yes, marked by the trusted.delegate or user.delegate attribute), it moves itself
+Delegate=yes, marked by the trusted.delegate or user.delegate attribute; with --user, a
+service of the user's own systemd manager, which marks nothing), it moves itself
 into its leaf \"daemon\" and runs each program in a leaf of its own, \"prog-NAME\", with
 the cpu, memory, pids and io controllers it is offered: the program enters it before it
 executes, so nothing it starts escapes; a stop ends with cgroup.kill; usage figures come
