@@ -19,6 +19,10 @@ Prints one JSON line per run and a summary table (medians over the reps).
 
 usage: usage-cost.py LABEL=BIN_DIR [LABEL=BIN_DIR ...]
 env: N="100 1000", REPS=3, CALLS=30, WINDOW=20
+
+A LABEL ending in "@cgroup" starts that brummerd in a delegated transient scope
+(`systemd-run --scope -p Delegate=yes`, root on a systemd host with cgroup v2), so it
+runs each program in a cgroup and samples the cgroup files instead of /proc.
 """
 import json
 import os
@@ -92,7 +96,9 @@ def run(label, bindir, n):
                XDG_CONFIG_HOME=f"{d}/cfg")
     sock = f"{d}/run/brummer/brummer.sock"
     err = open(f"{d}/daemon.err", "w")
-    daemon = subprocess.Popen([f"{bindir}/brummerd", "--user", "--dbus=off", "--config", cfg],
+    wrap = (["systemd-run", "--scope", "--quiet", "-p", "Delegate=yes", "--"]
+            if label.endswith("@cgroup") else [])
+    daemon = subprocess.Popen(wrap + [f"{bindir}/brummerd", "--user", "--dbus=off", "--config", cfg],
                               env=env, stderr=err, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 180
@@ -104,6 +110,8 @@ def run(label, bindir, n):
             running = sum(p["state"] == "running" for p in procs)
             sampled = sum("metrics" in p for p in procs)
             with_metrics = "containment" in procs[0]
+            if label.endswith("@cgroup") and procs[0].get("containment") != "cgroup":
+                raise SystemExit(f"{label}: brummerd has no cgroup containment (see {d}/daemon.err)")
             if running == n and (not with_metrics or sampled == n):
                 break
             if time.monotonic() > deadline:

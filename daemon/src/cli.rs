@@ -41,6 +41,17 @@ changes). A configuration that does not load refuses the re-exec. `logs -f` and 
 reconnect and resume. A stop (SIGTERM) sent during a re-exec is carried out by the new
 image.
 
+cgroups: where brummerd's cgroup is a cgroup v2 subtree delegated to it (systemd's
+Delegate=yes, marked by the trusted.delegate or user.delegate attribute; with --user, a
+service of the user's own systemd manager, which marks nothing), it moves itself
+into its leaf \"daemon\" and runs each program in a leaf of its own, \"prog-NAME\", with
+the cpu, memory, pids and io controllers it is offered: the program enters it before it
+executes, so nothing it starts escapes; a stop ends with cgroup.kill; usage figures come
+from the cgroup's files; memory_max, cpu_max and the other limits of brummer.toml(5) are
+written there. Elsewhere (cgroup v1 or hybrid hosts, containers, a shell without
+delegation) the process group and /proc are used, as the log says once at start-up and
+`status --json` shows (\"containment\").
+
 Files: /etc/brummer/brummer.toml and /etc/brummer/processes.d/*.toml (see brummer.toml(5)),
 /run/brummer/brummer.sock, /run/brummer/brummer.state.json (runtime state),
 /var/lib/brummer/enabled.json (enable overrides), /var/log/brummer/NAME.log; with --user
@@ -76,6 +87,13 @@ pub struct Args {
     /// Check the configuration, print the result and exit (0 valid, 1 invalid).
     #[arg(long)]
     pub check_config: bool,
+
+    /// For systemd's ExecStopPost= after brummerd ended: turn off the cgroup controllers
+    /// brummerd enabled in its delegated cgroup, so that systemd can place the next
+    /// brummerd there while programs still run beside it; then exit 0. The programs keep
+    /// running; the next brummerd turns the controllers on again and writes their limits.
+    #[arg(long)]
+    pub release_cgroup: bool,
 
     /// D-Bus control plane (system bus, or session bus with --user): auto uses the bus when
     /// it is reachable and otherwise runs without it; on fails to start without it.

@@ -10,9 +10,10 @@
 //! - desired: `desired` (runtime state and enable overrides, on disk)
 //! - logs: `logs` (capture, threads, read, follow, scanner, disk)
 //! - access: `access` (who may change what)
-//! - base: `config`, `shutdown`, `fd`, `mode`, `codepages`, `clockwatch`
+//! - base: `config`, `shutdown`, `fd`, `mode`, `codepages`, `clockwatch`, `cgroup`
 
 pub mod access;
+pub mod cgroup;
 pub mod cli;
 pub mod clockwatch;
 pub mod codepages;

@@ -41,6 +41,12 @@ fn main() -> ExitCode {
 }
 
 fn real_main(args: Args, handed: Option<brummerd::handover::Handover>) -> anyhow::Result<ExitCode> {
+    if args.release_cgroup {
+        if let Err(e) = brummerd::cgroup::release() {
+            eprintln!("brummerd: no cgroup controllers to release: {e}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mode = if args.user { Mode::User } else { Mode::System };
     let uid = nix::unistd::getuid().as_raw();
     let get = |k: &str| std::env::var(k).ok();
@@ -53,11 +59,30 @@ fn real_main(args: Args, handed: Option<brummerd::handover::Handover>) -> anyhow
             exists: &exists,
         },
     )?;
+    // Before the config: a cgroup limit is valid only where the containment offers it.
+    // `--check-config` only looks; the daemon moves itself into its leaf (one thread yet).
+    let cgroup = if args.check_config {
+        brummerd::cgroup::probe()
+    } else {
+        brummerd::cgroup::setup()
+    };
+    let support = match &cgroup {
+        Ok(t) => config::CgroupSupport::Cgroup {
+            controllers: t.controllers().to_vec(),
+        },
+        // A check from a shell cannot see the cgroup the service will get.
+        Err(_) if args.check_config => config::CgroupSupport::Unchecked,
+        Err(e) => config::CgroupSupport::None { why: e.to_string() },
+    };
+    if !args.check_config {
+        brummerd::cgroup::install(cgroup);
+    }
     let load = LoadOptions {
         main: args.config.clone().unwrap_or(paths.config.clone()),
         dropin_dir: None,
         main_required: args.config.is_some(),
         as_root: nix::unistd::geteuid().is_root(),
+        cgroup: support,
     };
     let config = match config::load(&load) {
         Ok(c) => c,

@@ -21,6 +21,7 @@ use crate::logs::{self, scanner};
 use crate::mode::Mode;
 use crate::ops;
 use crate::process::Command;
+use crate::process::cgroupsource::CgroupSource;
 use crate::process::procsource::ProcSource;
 use crate::process::supervisor::leftover;
 use crate::process::usage;
@@ -141,6 +142,7 @@ pub async fn run(
             leftover::find(&previous, &opts.socket, &config.processes, state.procs()).await;
         leftovers.retain(|l| !readopted.contains(&l.name));
         leftover::stop(leftovers, state.procs()).await;
+        leftover::sweep_cgroups(&readopted).await;
         // Notify sockets it left name runs that are gone.
         let _ = std::fs::remove_dir_all(crate::process::supervisor::notify_dir(&opts.socket));
     }
@@ -168,16 +170,39 @@ pub async fn run(
     // After D-Bus: a client that reaches the socket finds the bus name owned too.
     scanner::spawn(state.logs().clone(), state.bus().clone(), &tasks);
     tasks.spawn(clockwatch::run());
-    tracing::info!(
-        containment = usage::containment().as_str(),
-        cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
-        "programs are held together by their process group and session, found in /proc (no cgroup per program yet)"
-    );
     let sampled = state.clone();
-    tasks.spawn(usage::run(
-        ProcSource::new(state.procs().clone()),
-        move || sampled.entries(),
-    ));
+    match crate::cgroup::tree() {
+        Some(tree) => {
+            tracing::info!(
+                containment = usage::containment().as_str(),
+                cgroup = %tree.base().display(),
+                controllers = %tree.controllers().join(" "),
+                "each program runs in a cgroup of its own"
+            );
+            // Without the memory controller a cgroup knows no memory figure: /proc then.
+            if tree.has("memory") {
+                tasks.spawn(usage::run(CgroupSource::new(tree), move || {
+                    sampled.entries()
+                }));
+            } else {
+                tasks.spawn(usage::run(
+                    ProcSource::new(state.procs().clone()),
+                    move || sampled.entries(),
+                ));
+            }
+        }
+        None => {
+            tracing::info!(
+                containment = usage::containment().as_str(),
+                why = crate::cgroup::why_not().unwrap_or("not looked for"),
+                "no cgroup containment: programs are held together by their process group and session, found in /proc"
+            );
+            tasks.spawn(usage::run(
+                ProcSource::new(state.procs().clone()),
+                move || sampled.entries(),
+            ));
+        }
+    }
     // The listener's descriptor, kept for a re-exec (the same socket: pending clients wait
     // in its backlog while the image is replaced).
     let listener_fd: Option<OwnedFd> = listener.try_clone().ok().map(OwnedFd::from);

@@ -370,11 +370,13 @@ pub struct ProcessMetrics {
     /// CPU time the current run has used, user and system, its exited children included
     /// (systemd's CPUUsageNSec). Starts again at each run.
     pub cpu_usage_ns: u64,
-    /// Resident memory of the tree now (the sum of its processes' RSS).
+    /// Memory of the program now: its cgroup's `memory.current` (source `cgroup`), or the
+    /// sum of its processes' RSS (source `proc`).
     pub memory_bytes: u64,
-    /// The largest `memory_bytes` seen during this run.
+    /// The largest memory use of this run: the cgroup's `memory.peak`, or the largest
+    /// `memory_bytes` sampled.
     pub memory_peak_bytes: u64,
-    /// Threads in the tree (systemd's TasksCurrent).
+    /// Tasks (threads) of the program (systemd's TasksCurrent; `pids.current`).
     pub tasks: u32,
     /// Bytes the tree made the storage layer read (`read_bytes` of /proc/PID/io);
     /// `null` when brummerd may not read it.
@@ -383,6 +385,15 @@ pub struct ProcessMetrics {
     /// Bytes the tree made the storage layer write (`write_bytes`).
     #[serde(default)]
     pub io_write_bytes: Option<u64>,
+    /// Pressure stall information of the program's cgroup: the share of the last 10 s in
+    /// which some of its tasks waited for CPU, memory, IO (`some avg10` of cpu.pressure,
+    /// memory.pressure, io.pressure), in percent; absent without a cgroup or PSI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_pressure: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_pressure: Option<f64>,
 }
 
 /// `metrics`: the Prometheus text exposition format (version 0.0.4), the same text the

@@ -269,6 +269,9 @@ web   failed   -    -       -    -    0         -          enabled  error: spawn
             tasks: 1,
             io_read_bytes: None,
             io_write_bytes: None,
+            cpu_pressure: None,
+            memory_pressure: None,
+            io_pressure: None,
         }
     }
 

@@ -250,7 +250,14 @@ impl Loader<'_> {
             let Some(table) = ctx.table(v, &path_key) else {
                 continue;
             };
-            match process(&mut ctx, name, &k.span(), table, self.opts.as_root) {
+            match process(
+                &mut ctx,
+                name,
+                &k.span(),
+                table,
+                self.opts.as_root,
+                &self.opts.cgroup,
+            ) {
                 (def, true) if name_ok => {
                     self.config.processes.insert(name.to_owned(), Arc::new(def));
                 }

@@ -8,6 +8,7 @@
 mod env_file;
 mod error;
 mod graph;
+mod limits;
 mod load;
 mod model;
 mod process;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use graph::Graph;
+pub use limits::{CPU_PERIOD_US, CgroupLimits, CgroupSupport, Rlimits, human_bytes};
 pub use model::*;
 
 /// What to load and how.
@@ -34,6 +36,8 @@ pub struct LoadOptions {
     pub main_required: bool,
     /// Whether brummerd runs as root: `user` and `group` are allowed only then.
     pub as_root: bool,
+    /// What brummerd's containment offers: a cgroup limit key is an error without it.
+    pub cgroup: CgroupSupport,
 }
 
 impl LoadOptions {

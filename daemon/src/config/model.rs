@@ -134,6 +134,10 @@ pub struct ProcessDef {
     pub health: Option<Health>,
     /// `requires`, `wants` and `after`: the programs this one starts after.
     pub deps: Deps,
+    /// Limits applied through the program's cgroup.
+    pub cgroup_limits: super::CgroupLimits,
+    /// Limits set with setrlimit in the child.
+    pub rlimits: super::Rlimits,
     /// Where the `[process.NAME]` header is. Not part of `==`.
     pub source: SourceLoc,
     /// The line of each name in `deps`, for errors found once every file is read (unknown
@@ -165,6 +169,8 @@ impl ProcessDef {
             watchdog: None,
             health: None,
             deps: Deps::default(),
+            cgroup_limits: Default::default(),
+            rlimits: Default::default(),
             source: SourceLoc::default(),
             deps_at: DepsAt::default(),
         }
@@ -204,6 +210,8 @@ impl PartialEq for ProcessDef {
             watchdog,
             health,
             deps,
+            cgroup_limits,
+            rlimits,
             source: _,
             deps_at: _,
         } = self;
@@ -226,6 +234,8 @@ impl PartialEq for ProcessDef {
             && *watchdog == other.watchdog
             && *health == other.health
             && *deps == other.deps
+            && *cgroup_limits == other.cgroup_limits
+            && *rlimits == other.rlimits
     }
 }
 

@@ -10,6 +10,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::env_file;
 use super::error::ConfigError;
+use super::limits::{self, CgroupSupport};
 use super::model::{
     Backoff, CommandSpec, DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT, GroupSpec, LogSettings,
     MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES, MIN_LOG_MAX_BYTES, ProcessDef, RestartPolicy, SourceLoc,
@@ -53,6 +54,7 @@ pub(crate) fn process(
     header: &Range<usize>,
     table: &DeTable<'_>,
     as_root: bool,
+    cgroup: &CgroupSupport,
 ) -> (ProcessDef, bool) {
     let before = ctx.errors.len();
     let path = join("process", name);
@@ -60,7 +62,8 @@ pub(crate) fn process(
         file: ctx.file.to_path_buf(),
         line: ctx.line(header),
     };
-    ctx.unknown_keys(table, &path, PROCESS_KEYS);
+    let known: Vec<&str> = PROCESS_KEYS.iter().chain(limits::KEYS).copied().collect();
+    ctx.unknown_keys(table, &path, &known);
 
     let mut def = ProcessDef::with_defaults(name, CommandSpec::Shell(String::new()));
     def.source = source.clone();
@@ -108,6 +111,15 @@ pub(crate) fn process(
             "requires" => (def.deps.requires, def.deps_at.requires) = dep_names(ctx, name, v, &key),
             "wants" => (def.deps.wants, def.deps_at.wants) = dep_names(ctx, name, v, &key),
             "after" => (def.deps.after, def.deps_at.after) = dep_names(ctx, name, v, &key),
+            other if limits::KEYS.contains(&other) => limits::read(
+                ctx,
+                cgroup,
+                other,
+                v,
+                &key,
+                &mut def.cgroup_limits,
+                &mut def.rlimits,
+            ),
             _ => {} // reported by unknown_keys
         }
     }

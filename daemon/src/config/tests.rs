@@ -35,6 +35,7 @@ impl Fixture {
             dropin_dir: None,
             main_required: true,
             as_root: false,
+            cgroup: Default::default(),
         }
     }
 
@@ -723,6 +724,7 @@ fn user_and_group_resolve_as_root() {
         );
         load(&LoadOptions {
             as_root: true,
+            cgroup: Default::default(),
             ..fx.opts()
         })
         .expect("root exists")
@@ -773,6 +775,7 @@ fn example_config_loads() {
         dropin_dir: Some(PathBuf::from("/nonexistent/brummer-example/processes.d")),
         main_required: true,
         as_root: false,
+        cgroup: Default::default(),
     };
     let config = match load(&opts) {
         Ok(c) => c,
@@ -1020,6 +1023,7 @@ fn example_stack_loads() {
         dropin_dir: Some(PathBuf::from("/nonexistent/brummer-example/processes.d")),
         main_required: true,
         as_root: false,
+        cgroup: Default::default(),
     };
     let config = match load(&opts) {
         Ok(c) => c,
@@ -1167,4 +1171,80 @@ fn a_dependency_change_alone_is_told_apart() {
     assert!(a.same_but_deps(b));
     let c = web("autostart = false\n");
     assert!(!c.processes["web"].same_but_deps(b));
+}
+
+fn with_cgroup(src: &str, controllers: &[&str]) -> Result<Config, ConfigErrors> {
+    let fx = Fixture::new();
+    fx.write("brummer.toml", src);
+    load(&LoadOptions {
+        cgroup: CgroupSupport::Cgroup {
+            controllers: controllers.iter().map(|c| (*c).to_owned()).collect(),
+        },
+        ..fx.opts()
+    })
+}
+
+#[test]
+fn limits_are_read_where_the_cgroup_offers_their_controllers() {
+    let src = "[process.web]\ncommand = \"x\"\nmemory_max = \"20M\"\nmemory_high = \"16MiB\"\ncpu_max = \"50%\"\ncpu_weight = 200\npids_max = 64\nio_weight = 50\nnofile = 4096\ncore = 0\nnproc = \"unlimited\"\n";
+    let c = match with_cgroup(src, &["cpu", "memory", "pids", "io"]) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    };
+    let def = &c.processes["web"];
+    assert_eq!(
+        def.cgroup_limits,
+        CgroupLimits {
+            memory_max: Some(20 << 20),
+            memory_high: Some(16 << 20),
+            cpu_weight: Some(200),
+            cpu_max_percent: Some(50),
+            pids_max: Some(64),
+            io_weight: Some(50),
+        }
+    );
+    assert_eq!(
+        def.rlimits,
+        Rlimits {
+            nofile: Some(4096),
+            core: Some(0),
+            nproc: Some(u64::MAX),
+        }
+    );
+}
+
+#[test]
+fn a_cgroup_limit_without_containment_or_controller_is_an_error_with_the_fix() {
+    // No cgroup containment at all (the default here): the reason and the fix.
+    let (main, errs) = errors(
+        "[process.web]\ncommand = \"x\"\nmemory_max = \"20M\"\n",
+        false,
+    );
+    assert_error(
+        &errs,
+        &main,
+        3,
+        "process.web.memory_max",
+        "brummerd has no cgroup containment here: no cgroup v2 subtree was looked for; remove the key",
+    );
+    // rlimits need no cgroup.
+    ok("[process.web]\ncommand = \"x\"\nnofile = 1024\n");
+    // A cgroup without the controller.
+    let e = with_cgroup(
+        "[process.web]\ncommand = \"x\"\n\ncpu_max = \"20%\"\n",
+        &["memory", "pids"],
+    )
+    .expect_err("cpu is missing");
+    let text = e.to_string();
+    assert!(
+        text.contains(":4: process.web.cpu_max: cpu_max needs the cgroup controller \"cpu\"")
+            && text.contains("(it has: memory pids)"),
+        "{text}"
+    );
+    let e = with_cgroup(
+        "[process.web]\ncommand = \"x\"\ncpu_max = \"half\"\n",
+        &["cpu"],
+    )
+    .expect_err("not a percentage");
+    assert!(e.to_string().contains("is not a percentage"), "{e}");
 }

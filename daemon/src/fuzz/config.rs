@@ -58,6 +58,7 @@ pub fn config(dir: &Path, data: &[u8]) {
         dropin_dir: None,
         main_required: flags & 1 == 1,
         as_root: flags & 2 == 2,
+        cgroup: Default::default(),
     };
     let first = config::load(&opts);
     let again = config::load(&opts);

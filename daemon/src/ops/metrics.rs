@@ -96,7 +96,7 @@ fn programs(out: &mut String, entries: &[Arc<ProcessEntry>]) {
         out,
         "brummer_process_memory_bytes",
         "gauge",
-        "Resident memory of the program's process tree.",
+        "Memory of the program: its cgroup's memory.current, or the resident memory of its process tree.",
         entries,
         used(|u| Some(u.memory_bytes as f64)),
     );
@@ -104,7 +104,7 @@ fn programs(out: &mut String, entries: &[Arc<ProcessEntry>]) {
         out,
         "brummer_process_memory_peak_bytes",
         "gauge",
-        "The largest resident memory of the tree seen during the current run.",
+        "The largest memory of the current run: its cgroup's memory.peak, or the largest sampled.",
         entries,
         used(|u| Some(u.memory_peak_bytes as f64)),
     );
@@ -112,7 +112,7 @@ fn programs(out: &mut String, entries: &[Arc<ProcessEntry>]) {
         out,
         "brummer_process_tasks",
         "gauge",
-        "Threads in the program's process tree.",
+        "Tasks (threads) of the program.",
         entries,
         used(|u| Some(f64::from(u.tasks))),
     );
@@ -132,6 +132,23 @@ fn programs(out: &mut String, entries: &[Arc<ProcessEntry>]) {
         entries,
         used(|u| u.io.map(|(_, w)| w as f64)),
     );
+    for (i, resource) in ["cpu", "memory", "io"].iter().enumerate() {
+        family(
+            out,
+            &format!("brummer_process_{resource}_pressure_ratio"),
+            "gauge",
+            &format!(
+                "Share of the last 10 s in which some task of the program waited for {resource} (PSI some avg10 of its cgroup; only with cgroup containment)."
+            ),
+            entries,
+            move |e| {
+                e.usage()
+                    .as_deref()
+                    .and_then(|u| u.pressure[i])
+                    .map(|p| p / 100.0)
+            },
+        );
+    }
     let logs = |f: fn(&brummer_proto::methods::LogCounters) -> u64| {
         move |e: &ProcessEntry| Some(f(&e.log.counters()) as f64)
     };

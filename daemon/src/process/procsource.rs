@@ -63,6 +63,7 @@ fn tree(table: &Table, pid: i32, ns_per_tick: u64, page_bytes: u64) -> Option<Re
         io: Some((0, 0)),
         ..Reading::default()
     };
+    // No kernel peak and no pressure for a tree of processes.
     for m in &members {
         r.cpu_ns = r
             .cpu_ns

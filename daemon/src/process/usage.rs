@@ -2,9 +2,9 @@
 //! (`run`) and publishes each program's [`Usage`] in its entry, where `status`, D-Bus and
 //! the metrics text read it with one `ArcSwap` load. Nothing is measured per request.
 //!
-//! The figures come from a [`Source`]: today the /proc fallback (`procsource`: a walk of
-//! the program's tree in the shared /proc scan); a cgroup source, O(1) per program, is
-//! another implementation. What is derived from two samples (CPU percent, the peak, a CPU
+//! The figures come from a [`Source`]: the program's cgroup (`cgroupsource`: a few small
+//! files per program, no walk) where brummerd has cgroup containment, else the /proc
+//! fallback (`procsource`: a walk of the program's tree in the shared /proc scan). What is derived from two samples (CPU percent, the peak, a CPU
 //! counter that never goes back within a run) is computed here, the same for every source.
 
 use brummer_proto::methods::ProcessMetrics;
@@ -19,6 +19,8 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 /// What holds a program's processes together (`status --json` `containment`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Containment {
+    /// A cgroup v2 leaf per program in brummerd's delegated subtree (`crate::cgroup`).
+    Cgroup,
     /// Its process group, its session and its descendants found in /proc.
     ProcessGroup,
 }
@@ -26,19 +28,24 @@ pub enum Containment {
 impl Containment {
     pub fn as_str(self) -> &'static str {
         match self {
+            Containment::Cgroup => "cgroup",
             Containment::ProcessGroup => "process-group",
         }
     }
 }
 
-/// The containment brummerd uses. A cgroup per program is not built yet, wherever
-/// cgroup v2 is writable or not.
+/// The containment brummerd uses: a cgroup per program where it set up a delegated cgroup
+/// v2 subtree at start-up, else the process group and /proc.
 pub fn containment() -> Containment {
-    Containment::ProcessGroup
+    if crate::cgroup::tree().is_some() {
+        Containment::Cgroup
+    } else {
+        Containment::ProcessGroup
+    }
 }
 
 /// What one program's tree uses at one moment, as a source reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Reading {
     /// CPU time, user and system, the tree's exited children included.
     pub cpu_ns: u64,
@@ -46,6 +53,10 @@ pub struct Reading {
     pub tasks: u32,
     /// (read_bytes, write_bytes); `None` when some member's figures are not readable.
     pub io: Option<(u64, u64)>,
+    /// The kernel's peak of this run, where it keeps one (a cgroup's `memory.peak`).
+    pub peak_bytes: Option<u64>,
+    /// `some avg10` of cpu, memory and io pressure, where known.
+    pub pressure: [Option<f64>; 3],
 }
 
 /// A running program as a source is asked about it: by name (a cgroup source finds its
@@ -80,6 +91,7 @@ pub struct Usage {
     pub memory_peak_bytes: u64,
     pub tasks: u32,
     pub io: Option<(u64, u64)>,
+    pub pressure: [Option<f64>; 3],
 }
 
 impl Usage {
@@ -97,6 +109,9 @@ impl Usage {
             tasks: self.tasks,
             io_read_bytes: self.io.map(|(r, _)| r),
             io_write_bytes: self.io.map(|(_, w)| w),
+            cpu_pressure: self.pressure[0],
+            memory_pressure: self.pressure[1],
+            io_pressure: self.pressure[2],
         }
     }
 }
@@ -130,7 +145,9 @@ fn derive(prev: Option<&Run>, pid: u32, r: Reading, at: Instant) -> (Run, Option
         let secs = at.checked_duration_since(p.at)?.as_secs_f64();
         (secs > 0.0).then(|| (cpu_ns - p.cpu_ns) as f64 / 1e9 / secs * 100.0)
     });
-    let peak = prev.map_or(r.memory_bytes, |p| p.peak.max(r.memory_bytes));
+    let peak = prev
+        .map_or(r.memory_bytes, |p| p.peak.max(r.memory_bytes))
+        .max(r.peak_bytes.unwrap_or(0));
     (
         Run {
             pid,
@@ -192,6 +209,7 @@ pub async fn run<P: Sampled>(source: impl Source, programs: impl Fn() -> Vec<Arc
                 memory_peak_bytes: run.peak,
                 tasks: r.tasks,
                 io: r.io,
+                pressure: r.pressure,
             })));
             next.insert(e.name().clone(), run);
         }
@@ -210,6 +228,8 @@ mod tests {
             memory_bytes,
             tasks: 1,
             io: None,
+            peak_bytes: None,
+            pressure: [None; 3],
         }
     }
 

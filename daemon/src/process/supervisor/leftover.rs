@@ -241,8 +241,15 @@ pub async fn stop(leftovers: Vec<Leftover>, procs: &ProcScanner) {
             // The group only while its leader is the recorded process: a group whose
             // leader is gone may be a recycled number.
             let group = if main.0.is_some() { l.group } else { 0 };
-            let r =
-                stop::stop_group(&main, group, &roots, &procs, l.stop_signal, l.stop_timeout).await;
+            let r = stop::stop_group(
+                &main,
+                group,
+                &roots,
+                stop::Members::Tree(&procs),
+                l.stop_signal,
+                l.stop_timeout,
+            )
+            .await;
             (l, r)
         });
     }
@@ -260,6 +267,27 @@ pub async fn stop(leftovers: Vec<Leftover>, procs: &ProcScanner) {
                 "cannot stop a leftover of the previous brummerd; a second copy may clash with it"
             ),
             Err(e) => tracing::error!(cause = %e, "stopping a leftover failed"),
+        }
+    }
+}
+
+/// With cgroup containment, after the leftovers are stopped: the cgroup of every program
+/// not in `keep` (the re-adopted ones) is emptied (`cgroup.kill`: whatever is still in it
+/// belonged to a run nobody supervises) and removed.
+pub async fn sweep_cgroups(keep: &[String]) {
+    let Some(tree) = crate::cgroup::tree() else {
+        return;
+    };
+    for (name, leaf) in tree.leaves() {
+        if keep.contains(&name) {
+            continue;
+        }
+        if leaf.populated() == Some(true) {
+            tracing::warn!(process = %name, pids = ?leaf.pids(), "killing what a previous brummerd left in the program's cgroup");
+            super::contain::empty(&leaf).await;
+        }
+        if let Err(e) = leaf.remove() {
+            tracing::warn!(process = %name, cgroup = %leaf.path().display(), cause = %e, "cannot remove a program's cgroup left by a previous brummerd");
         }
     }
 }

@@ -4,6 +4,7 @@
 //! (`process::command`). Reads never come here.
 
 mod children;
+mod contain;
 mod gate;
 pub mod leftover;
 mod machine;
@@ -84,6 +85,8 @@ pub struct Child {
     pub pid: i32,
     pub pidfd: AsyncFd<OwnedFd>,
     started: Instant,
+    /// Its cgroup, where brummerd has cgroup containment.
+    leaf: Option<contain::RunLeaf>,
 }
 
 impl Child {
@@ -301,11 +304,31 @@ impl Task {
             Ok(p) => p,
             Err(e) => return self.spawn_failed(e, explicit).await,
         };
+        let leaf = match contain::RunLeaf::prepare(&def).await {
+            Ok(l) => l,
+            Err(e) => return self.spawn_failed(e, explicit).await,
+        };
+        let procs = match leaf
+            .as_ref()
+            .map(|l| l.leaf.procs_for_writing())
+            .transpose()
+        {
+            Ok(fd) => fd,
+            Err(e) => {
+                return self
+                    .spawn_failed(
+                        format!("cannot open its cgroup's cgroup.procs: {e}"),
+                        explicit,
+                    )
+                    .await;
+            }
+        };
         match spawn::spawn(
             &def,
             &self.shared.base_env,
             &prepared.env,
             &self.shared.children,
+            procs.as_ref(),
         ) {
             Ok(s) => {
                 self.generation += 1;
@@ -345,6 +368,7 @@ impl Task {
                     pid: s.pid,
                     pidfd,
                     started: Instant::now(),
+                    leaf,
                 });
                 // exit_code/exit_signal describe the last run that ended; a new run keeps
                 // them (status shows how the previous run ended, e.g. after a restart).
@@ -393,6 +417,10 @@ impl Task {
         self.shared.children.untrack(child.pid);
         self.forget_stored();
         let uptime = child.started.elapsed();
+        let oom = child.leaf.as_ref().and_then(contain::RunLeaf::oom_report);
+        if let Some(leaf) = &child.leaf {
+            leaf.end().await;
+        }
         let mut info = (**self.entry.info.load()).clone();
         info.exit_code = kind.code();
         info.exit_signal = kind.signal();
@@ -401,10 +429,25 @@ impl Task {
                 "exit status unknown: it ended while brummerd was not its parent (re-adopted after a crash of brummerd)".into(),
             );
         }
+        if let Some(why) = &oom {
+            info.last_error = Some(why.clone());
+        }
         self.entry.info.store(Arc::new(info));
-        tracing::info!(process = %self.entry.name, pid = child.pid, exit = ?kind, "exited");
+        tracing::info!(process = %self.entry.name, pid = child.pid, exit = ?kind, oom = oom.is_some(), "exited");
         drop(child);
-        self.decide(kind, uptime).await;
+        match oom {
+            // An OOM kill fails the run even when the main process then exited 0 (the
+            // killer's victim was another of its processes).
+            Some(why) => {
+                let kind = if kind.success() {
+                    ExitKind::Signal(libc::SIGKILL)
+                } else {
+                    kind
+                };
+                self.decide_because(kind, uptime, Some(why)).await
+            }
+            None => self.decide(kind, uptime).await,
+        }
     }
 
     /// Applies the restart policy to an exit.
@@ -494,6 +537,9 @@ impl Task {
             def.stop_timeout,
         )
         .await;
+        if let Some(leaf) = &child.leaf {
+            leaf.end().await;
+        }
         self.shared.children.untrack(child.pid);
         self.forget_stored();
         // The tree is gone, so its pipes end: wait for their last lines, so that a stop

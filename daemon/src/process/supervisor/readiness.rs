@@ -182,6 +182,9 @@ impl Task {
             def.stop_timeout,
         )
         .await;
+        if let Some(leaf) = &child.leaf {
+            leaf.end().await;
+        }
         self.shared.children.untrack(child.pid);
         self.capture
             .settle(self.generation as u32, SETTLE_LIMIT)

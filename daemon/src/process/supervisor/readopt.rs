@@ -5,7 +5,8 @@
 //!
 //! A run is taken back only when everything agrees: the runtime record names its three
 //! descriptors, all three came back, the recorded pid still runs with the recorded start
-//! time (no recycled pid), and the pidfd refers to that pid. Anything else is left to the
+//! time (no recycled pid), the pidfd refers to that pid, and, with cgroup containment, the
+//! pid is in the program's cgroup (`cgroup.procs`). Anything else is left to the
 //! leftover path, which stops it; descriptors nobody takes leave the store.
 
 use super::procfs;
@@ -59,7 +60,7 @@ pub fn from_store(
                     err: Some(err),
                     pid: Some(pidfd),
                 },
-            ) if !run.fds.is_empty() && still_runs(run, &pidfd) => {
+            ) if !run.fds.is_empty() && still_runs(run, &pidfd) && in_its_cgroup(&name, run) => {
                 tracing::info!(process = %name, pid = run.pid, "re-adopting a program the previous brummerd left running");
                 taken.push(name.clone());
                 programs.push(program(&name, run, out, err, pidfd));
@@ -89,6 +90,20 @@ pub fn from_store(
 fn still_runs(run: &Run, pidfd: &OwnedFd) -> bool {
     let alive = procfs::read_stat(run.pid).is_some_and(|p| p.start == run.start && !p.zombie);
     alive && pidfd_pid(pidfd) == Some(run.pid)
+}
+
+/// With cgroup containment, the recorded process is found in the program's cgroup
+/// (`cgroup.procs`): the cgroup says what belongs to the program. Without, nothing to
+/// check.
+fn in_its_cgroup(name: &str, run: &Run) -> bool {
+    let Some(tree) = crate::cgroup::tree() else {
+        return true;
+    };
+    let found = tree.leaf(name).pids().contains(&run.pid);
+    if !found {
+        tracing::warn!(process = %name, pid = run.pid, "the recorded process is not in the program's cgroup; not re-adopted");
+    }
+    found
 }
 
 /// The pid a pidfd refers to, from its fdinfo.

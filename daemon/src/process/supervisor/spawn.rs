@@ -3,13 +3,15 @@
 //! removed, signal mask and dispositions reset, credentials dropped when configured, and a
 //! pidfd opened before anyone could reap the child (see `children`).
 //!
-//! Two ways to get there. A program without `user`/`group` is started with glibc's
+//! Two ways to get there. A program without `user`/`group`, rlimits or a cgroup is started with glibc's
 //! `posix_spawn`, which uses `clone(CLONE_VM|CLONE_VFORK)`: no copy of brummerd's page
 //! tables in the parent and no teardown of that copy at exec in the child (the bulk of the
 //! cost of starting many programs with `fork`; docs/architecture.md), and the exec error
-//! comes back without a pipe round trip. `posix_spawn` cannot call `setgroups`/`setgid`/`setuid`, so
-//! a program with credentials is forked (`std::process::Command` with a `pre_exec` hook).
-//! Both set up the same child.
+//! comes back without a pipe round trip. `posix_spawn` cannot call `setgroups`/`setgid`/`setuid`,
+//! `setrlimit`, or enter a cgroup (glibc 2.39's `posix_spawnattr_setcgroup_np` is newer than
+//! the glibc brummerd is built for), so such a program is forked (`std::process::Command`
+//! with a `pre_exec` hook). Both set up the same child. A forked child enters its cgroup
+//! before it execs, so nothing it starts can be outside it.
 
 use super::children::Children;
 use crate::config::ProcessDef;
@@ -87,6 +89,15 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot start {program:?}: {key} = {value} is above brummerd's own hard limit ({hard}), and raising it needs CAP_SYS_RESOURCE, which brummerd lacks: lower {key}, or raise the limit for brummerd (LimitNOFILE=, LimitCORE=, LimitNPROC= in its unit)"
+    )]
+    Rlimit {
+        program: String,
+        key: &'static str,
+        value: String,
+        hard: String,
+    },
     #[error("cannot resolve supplementary groups of user {user:?}: {source}")]
     Groups { user: String, source: nix::Error },
 }
@@ -108,16 +119,24 @@ pub fn base_env() -> Vec<(OsString, OsString)> {
 }
 
 /// Spawns the program; `extra` (its NOTIFY_SOCKET, WATCHDOG_USEC) goes on top of its
-/// environment.
+/// environment; `cgroup` is the `cgroup.procs` of the leaf it is to run in, open for
+/// writing.
 pub fn spawn(
     def: &ProcessDef,
     base_env: &[(OsString, OsString)],
     extra: &[(OsString, OsString)],
     children: &Children,
+    cgroup: Option<&OwnedFd>,
 ) -> Result<Spawned, SpawnError> {
     let argv = def.command.argv();
     let program = argv.first().cloned().unwrap_or_default();
     let creds = credentials(def)?;
+    check_rlimits(def, &program)?;
+    let setup = ChildSetup {
+        creds: creds.clone(),
+        cgroup_procs: cgroup.map(AsRawFd::as_raw_fd),
+        rlimits: def.rlimits,
+    };
     let env = child_env(base_env, def, creds.as_ref(), extra);
 
     let map_err = |e: std::io::Error| match e.kind() {
@@ -152,9 +171,10 @@ pub fn spawn(
         .spawn_tracked(|| {
             // The write ends move in here and are closed when this returns: the child has
             // its own copies, and a copy left in brummerd would keep EOF from ever coming.
-            let pid = match &creds {
-                None => spawn_direct(&argv, &env, def.cwd.as_deref(), out_w, err_w)?,
-                Some(c) => spawn_forked(&argv, &env, def.cwd.as_deref(), out_w, err_w, c)?,
+            let pid = if setup.is_plain() {
+                spawn_direct(&argv, &env, def.cwd.as_deref(), out_w, err_w)?
+            } else {
+                spawn_forked(&argv, &env, def.cwd.as_deref(), out_w, err_w, &setup)?
             };
             // Opened while the spawn gate is held: the child cannot be reaped (so its pid
             // cannot be reused) before the pidfd pins it.
@@ -504,14 +524,97 @@ fn resolve(program: &str, env: &[(OsString, OsString)], cwd: Option<&Path>) -> i
     .into())
 }
 
-/// Starts the program with fork + exec, dropping credentials in between.
+/// What a forked child does between fork and exec besides what every child gets.
+#[derive(Debug, Clone)]
+struct ChildSetup {
+    creds: Option<ChildCreds>,
+    /// `cgroup.procs` of its leaf, open for writing (closed on exec).
+    cgroup_procs: Option<std::os::fd::RawFd>,
+    rlimits: crate::config::Rlimits,
+}
+
+impl ChildSetup {
+    /// Nothing `posix_spawn` cannot do.
+    fn is_plain(&self) -> bool {
+        self.creds.is_none() && self.cgroup_procs.is_none() && self.rlimits.is_empty()
+    }
+}
+
+/// Refuses, with the reason, an rlimit the child could not set: one above brummerd's hard
+/// limit without CAP_SYS_RESOURCE (the child's setrlimit would fail with a bare EPERM).
+fn check_rlimits(def: &ProcessDef, program: &str) -> Result<(), SpawnError> {
+    use rustix::process::Resource;
+    let r = &def.rlimits;
+    let show = |v: u64| {
+        if v == u64::MAX {
+            "unlimited".to_owned()
+        } else {
+            v.to_string()
+        }
+    };
+    for (key, resource, want) in [
+        ("nofile", Resource::Nofile, r.nofile),
+        ("core", Resource::Core, r.core),
+        ("nproc", Resource::Nproc, r.nproc),
+    ] {
+        let Some(want) = want else { continue };
+        let hard = rustix::process::getrlimit(resource)
+            .maximum
+            .unwrap_or(u64::MAX);
+        if want > hard && !has_cap_sys_resource() {
+            return Err(SpawnError::Rlimit {
+                program: program.to_owned(),
+                key,
+                value: show(want),
+                hard: show(hard),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether brummerd's effective capabilities include CAP_SYS_RESOURCE (bit 24).
+fn has_cap_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_owned();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0)
+}
+
+/// setrlimit with soft and hard limit alike (async-signal-safe).
+fn set_rlimit(resource: libc::__rlimit_resource_t, value: Option<u64>) -> io::Result<()> {
+    let Some(v) = value else { return Ok(()) };
+    let v = if v == u64::MAX {
+        libc::RLIM_INFINITY
+    } else {
+        v
+    };
+    let lim = libc::rlimit {
+        rlim_cur: v,
+        rlim_max: v,
+    };
+    // SAFETY: setrlimit reads one initialised rlimit.
+    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts the program with fork + exec: the cgroup, rlimits and credentials in between.
 fn spawn_forked(
     argv: &[String],
     env: &[(OsString, OsString)],
     cwd: Option<&Path>,
     out_w: OwnedFd,
     err_w: OwnedFd,
-    creds: &ChildCreds,
+    setup: &ChildSetup,
 ) -> io::Result<i32> {
     let program = argv.first().cloned().unwrap_or_default();
     let mut cmd = Command::new(&program);
@@ -524,21 +627,32 @@ fn spawn_forked(
     if let Some(cwd) = cwd {
         cmd.current_dir(cwd);
     }
-    let creds = creds.clone();
+    let setup = setup.clone();
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (setsid, rt_sigaction, setgroups, setgid, setuid) on data
-    // prepared before the fork; it allocates nothing.
+    // async-signal-safe system calls (setsid, write, setrlimit, rt_sigaction, setgroups,
+    // setgid, setuid) on data prepared before the fork; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid()?;
+            if let Some(fd) = setup.cgroup_procs {
+                // "0" moves the writer: this child, before it can start anything.
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            set_rlimit(libc::RLIMIT_NOFILE, setup.rlimits.nofile)?;
+            set_rlimit(libc::RLIMIT_CORE, setup.rlimits.core)?;
+            set_rlimit(libc::RLIMIT_NPROC, setup.rlimits.nproc)?;
             // Same dispositions as the posix_spawn path (std only resets SIGPIPE).
             for sig in 1..=64 {
                 default_disposition(sig);
             }
-            // Order matters: groups and gid while still privileged, uid last.
-            nix::unistd::setgroups(&creds.groups)?;
-            nix::unistd::setgid(creds.gid)?;
-            nix::unistd::setuid(creds.uid)?;
+            if let Some(creds) = &setup.creds {
+                // Order matters: groups and gid while still privileged, uid last.
+                nix::unistd::setgroups(&creds.groups)?;
+                nix::unistd::setgid(creds.gid)?;
+                nix::unistd::setuid(creds.uid)?;
+            }
             Ok(())
         });
     }

@@ -10,6 +10,7 @@
 use super::procfs::{self, Ident, Proc};
 use super::procscan::ProcScanner;
 use super::{Child, ExitKind};
+use crate::cgroup::Leaf;
 use rustix::process::{Pid, Signal};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -56,7 +57,53 @@ pub async fn stop_tree(
     stop_signal: i32,
     timeout: Duration,
 ) -> Result<ExitKind, StopError> {
-    stop_group(child, child.pid, &[], procs, stop_signal, timeout).await
+    let members = match &child.leaf {
+        Some(l) => Members::Cgroup(&l.leaf),
+        None => Members::Tree(procs),
+    };
+    stop_group(child, child.pid, &[], members, stop_signal, timeout).await
+}
+
+/// Where a stop finds what belongs to the program.
+#[derive(Clone, Copy)]
+pub enum Members<'a> {
+    /// Its process group and session and their descendants, in the shared /proc scan.
+    Tree(&'a ProcScanner),
+    /// Its cgroup: every process in it, whatever session it made or parent it got.
+    Cgroup(&'a Leaf),
+}
+
+impl Members<'_> {
+    /// The live members now, read after every signal sent so far.
+    async fn live(&self, known: &HashSet<Ident>, group: i32) -> Vec<Proc> {
+        match self {
+            Members::Tree(procs) => procs.fresh().await.members(known, group),
+            Members::Cgroup(leaf) => leaf
+                .pids()
+                .into_iter()
+                .filter_map(procfs::read_stat)
+                .filter(|p| !p.zombie)
+                .collect(),
+        }
+    }
+
+    /// Nothing of the program is left.
+    fn gone(&self, live: &[Proc]) -> bool {
+        match self {
+            Members::Tree(_) => live.is_empty(),
+            // `populated 0` in cgroup.events: the kernel's word, zombies not counted.
+            Members::Cgroup(leaf) => leaf.populated() != Some(true),
+        }
+    }
+
+    /// The kernel's SIGKILL to the whole cgroup at once, where there is one.
+    fn kill_all(&self) {
+        if let Members::Cgroup(leaf) = self
+            && let Err(e) = leaf.kill()
+        {
+            tracing::warn!(cgroup = %leaf.path().display(), cause = %e, "cgroup.kill failed; killing its processes one by one");
+        }
+    }
 }
 
 /// Stops `main`, the members of process group (or session) `group`, the processes `roots`
@@ -65,20 +112,17 @@ pub async fn stop_group(
     main: &impl Main,
     group: i32,
     roots: &[Ident],
-    procs: &ProcScanner,
+    members: Members<'_>,
     stop_signal: i32,
     timeout: Duration,
 ) -> Result<ExitKind, StopError> {
     let child = main;
     let mut known: HashSet<Ident> = roots.iter().copied().collect();
-    let first = {
-        let table = procs.fresh().await;
-        // The main process itself may be a zombie already; its ident still roots the walk.
-        if let Some(p) = table.get(group) {
-            known.insert(p.ident());
-        }
-        table.members(&known, group)
-    };
+    // The main process itself may be a zombie already; its ident still roots the walk.
+    if let Some(p) = procfs::read_stat(group) {
+        known.insert(p.ident());
+    }
+    let first = members.live(&known, group).await;
     known.extend(first.iter().map(Proc::ident));
     // The program (comm) each member ran when it was signalled.
     let mut signalled: HashMap<Ident, u64> = first.iter().map(|p| (p.ident(), p.image)).collect();
@@ -104,7 +148,7 @@ pub async fn stop_group(
             pause = (pause * 2).min(MAX_POLL);
         }
         // Requested after every signal sent so far: whatever forked before them is in it.
-        let live = procs.fresh().await.members(&known, group);
+        let live = members.live(&known, group).await;
         // New members, and members that executed another program since they were
         // signalled (a forked shell whose trap handler took the signal just before its
         // exec: the program it became never saw it).
@@ -122,6 +166,7 @@ pub async fn stop_group(
         }
         if let Some(k) = exit
             && live.is_empty()
+            && members.gone(&live)
         {
             return Ok(k);
         }
@@ -135,6 +180,7 @@ pub async fn stop_group(
                 remaining = live.len(),
                 "stop timeout reached; sending SIGKILL"
             );
+            members.kill_all();
             send(child, group, &live, Signal::KILL);
             deadline = Instant::now() + KILL_GRACE;
         }

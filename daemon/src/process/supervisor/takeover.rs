@@ -132,6 +132,7 @@ impl Task {
                         pid: c.pid,
                         pidfd: fd,
                         started,
+                        leaf: super::contain::RunLeaf::adopt(&self.entry.def()),
                     });
                     started_mono = Some(started);
                 }

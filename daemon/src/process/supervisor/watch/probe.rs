@@ -100,6 +100,8 @@ pub async fn exec(
             pid,
             pidfd,
             started: Instant::now(),
+            // A probe runs in brummerd's own cgroup, not in the program's.
+            leaf: None,
         },
         // Cannot wait for it: the guard kills it, and the orphan reaper collects it.
         Err(e) => return Outcome::fail(format!("cannot watch {shown}: {e}")),
