@@ -151,6 +151,7 @@ pub async fn run(
         Some(h) => ops::reexec::adopt(&state, &config, h),
         None => ops::reload::install(&state, &config),
     }
+    state.logs().end_startup();
     tracing::info!(processes = config.processes.len(), socket = %opts.socket.display(), mode = opts.mode.as_str(), "brummerd ready");
 
     // The name is requested only once every object is exported (inside `serve`).

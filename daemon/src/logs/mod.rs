@@ -27,8 +27,8 @@ use brummer_proto::methods::LogCounters;
 use capture::CaptureHandle;
 use disk::DiskLog;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use threads::{LogThreads, ThreadWake};
 use tokio::sync::Notify;
@@ -138,12 +138,17 @@ pub struct LogPlane {
     /// Capture tasks: they end on their own once their pipes close and their program's
     /// supervisor is gone, and are drained at shutdown so the last lines reach the disk.
     captures: Shutdown,
+    /// The folder as listed at start, for the first programs' logs ([`disk::Listing`]);
+    /// `None` once start-up is over ([`end_startup`](Self::end_startup)). Held only for a
+    /// lookup, never across I/O.
+    listing: Mutex<Option<disk::Listing>>,
 }
 
 impl LogPlane {
     pub fn start(dir: PathBuf, ring_bytes: usize) -> std::io::Result<LogPlane> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(&dir).ok();
+        let listing = disk::Listing::read(&dir);
         Ok(LogPlane {
             dir_mode: meta.as_ref().map_or(0o700, |m| m.mode() & 0o7777),
             dir_owner: meta.map(|m| (m.uid(), m.gid())),
@@ -154,7 +159,13 @@ impl LogPlane {
             threads: LogThreads::start()?,
             logs: Registry::new(),
             captures: Shutdown::new(),
+            listing: Mutex::new(Some(listing)),
         })
+    }
+
+    /// Start-up's logs are open: later ones list the folder themselves.
+    pub fn end_startup(&self) {
+        *self.listing.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn dir(&self) -> &Path {
@@ -189,8 +200,19 @@ impl LogPlane {
     ) -> (Arc<ProcessLog>, CaptureHandle) {
         let ring_bytes = **self.ring_bytes.load();
         // The ring's line limit decides how long lines are cut; the disk index records it.
-        let max_payload = LogRing::new(ring_bytes, 0).0.max_payload();
-        let (disk, first_seq) = match DiskLog::open(&self.dir, &def.name, max_payload) {
+        let max_payload = LogRing::max_payload_for(ring_bytes);
+        let rotated = self
+            .listing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|l| l.take(&def.name));
+        let (disk, first_seq) = match DiskLog::open_listed(
+            &self.dir,
+            &def.name,
+            max_payload,
+            rotated,
+        ) {
             Ok((d, next)) => (Ok(d), next),
             Err(e) => {
                 tracing::error!(process = %def.name, dir = %self.dir.display(), cause = %e, "cannot open disk log; output kept in memory until it can be opened");
