@@ -20,7 +20,7 @@ pub mod scanner;
 pub mod threads;
 
 use crate::config::{LogSettings, ProcessDef};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Later, Shutdown};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use brummer_core::{LogRing, Registry, Snapshot};
 use brummer_proto::methods::LogCounters;
@@ -201,12 +201,7 @@ impl LogPlane {
         let ring_bytes = **self.ring_bytes.load();
         // The ring's line limit decides how long lines are cut; the disk index records it.
         let max_payload = LogRing::max_payload_for(ring_bytes);
-        let rotated = self
-            .listing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-            .and_then(|l| l.take(&def.name));
+        let rotated = self.listed(&def.name);
         let (disk, first_seq) = match DiskLog::open_listed(
             &self.dir,
             &def.name,
@@ -219,7 +214,43 @@ impl LogPlane {
                 (Err(e), 0)
             }
         };
-        let first_seq = first_seq.max(min_seq);
+        let (log, writer, target) = self.make(def, first_seq.max(min_seq));
+        let capture = capture::spawn(self.clone(), log.clone(), writer, disk, target);
+        (log, capture)
+    }
+
+    /// The log of a program a re-exec handed over, whose ring goes on at `next_seq`: its
+    /// capture task is spawned by `later`, and opens the disk log itself.
+    pub fn open_handed(
+        self: &Arc<Self>,
+        def: &ProcessDef,
+        next_seq: u64,
+        later: &mut Later,
+    ) -> (Arc<ProcessLog>, CaptureHandle) {
+        let (log, writer, target) = self.make(def, next_seq);
+        let rotated = self.listed(&def.name);
+        let (capture, start) =
+            capture::spawn_later(self.clone(), log.clone(), writer, target, rotated);
+        later.push(start);
+        (log, capture)
+    }
+
+    /// `name`'s rotated segments from the start-up listing, while it lasts.
+    fn listed(&self, name: &str) -> Option<Vec<disk::Segment>> {
+        self.listing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|l| l.take(name))
+    }
+
+    /// A program's ring and log at `first_seq`, and where its disk log lives.
+    fn make(
+        &self,
+        def: &ProcessDef,
+        first_seq: u64,
+    ) -> (Arc<ProcessLog>, brummer_core::RingWriter, persist::Target) {
+        let ring_bytes = **self.ring_bytes.load();
         let (ring, writer) = LogRing::new(ring_bytes, first_seq);
         let log = Arc::new(ProcessLog {
             name: Arc::from(def.name.as_str()),
@@ -238,12 +269,11 @@ impl LogPlane {
         let target = persist::Target {
             dir: self.dir.clone(),
             name: def.name.clone(),
-            max_payload,
+            max_payload: LogRing::max_payload_for(ring_bytes),
             dir_mode: self.dir_mode,
             dir_owner: self.dir_owner,
         };
-        let capture = capture::spawn(self.clone(), log.clone(), writer, disk, target);
-        (log, capture)
+        (log, writer, target)
     }
 
     /// Makes `logs` the set readers see, and wakes the followers that wait on a log thread:
