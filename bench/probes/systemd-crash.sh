@@ -59,15 +59,25 @@ for n in $NS; do
         printf '[process.p%04d]\ncommand = ["/bin/sleep", "100000"]\n\n' "$i" >> /etc/brummer/processes.d/bench.toml
     done
     systemctl restart brummerd
-    i=0
-    until [ "$(running)" = "$n" ]; do i=$((i + 1)); [ $i -gt 600 ] && { echo "N=$n: not all running"; exit 1; }; sleep 0.1; done
+    t0=$(now)
+    until [ "$(running)" = "$n" ]; do
+        [ $(( $(now) - t0 )) -gt 120000000000 ] && { echo "N=$n: not all running within 120 s: $(running)"; journalctl -u brummerd --no-pager | tail -20; exit 1; }
+        sleep 0.1
+    done
     pids_before=$(brummerctl status --json | grep -o '"pid": *[0-9]*' | sort | md5sum)
     for r in $(seq 1 "$ROUNDS"); do
         m=$(systemctl show -p MainPID --value brummerd)
         t0=$(now)
         kill -9 "$m"
         until nm=$(systemctl show -p MainPID --value brummerd) && [ "$nm" != "$m" ] && [ "$nm" != 0 ] \
-            && [ "$(running)" = "$n" ]; do sleep 0.01; done
+            && [ "$(running)" = "$n" ]; do
+            if [ $(( $(now) - t0 )) -gt 30000000000 ]; then
+                echo "N=$n round $r: not all $n running again within 30 s; $(running) running"
+                journalctl -u brummerd --no-pager | tail -20
+                exit 1
+            fi
+            sleep 0.01
+        done
         t_status=$(now)
         # The journal's line of the new brummerd, in µs since the epoch.
         t_log=$(journalctl -u brummerd -o export --no-pager _PID="$nm" 2>/dev/null \
