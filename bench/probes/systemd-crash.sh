@@ -34,7 +34,7 @@ NS="$ns"
 INNER
 cat >> "$work/inner.sh" <<'INNER'
 now() { date +%s%N; }
-running() { brummerctl status --json 2>/dev/null | grep -o '"state": *"running"' | wc -l; }
+running() { timeout 20 brummerctl status --json 2>/dev/null | grep -o '"state": *"running"' | wc -l; }
 
 for r in $(seq 1 "$ROUNDS"); do
     t0=$(now)
