@@ -149,10 +149,14 @@ pub async fn run(
     desired.start(&tasks);
 
     // Programs first, then the planes: a client that connects sees every program.
-    match handed {
-        Some(h) => ops::reexec::adopt(&state, &config, h),
-        None => ops::reload::install(&state, &config),
-    }
+    let adopted = match handed {
+        Some(h) => ops::reexec::adopt(&state, &config, h, re_executed),
+        None => {
+            ops::reload::install(&state, &config);
+            Default::default()
+        }
+    };
+    state.logs().end_startup();
     tracing::info!(processes = config.processes.len(), socket = %opts.socket.display(), mode = opts.mode.as_str(), "brummerd ready");
 
     // The name is requested only once every object is exported (inside `serve`).
@@ -207,6 +211,9 @@ pub async fn run(
     // in its backlog while the image is replaced).
     let listener_fd: Option<OwnedFd> = listener.try_clone().ok().map(OwnedFd::from);
     control::serve(state.clone(), listener).map_err(RunError::Listener)?;
+    // The adopted programs' tasks, once the socket serves: spawning them is not on the way
+    // to the first answer. Awaited before shutdown stops the programs.
+    let adopting = tokio::spawn(async move { adopted.run() });
     if let Some(addr) = config.daemon.metrics_listen {
         match scrape::serve(state.clone(), addr) {
             Ok(bound) => {
@@ -265,6 +272,7 @@ pub async fn run(
     }
 
     tracing::info!("shutting down: stopping every program");
+    let _ = adopting.await;
     notify::stopping();
     state.begin_shutdown();
     stop_all(&state, &mut sigchld, &mut watchdog).await;

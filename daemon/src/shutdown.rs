@@ -15,6 +15,25 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Spawns put off until [`Later::run`]: a re-exec makes every program (entry, ring, state)
+/// and publishes them before any of their tasks is spawned, so that `status` answers as
+/// soon as they are published and spawning a thousand tasks is not on that path.
+#[derive(Default)]
+pub struct Later(Vec<Box<dyn FnOnce() + Send>>);
+
+impl Later {
+    pub fn push(&mut self, spawn: impl FnOnce() + Send + 'static) {
+        self.0.push(Box::new(spawn));
+    }
+
+    /// Spawns everything, in the order pushed.
+    pub fn run(self) {
+        for spawn in self.0 {
+            spawn();
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Shutdown {
     token: CancellationToken,

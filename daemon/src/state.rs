@@ -12,7 +12,7 @@ use crate::mode::Mode;
 use crate::process::ProcessEntry;
 use crate::process::command::COMMAND_QUEUE;
 use crate::process::supervisor::{self, Children, Shared};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Later, Shutdown};
 use brummer_core::{EventBus, Registry, Snapshot};
 use brummer_proto::events::Event;
 use brummer_proto::methods::ReloadResult;
@@ -239,21 +239,32 @@ impl State {
             self.programs.clone(),
             supervisor::Begin::Fresh { autostart },
             &self.shutdown,
+            None,
         );
         entry
     }
 
-    /// Creates a program the previous brummerd image handed over (re-exec): its log goes
-    /// on from the handed-over sequence number and pipes, its supervisor from the handed
-    /// state and child. Not visible to readers until [`publish`](Self::publish).
+    /// Creates a program the previous brummerd image handed over: its log goes on from the
+    /// handed-over pipes, its supervisor from the handed state and child. Not visible to
+    /// readers until [`publish`](Self::publish); its tasks are spawned by `later`.
+    ///
+    /// `seq_known`: a re-exec's handover says where the ring goes on, and the disk log is
+    /// opened by the capture task; after a crash (systemd's store) it is opened here, and
+    /// its end says.
     pub fn adopt_process(
         &self,
         def: Arc<ProcessDef>,
         mut adopted: supervisor::Adopted,
         pipes: Vec<(std::os::fd::OwnedFd, crate::handover::Pipe)>,
+        seq_known: bool,
+        later: &mut Later,
     ) -> Arc<ProcessEntry> {
         let p = &adopted.program;
-        let (log, capture) = self.logs.open_from(&def, p.next_seq);
+        let (log, capture) = if seq_known {
+            self.logs.open_handed(&def, p.next_seq, later)
+        } else {
+            self.logs.open_from(&def, p.next_seq)
+        };
         log.urls
             .store(Arc::new(std::mem::take(&mut adopted.program.urls)));
         if let Err(e) = capture.adopt(pipes) {
@@ -269,6 +280,7 @@ impl State {
             self.programs.clone(),
             supervisor::Begin::Adopted(Box::new(adopted)),
             &self.shutdown,
+            Some(later),
         );
         entry
     }

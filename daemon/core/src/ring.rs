@@ -286,15 +286,9 @@ impl LogRing {
     /// `capacity_bytes` is rounded up to a power of two of 8-byte words (min 4 KiB).
     /// `first_seq` is the seq the first pushed line gets.
     pub fn new(capacity_bytes: usize, first_seq: u64) -> (Arc<LogRing>, RingWriter) {
-        let words = capacity_bytes
-            .div_ceil(8)
-            .clamp(MIN_WORDS, MAX_WORDS)
-            .next_power_of_two();
+        let words = Self::words_of(capacity_bytes);
         let cap_words = words as u64;
-        // A record (a line of `max_payload` bytes and its newline at most) may use at most
-        // half the ring, so evicting older records always makes room; small rings
-        // therefore carry shorter lines per record.
-        let max_payload = Self::MAX_LINE.min(((cap_words / 2 - OVERHEAD) * 8 - 8) as usize);
+        let max_payload = Self::max_payload_for(capacity_bytes);
         let ring = Arc::new(LogRing {
             buf: alloc_words(words),
             mask: cap_words - 1,
@@ -353,6 +347,23 @@ impl LogRing {
     /// (a record never exceeds half the ring).
     pub fn max_payload(&self) -> usize {
         self.max_payload
+    }
+
+    /// The [`max_payload`](Self::max_payload) of a ring of `capacity_bytes`, without
+    /// making one.
+    pub fn max_payload_for(capacity_bytes: usize) -> usize {
+        let cap_words = Self::words_of(capacity_bytes) as u64;
+        // A record (a line of `max_payload` bytes and its newline at most) may use at most
+        // half the ring, so evicting older records always makes room; small rings
+        // therefore carry shorter lines per record.
+        Self::MAX_LINE.min(((cap_words / 2 - OVERHEAD) * 8 - 8) as usize)
+    }
+
+    fn words_of(capacity_bytes: usize) -> usize {
+        capacity_bytes
+            .div_ceil(8)
+            .clamp(MIN_WORDS, MAX_WORDS)
+            .next_power_of_two()
     }
 
     pub fn capacity_bytes(&self) -> usize {

@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{Config, MAX_RING_BYTES, MIN_RING_BYTES, SourceLoc};
 use super::process::process;
-use super::values::{Ctx, join, line_of};
+use super::values::{Ctx, LineIndex, join, line_of};
 use super::{LoadOptions, dropin_dir};
 
 const MAIN_KEYS: &[&str] = &["daemon", "process"];
@@ -172,7 +172,7 @@ impl Loader<'_> {
         }
         let mut ctx = Ctx {
             file: path,
-            src: &src,
+            lines: LineIndex::new(&src),
             errors: &mut self.errors,
         };
         let doc = doc.get_ref();

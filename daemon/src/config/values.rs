@@ -16,17 +16,17 @@ use super::error::ConfigError;
 
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
 
-/// One file being checked: its path, its text (for span -> line) and the error sink.
+/// One file being checked: its path, its lines (for span -> line) and the error sink.
 pub(crate) struct Ctx<'a> {
     pub file: &'a Path,
-    pub src: &'a str,
+    pub lines: LineIndex,
     pub errors: &'a mut Vec<ConfigError>,
 }
 
 impl Ctx<'_> {
     /// 1-based line of a byte offset.
     pub fn line(&self, span: &Range<usize>) -> usize {
-        line_of(self.src, span.start)
+        self.lines.line(span.start)
     }
 
     pub fn err(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
@@ -303,6 +303,22 @@ pub(crate) fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// Where each line of a text starts, so that every key's line is a binary search: counting
+/// newlines from the start for each key made a file of many programs quadratic to check.
+pub(crate) struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    pub fn new(src: &str) -> LineIndex {
+        LineIndex(memchr::memchr_iter(b'\n', src.as_bytes()).collect())
+    }
+
+    /// 1-based line of a byte offset (as [`line_of`]).
+    pub fn line(&self, offset: usize) -> usize {
+        // Newlines before `offset`, plus one.
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
+}
+
 /// 1-based line of a byte offset in `src`.
 pub(crate) fn line_of(src: &str, offset: usize) -> usize {
     let end = offset.min(src.len());
@@ -359,5 +375,10 @@ mod tests {
         assert_eq!(line_of("a\nb\nc", 0), 1);
         assert_eq!(line_of("a\nb\nc", 2), 2);
         assert_eq!(line_of("a\nb\nc", 4), 3);
+        let src = "a\nb\n\nc";
+        let index = LineIndex::new(src);
+        for offset in 0..=src.len() + 1 {
+            assert_eq!(index.line(offset), line_of(src, offset), "offset {offset}");
+        }
     }
 }

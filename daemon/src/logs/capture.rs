@@ -130,13 +130,39 @@ pub(super) fn spawn(
     disk: std::io::Result<DiskLog>,
     target: Target,
 ) -> CaptureHandle {
-    let (tx, rx) = mpsc::channel(4);
-    let handle = log.thread.handle.clone();
     let persist = Persist::new(log.clone(), disk, target);
-    plane
-        .captures
-        .spawn_on(run(plane.clone(), log, writer, persist, rx), &handle);
-    CaptureHandle { tx }
+    let (handle, start) = prepare(plane, log, writer, persist);
+    start();
+    handle
+}
+
+/// [`spawn`], with the task spawned by the returned closure, and the disk log opened by
+/// the task itself (`Persist::deferred`).
+pub(super) fn spawn_later(
+    plane: Arc<LogPlane>,
+    log: Arc<ProcessLog>,
+    writer: RingWriter,
+    target: Target,
+    rotated: Option<Vec<super::disk::Segment>>,
+) -> (CaptureHandle, impl FnOnce() + Send + 'static) {
+    let persist = Persist::deferred(log.clone(), target, rotated);
+    prepare(plane, log, writer, persist)
+}
+
+fn prepare(
+    plane: Arc<LogPlane>,
+    log: Arc<ProcessLog>,
+    writer: RingWriter,
+    persist: Persist,
+) -> (CaptureHandle, impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel(4);
+    let start = move || {
+        let handle = log.thread.handle.clone();
+        plane
+            .captures
+            .spawn_on(run(plane.clone(), log, writer, persist, rx), &handle);
+    };
+    (CaptureHandle { tx }, start)
 }
 
 struct Pipe {
@@ -170,6 +196,8 @@ async fn run(
     persist: Persist,
     mut rx: mpsc::Receiver<Msg>,
 ) {
+    let mut persist = persist;
+    persist.open_deferred();
     let mut sink = Sink {
         plane,
         persist,

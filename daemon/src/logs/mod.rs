@@ -20,15 +20,15 @@ pub mod scanner;
 pub mod threads;
 
 use crate::config::{LogSettings, ProcessDef};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Later, Shutdown};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use brummer_core::{LogRing, Registry, Snapshot};
 use brummer_proto::methods::LogCounters;
 use capture::CaptureHandle;
 use disk::DiskLog;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use threads::{LogThreads, ThreadWake};
 use tokio::sync::Notify;
@@ -138,12 +138,17 @@ pub struct LogPlane {
     /// Capture tasks: they end on their own once their pipes close and their program's
     /// supervisor is gone, and are drained at shutdown so the last lines reach the disk.
     captures: Shutdown,
+    /// The folder as listed at start, for the first programs' logs ([`disk::Listing`]);
+    /// `None` once start-up is over ([`end_startup`](Self::end_startup)). Held only for a
+    /// lookup, never across I/O.
+    listing: Mutex<Option<disk::Listing>>,
 }
 
 impl LogPlane {
     pub fn start(dir: PathBuf, ring_bytes: usize) -> std::io::Result<LogPlane> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(&dir).ok();
+        let listing = disk::Listing::read(&dir);
         Ok(LogPlane {
             dir_mode: meta.as_ref().map_or(0o700, |m| m.mode() & 0o7777),
             dir_owner: meta.map(|m| (m.uid(), m.gid())),
@@ -154,7 +159,13 @@ impl LogPlane {
             threads: LogThreads::start()?,
             logs: Registry::new(),
             captures: Shutdown::new(),
+            listing: Mutex::new(Some(listing)),
         })
+    }
+
+    /// Start-up's logs are open: later ones list the folder themselves.
+    pub fn end_startup(&self) {
+        *self.listing.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn dir(&self) -> &Path {
@@ -189,15 +200,57 @@ impl LogPlane {
     ) -> (Arc<ProcessLog>, CaptureHandle) {
         let ring_bytes = **self.ring_bytes.load();
         // The ring's line limit decides how long lines are cut; the disk index records it.
-        let max_payload = LogRing::new(ring_bytes, 0).0.max_payload();
-        let (disk, first_seq) = match DiskLog::open(&self.dir, &def.name, max_payload) {
+        let max_payload = LogRing::max_payload_for(ring_bytes);
+        let rotated = self.listed(&def.name);
+        let (disk, first_seq) = match DiskLog::open_listed(
+            &self.dir,
+            &def.name,
+            max_payload,
+            rotated,
+        ) {
             Ok((d, next)) => (Ok(d), next),
             Err(e) => {
                 tracing::error!(process = %def.name, dir = %self.dir.display(), cause = %e, "cannot open disk log; output kept in memory until it can be opened");
                 (Err(e), 0)
             }
         };
-        let first_seq = first_seq.max(min_seq);
+        let (log, writer, target) = self.make(def, first_seq.max(min_seq));
+        let capture = capture::spawn(self.clone(), log.clone(), writer, disk, target);
+        (log, capture)
+    }
+
+    /// The log of a program a re-exec handed over, whose ring goes on at `next_seq`: its
+    /// capture task is spawned by `later`, and opens the disk log itself.
+    pub fn open_handed(
+        self: &Arc<Self>,
+        def: &ProcessDef,
+        next_seq: u64,
+        later: &mut Later,
+    ) -> (Arc<ProcessLog>, CaptureHandle) {
+        let (log, writer, target) = self.make(def, next_seq);
+        let rotated = self.listed(&def.name);
+        let (capture, start) =
+            capture::spawn_later(self.clone(), log.clone(), writer, target, rotated);
+        later.push(start);
+        (log, capture)
+    }
+
+    /// `name`'s rotated segments from the start-up listing, while it lasts.
+    fn listed(&self, name: &str) -> Option<Vec<disk::Segment>> {
+        self.listing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|l| l.take(name))
+    }
+
+    /// A program's ring and log at `first_seq`, and where its disk log lives.
+    fn make(
+        &self,
+        def: &ProcessDef,
+        first_seq: u64,
+    ) -> (Arc<ProcessLog>, brummer_core::RingWriter, persist::Target) {
+        let ring_bytes = **self.ring_bytes.load();
         let (ring, writer) = LogRing::new(ring_bytes, first_seq);
         let log = Arc::new(ProcessLog {
             name: Arc::from(def.name.as_str()),
@@ -216,12 +269,11 @@ impl LogPlane {
         let target = persist::Target {
             dir: self.dir.clone(),
             name: def.name.clone(),
-            max_payload,
+            max_payload: LogRing::max_payload_for(ring_bytes),
             dir_mode: self.dir_mode,
             dir_owner: self.dir_owner,
         };
-        let capture = capture::spawn(self.clone(), log.clone(), writer, disk, target);
-        (log, capture)
+        (log, writer, target)
     }
 
     /// Makes `logs` the set readers see, and wakes the followers that wait on a log thread:

@@ -12,7 +12,7 @@
 //! missed, with the same count.
 
 use super::ProcessLog;
-use super::disk::{ChunkMeta, DiskLog};
+use super::disk::{ChunkMeta, DiskLog, Segment};
 use super::refill::Chunker;
 use std::io;
 use std::ops::Range;
@@ -62,6 +62,9 @@ pub struct Persist {
     rotate_error: Option<String>,
     /// Lines lost since the disk began to fail (for the message when it recovers).
     lost_now: u64,
+    /// The disk log is opened by [`Persist::open_deferred`], with its rotated segments
+    /// when they were listed already (`None`: it lists the folder).
+    pending_open: Option<Option<Vec<Segment>>>,
 }
 
 impl Persist {
@@ -81,6 +84,7 @@ impl Persist {
             write_error: None,
             rotate_error: None,
             lost_now: 0,
+            pending_open: None,
             was_open: disk.is_some(),
             disk,
         };
@@ -91,6 +95,63 @@ impl Persist {
             p.publish();
         }
         p
+    }
+
+    /// A disk log opened by the capture task ([`Persist::open_deferred`]), not by whoever
+    /// made the program: a re-exec, whose handover says where the ring goes on, opens it
+    /// off the path to the first answer.
+    pub fn deferred(
+        log: Arc<ProcessLog>,
+        target: Target,
+        rotated: Option<Vec<Segment>>,
+    ) -> Persist {
+        let next = log.ring.next_seq();
+        Persist {
+            log,
+            target,
+            disk: None,
+            was_open: false,
+            unwritten: None,
+            checked: (Instant::now(), next),
+            write_error: None,
+            rotate_error: None,
+            lost_now: 0,
+            pending_open: Some(rotated),
+        }
+    }
+
+    /// Opens the disk log of [`Persist::deferred`]; the capture task calls it before it
+    /// reads anything. Its lines must not go past where the ring begins (they came from
+    /// the previous image's ring); a log behind it has a gap, as the previous image's disk
+    /// log had. Failing, lines wait in memory and the log is opened on a retry.
+    pub fn open_deferred(&mut self) {
+        let Some(rotated) = self.pending_open.take() else {
+            return;
+        };
+        let from = self.log.ring.next_seq();
+        let t = &self.target;
+        let opened = DiskLog::open_listed(&t.dir, &t.name, t.max_payload, rotated).and_then(|(d, next)| {
+            if next > from {
+                return Err(io::Error::other(format!(
+                    "it holds lines up to {} but the handed-over ring goes on at {from}; restart brummerd to continue the log",
+                    next - 1
+                )));
+            }
+            Ok(d)
+        });
+        match opened {
+            Ok(d) => {
+                self.disk = Some(d);
+                self.was_open = true;
+            }
+            Err(e) => {
+                tracing::error!(process = %self.target.name, dir = %self.target.dir.display(), cause = %e, "cannot open disk log; output kept in memory until it can be opened");
+                self.set_unwritten(Some(from));
+                self.count_error();
+                self.write_error = Some(self.error_text("open", &e));
+                self.publish();
+            }
+        }
     }
 
     /// Whether the capture should call [`Persist::retry`] in a while.

@@ -10,6 +10,7 @@ use crate::config::{self, CommandSpec, Config, LoadOptions, ProcessDef};
 use crate::handover::{self, Handover, Pipe, Program};
 use crate::process::Command;
 use crate::process::supervisor::Adopted;
+use crate::shutdown::Later;
 use crate::state::State;
 use brummer_proto::methods::ReexecResult;
 use std::collections::BTreeMap;
@@ -109,7 +110,12 @@ pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
 /// definition is the one on disk now, in force from its next start, as systemd's
 /// daemon-reexec does with unit files); one that is not is stopped; the others are new and
 /// start when `autostart`.
-pub fn adopt(state: &State, config: &Config, h: Handover) {
+///
+/// `reexec`: the handover is a re-exec's, which says where each log goes on (not one made
+/// from systemd's store after a crash). Returns the adopted programs' tasks, to be spawned
+/// once the programs are published and the planes serve.
+pub fn adopt(state: &State, config: &Config, h: Handover, reexec: bool) -> Later {
+    let mut later = Later::default();
     let elapsed = h.elapsed();
     let mut handed: BTreeMap<String, Program> = h
         .programs
@@ -120,7 +126,7 @@ pub fn adopt(state: &State, config: &Config, h: Handover) {
     let mut gone = Vec::new();
     for def in config.processes.values() {
         let entry = match handed.remove(&def.name) {
-            Some(p) => take(state, def.clone(), p, elapsed),
+            Some(p) => take(state, def.clone(), p, elapsed, reexec, &mut later),
             None => state.add_process(def.clone()),
         };
         entries.push((def.name.clone(), entry));
@@ -131,7 +137,7 @@ pub fn adopt(state: &State, config: &Config, h: Handover) {
         def.restart = crate::config::RestartPolicy::Never;
         def.stop_signal = p.stop_signal;
         def.stop_timeout = Duration::from_millis(p.stop_timeout_ms);
-        gone.push(take(state, Arc::new(def), p, elapsed));
+        gone.push(take(state, Arc::new(def), p, elapsed, reexec, &mut later));
     }
     let adopted = entries.len();
     state.publish(entries);
@@ -144,12 +150,16 @@ pub fn adopt(state: &State, config: &Config, h: Handover) {
     // Stopped as a reload stops a removed program; never published.
     for e in gone {
         tracing::info!(process = %e.name, "no longer in the configuration: stopping it");
-        state.shutdown().spawn(async move {
-            if let Err(err) = e.send(Command::Remove).await {
-                tracing::error!(process = %e.name, cause = %err, "stop failed");
-            }
+        let shutdown = state.shutdown().clone();
+        later.push(move || {
+            shutdown.spawn(async move {
+                if let Err(err) = e.send(Command::Remove).await {
+                    tracing::error!(process = %e.name, cause = %err, "stop failed");
+                }
+            });
         });
     }
+    later
 }
 
 /// Adopts one handed-over program, taking ownership of its descriptors.
@@ -158,6 +168,8 @@ fn take(
     def: Arc<ProcessDef>,
     mut p: Program,
     elapsed: Duration,
+    reexec: bool,
+    later: &mut Later,
 ) -> Arc<crate::process::ProcessEntry> {
     // SAFETY: `handover::take_from_env` read these numbers from the handover, which names
     // each descriptor once, and nothing else in this image has taken them.
@@ -179,5 +191,7 @@ fn take(
             notify,
         },
         pipes,
+        reexec,
+        later,
     )
 }

@@ -3,6 +3,7 @@
 //! `docs/logs.md` describes the bytes.
 
 use brummer_proto::Stream;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -225,34 +226,85 @@ pub struct Segment {
 
 /// The rotated segments of `name`, oldest first (from the file names alone).
 pub fn rotated_segments(dir: &Path, name: &str) -> Vec<Segment> {
-    let prefix = format!("{name}.log.");
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
         return out;
     };
     for ent in rd.flatten() {
-        let fname = ent.file_name();
-        let Some(fname) = fname.to_str() else {
-            continue;
-        };
-        let Some(rest) = fname.strip_prefix(&prefix) else {
-            continue;
-        };
-        if rest.len() != 20 || !rest.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(seq) = rest.parse::<u64>() {
-            let data = ent.path();
-            out.push(Segment {
-                first_seq: seq,
-                idx: idx_of(&data),
-                data,
-                active: false,
-            });
+        if let Some((of, seq)) = ent.file_name().to_str().and_then(parse_rotated)
+            && of == name
+        {
+            out.push(rotated_segment(ent.path(), seq));
         }
     }
     out.sort_by_key(|s| s.first_seq);
     out
+}
+
+/// The program and first seq a rotated segment's file name (`NAME.log.<first_seq:020>`)
+/// names; `None` for any other file.
+fn parse_rotated(fname: &str) -> Option<(&str, u64)> {
+    let digits = fname.len().checked_sub(20)?;
+    let rest = fname.get(digits..)?;
+    if !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let name = fname.get(..digits)?.strip_suffix(".log.")?;
+    Some((name, rest.parse().ok()?))
+}
+
+fn rotated_segment(data: PathBuf, first_seq: u64) -> Segment {
+    Segment {
+        first_seq,
+        idx: idx_of(&data),
+        data,
+        active: false,
+    }
+}
+
+/// The rotated segments of every log in a folder, from one listing of it: opening every
+/// program's log at start-up lists the folder once, not once per program (which made
+/// start-up quadratic in the number of programs).
+///
+/// Only a log's own writer adds or removes its segments, so what was listed stays true for
+/// a program until its log is first opened; a program taken once is not answered again
+/// (its writer may have rotated since), and its caller lists the folder.
+pub struct Listing {
+    rotated: HashMap<String, Vec<Segment>>,
+    taken: HashSet<String>,
+}
+
+impl Listing {
+    /// Lists `dir`; an unreadable folder lists as empty, as [`rotated_segments`] does.
+    pub fn read(dir: &Path) -> Listing {
+        let mut rotated: HashMap<String, Vec<Segment>> = HashMap::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for ent in rd.flatten() {
+                if let Some((name, seq)) = ent.file_name().to_str().and_then(parse_rotated) {
+                    rotated
+                        .entry(name.to_owned())
+                        .or_default()
+                        .push(rotated_segment(ent.path(), seq));
+                }
+            }
+        }
+        for segs in rotated.values_mut() {
+            segs.sort_by_key(|s| s.first_seq);
+        }
+        Listing {
+            rotated,
+            taken: HashSet::new(),
+        }
+    }
+
+    /// `name`'s rotated segments, oldest first, as [`rotated_segments`] would list them;
+    /// `None` when `name` was taken before.
+    pub fn take(&mut self, name: &str) -> Option<Vec<Segment>> {
+        if !self.taken.insert(name.to_owned()) {
+            return None;
+        }
+        Some(self.rotated.remove(name).unwrap_or_default())
+    }
 }
 
 /// Every segment of `name`, oldest first: the rotated ones and the active one.

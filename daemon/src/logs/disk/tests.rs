@@ -297,3 +297,30 @@ fn reopening_after_a_damaged_last_record_does_not_overflow() {
     let (_log, next) = DiskLog::open(dir, "d", 8).unwrap();
     assert_eq!(next, u64::MAX);
 }
+
+#[test]
+fn one_listing_answers_as_a_listing_per_log_and_each_log_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Names that are prefixes of each other, or hold ".log.", must not mix.
+    for name in ["web", "web.log.x", "w"] {
+        let (mut log, _) = DiskLog::open(dir, name, 8).unwrap();
+        for seq in 0..10u64 {
+            log.append(&[b"a line\n"], &meta(seq, 1, false)).unwrap();
+            log.rotate(seq + 1, 4, &Epoch::default()).unwrap();
+        }
+    }
+    std::fs::write(dir.join("web.log.unindexed"), b"x").unwrap();
+    std::fs::write(dir.join("web.log.123"), b"x").unwrap();
+    let mut listing = Listing::read(dir);
+    for name in ["web", "web.log.x", "w", "absent"] {
+        let listed = listing.take(name).unwrap();
+        assert_eq!(listed, rotated_segments(dir, name), "{name}");
+        assert_eq!(listed.len(), if name == "absent" { 0 } else { 3 }, "{name}");
+        assert_eq!(listing.take(name), None, "{name} is answered once");
+    }
+    // A log opened from the listing continues its numbering.
+    let rotated = Listing::read(dir).take("web");
+    let (_log, next) = DiskLog::open_listed(dir, "web", 8, rotated).unwrap();
+    assert_eq!(next, 10);
+}

@@ -63,11 +63,23 @@ impl DiskLog {
     /// rotated first; bytes written but not indexed (a crash between the two writes) are
     /// indexed now, so they stay readable.
     pub fn open(dir: &Path, name: &str, max_payload: usize) -> io::Result<(DiskLog, u64)> {
+        Self::open_listed(dir, name, max_payload, None)
+    }
+
+    /// [`open`](Self::open) with the rotated segments already listed (from a [`Listing`]);
+    /// `None` lists the folder.
+    pub fn open_listed(
+        dir: &Path,
+        name: &str,
+        max_payload: usize,
+        rotated: Option<Vec<Segment>>,
+    ) -> io::Result<(DiskLog, u64)> {
         let data_path = active_path(dir, name);
         let idx_path = idx_of(&data_path);
         let max_payload = max_payload as u32;
         // Where the newest rotated segment left off, for a missing or empty active segment.
-        let rotated_next = rotated_segments(dir, name)
+        let rotated_next = rotated
+            .unwrap_or_else(|| rotated_segments(dir, name))
             .last()
             .and_then(|s| last_seq_of(&s.idx))
             .unwrap_or(0);

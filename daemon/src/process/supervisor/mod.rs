@@ -28,7 +28,7 @@ use super::command::{Command, Done, Failure, Outcome};
 use super::entry::{ProcessEntry, ProcessInfo};
 use crate::desired::Desired;
 use crate::logs::capture::{CaptureHandle, Source};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Later, Shutdown};
 use brummer_core::{EventBus, Hot};
 use brummer_proto::ProcessState;
 use brummer_proto::events::Event;
@@ -135,6 +135,7 @@ pub fn spawn_task(
     shared: Arc<Shared>,
     begin: Begin,
     shutdown: &Shutdown,
+    later: Option<&mut Later>,
 ) {
     if matches!(begin, Begin::Fresh { autostart: true }) {
         entry.start_asked();
@@ -154,6 +155,7 @@ pub fn spawn_task(
         watch: None,
         shutdown: shutdown.clone(),
         stored: Vec::new(),
+        record_adopted: false,
     };
     let autostart = match begin {
         Begin::Fresh { autostart } => autostart,
@@ -163,7 +165,18 @@ pub fn spawn_task(
             false
         }
     };
-    shutdown.spawn(task.run(autostart));
+    let run = task.run(autostart);
+    match later {
+        Some(later) => {
+            let shutdown = shutdown.clone();
+            later.push(move || {
+                shutdown.spawn(run);
+            });
+        }
+        None => {
+            shutdown.spawn(run);
+        }
+    }
 }
 
 struct Task {
@@ -187,6 +200,9 @@ struct Task {
     /// The names of the running child's descriptors in systemd's store (`fdstore`), for
     /// its runtime record.
     stored: Vec<String>,
+    /// An adopted child's runtime record is still to be written (by the task, first thing:
+    /// it reads /proc, which is not on the path to the first answer after a re-exec).
+    record_adopted: bool,
 }
 
 enum Wake {
@@ -198,6 +214,9 @@ enum Wake {
 
 impl Task {
     async fn run(mut self, autostart: bool) {
+        if std::mem::take(&mut self.record_adopted) {
+            self.record_adopted();
+        }
         if autostart && let Err(e) = self.start(true).await {
             tracing::warn!(process = %self.entry.name, cause = %e, "autostart failed");
         }

@@ -175,8 +175,17 @@ impl Task {
             restarts: self.restarts,
             generation: self.generation as u32,
         });
-        // This image's runtime state starts without children: record the adopted one, so
-        // that a crash of this image finds it.
+        self.record_adopted = pid.is_some();
+        if pid.is_none() {
+            self.shared.desired.set_run(&self.entry.name, None);
+        }
+        a.notify
+    }
+
+    /// Records the adopted child in this image's runtime state, which starts without
+    /// children, so that a crash of this image finds it.
+    pub(super) fn record_adopted(&mut self) {
+        let pid = self.entry.cell.load().hot().pid;
         if pid.is_some() && crate::fdstore::enabled() {
             // The same service: what the previous image stored is still there.
             self.stored = [
@@ -195,6 +204,5 @@ impl Task {
                 r
             });
         self.shared.desired.set_run(&self.entry.name, run);
-        a.notify
     }
 }
