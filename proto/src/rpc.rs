@@ -222,6 +222,34 @@ mod tests {
         assert_eq!(id, Some(Value::Null));
     }
 
+    /// Found by the `control` fuzz target (docs/reliability.md): an id that is not a small
+    /// integer (here 43 digits, read as a float) came back in the reply as a number the
+    /// client read as another one, because serde_json's default float parsing is not
+    /// exact; a client could not match the reply to its request.
+    #[test]
+    fn a_float_id_comes_back_as_the_same_number() {
+        for id in [
+            "3333333333333333333333333333333333333333333",
+            "3.3333333333333334e42",
+            "0.30000000000000004",
+            "1e-300",
+        ] {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"status","params":[1]}}"#);
+            let read = RawRequest::parse(line.as_bytes()).map_or_else(|(id, _)| id, |r| r.id);
+            let read = read.expect("an id");
+            assert_eq!(read.as_f64(), id.parse::<f64>().ok(), "{id} read as {read}");
+            let reply = Response::err(
+                Some(read.clone()),
+                RpcError::new(ErrorCode::InvalidParams, "x"),
+            );
+            let text = serde_json::to_string(&reply).unwrap();
+            match Incoming::parse(&text).unwrap() {
+                Incoming::Response(r) => assert_eq!(r.id, read, "{text}"),
+                Incoming::Notification(n) => panic!("read as a notification: {n:?}"),
+            }
+        }
+    }
+
     #[test]
     fn incoming_distinguishes_responses_and_notifications() {
         let r = Incoming::parse(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).unwrap();

@@ -549,7 +549,10 @@ fn logs(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> LogSettings {
                         Err(e) => ctx.err(
                             &item.span(),
                             &item_key,
-                            format!("not a valid regular expression: {e}"),
+                            format!(
+                                "not a valid regular expression: {}",
+                                super::values::regex_reason(&e)
+                            ),
                         ),
                     }
                 }

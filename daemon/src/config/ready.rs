@@ -428,7 +428,10 @@ fn check_of(ctx: &mut Ctx<'_>, kind: &str, v: &Value<'_>, key: &str) -> Option<C
                     ctx.err(
                         &v.span(),
                         key,
-                        format!("not a valid regular expression: {e}"),
+                        format!(
+                            "not a valid regular expression: {}",
+                            super::values::regex_reason(&e)
+                        ),
                     );
                     None
                 }

@@ -347,9 +347,36 @@ pub(crate) fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// Why a regular expression was refused, on one line as every config error is: regex's own
+/// text spans several (the pattern, a caret under the fault, then the reason), and the
+/// pattern is in the file already.
+pub(crate) fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `config` fuzz target (docs/reliability.md, finding 9): an invalid
+    /// pattern in `error_patterns` or a ready check gave an error over four lines.
+    #[test]
+    #[expect(
+        clippy::invalid_regex,
+        reason = "the invalid pattern is what is tested"
+    )]
+    fn a_bad_regex_is_reported_on_one_line() {
+        let e = regex::Regex::new("+ba").unwrap_err();
+        assert!(e.to_string().contains('\n'), "regex's own text: {e}");
+        assert_eq!(regex_reason(&e), "repetition operator missing expression");
+        let big = regex::RegexBuilder::new("a{1000}{1000}")
+            .size_limit(1000)
+            .build()
+            .unwrap_err();
+        assert!(!regex_reason(&big).is_empty() && !regex_reason(&big).contains('\n'));
+    }
 
     #[test]
     fn signals() {

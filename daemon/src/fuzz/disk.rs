@@ -96,7 +96,8 @@ pub fn disk(dir: &Path, data: &[u8]) {
         if input.upto(3) == 0 {
             log.rotate(next, max_files, &disk::Epoch::default())
                 .expect("rotate");
-            written.retain(|w| retained(dir, w.0));
+            let kept = oldest_kept(dir);
+            written.retain(|w| kept.is_some_and(|k| k <= w.0));
         }
     }
     drop(log);
@@ -221,11 +222,10 @@ pub fn disk(dir: &Path, data: &[u8]) {
     assert_eq!(texts, [&b"a"[..], b"b"], "{res:?}");
 }
 
-/// Whether seq `seq` is still in a segment on disk.
-fn retained(dir: &Path, seq: u64) -> bool {
-    disk::segments(dir, NAME)
-        .first()
-        .is_some_and(|s| s.first_seq <= seq)
+/// The first seq of the oldest segment still on disk (a line before it was deleted by
+/// `max_files`). Read once per rotation, not once per line: each read scans the directory.
+fn oldest_kept(dir: &Path) -> Option<u64> {
+    disk::segments(dir, NAME).first().map(|s| s.first_seq)
 }
 
 /// A range read whose filter keeps, skips or stops by `pattern` (two bits per line, all

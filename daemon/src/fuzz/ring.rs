@@ -6,6 +6,9 @@
 //! stream; `tail`; a follower that goes on from each `next_seq`). A writer thread pushes
 //! while the calling thread reads; the lines each seq must hold are computed beforehand
 //! from the push rules (cut at `\n`, lines over `max_payload` cut into partial pieces).
+//! The writer thread is started once per calling thread and takes one case after another
+//! (starting a thread per case cost more than the case itself), so each case still has a
+//! writer of its own ring running beside its reader.
 //!
 //! Checks, on every read: each line returned is exactly the line of its seq (bytes,
 //! partial flag, stream, stamp: never a torn line); seqs rise; `read_from` starts at
@@ -16,12 +19,58 @@
 use super::input::Input;
 use brummer_core::{Line, LogRing, RingWriter, Stamp};
 use brummer_proto::Stream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 
-/// One push of the writer.
-enum Push<'a> {
-    Lines(Stream, &'a [u8]),
-    Piece(Stream, &'a [u8]),
+/// One push of the writer (its bytes owned: the writer thread outlives the input).
+enum Push {
+    Lines(Stream, Vec<u8>),
+    Piece(Stream, Vec<u8>),
+}
+
+/// What the writer thread does for one case, and where it says how that went.
+struct Job {
+    writer: RingWriter,
+    pushes: Vec<Push>,
+    repeat: u64,
+    done: SyncSender<std::thread::Result<()>>,
+}
+
+thread_local! {
+    /// The writer thread of the calling thread; it ends when the caller does (its queue
+    /// closes).
+    static WRITER: SyncSender<Job> = {
+        let (jobs, queue) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("fuzz-ring-writer".into())
+            .spawn(move || writer_thread(queue))
+            .expect("start the ring fuzz target's writer thread");
+        jobs
+    };
+}
+
+fn writer_thread(queue: Receiver<Job>) {
+    for job in queue {
+        let Job {
+            mut writer,
+            pushes,
+            repeat,
+            done,
+        } = job;
+        // A panic is the case's failure: it goes back to the reader, which fails with it.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for r in 0..repeat {
+                for (i, p) in pushes.iter().enumerate() {
+                    push(&mut writer, p, (r as usize * pushes.len() + i) as u32);
+                }
+            }
+        }));
+        // Everything of the case is freed before the reader hears it is done, so that no
+        // allocation of one case is freed during the next (libFuzzer's leak check counts
+        // them per case).
+        drop((writer, pushes));
+        // The reader is gone if it failed first; its panic is the one reported.
+        let _ = done.send(r);
+    }
 }
 
 /// One read of the reader.
@@ -57,12 +106,12 @@ pub fn ring(data: &[u8]) {
         0
     };
     let stream = |b: bool| if b { Stream::Stderr } else { Stream::Stdout };
-    let pushes: Vec<Push<'_>> = (0..input.upto(15) + 1)
+    let pushes: Vec<Push> = (0..input.upto(15) + 1)
         .map(|_| {
             let kind = input.u8();
             let s = stream(kind & 2 != 0);
             let big = kind & 4 != 0;
-            let bytes = input.bytes(if big { 2500 } else { 100 });
+            let bytes = input.bytes(if big { 2500 } else { 100 }).to_vec();
             if kind & 1 == 0 {
                 Push::Lines(s, bytes)
             } else {
@@ -100,36 +149,44 @@ pub fn ring(data: &[u8]) {
         })
         .collect();
 
-    let (ring, mut writer) = LogRing::new(capacity, first_seq);
+    let (ring, writer) = LogRing::new(capacity, first_seq);
     let want = expected(&pushes, repeat, ring.max_payload());
-    let done = AtomicBool::new(false);
     let check = Checker {
         ring: &ring,
         want: &want,
         first_seq,
     };
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // Set even if a push panics, so that the reader ends and the panic is seen.
-            let _done = Done(&done);
-            for r in 0..repeat {
-                for (i, p) in pushes.iter().enumerate() {
-                    push(&mut writer, p, (r as usize * pushes.len() + i) as u32);
-                }
-            }
-        });
-        let mut follow = first_seq;
-        // Reads go on until the writer is done, then once more.
-        loop {
-            let last = done.load(Ordering::Acquire);
-            for op in &ops {
-                check.op(op, &mut follow);
-            }
-            if last {
-                break;
-            }
-        }
+    let (done, finished) = mpsc::sync_channel(1);
+    WRITER.with(|w| {
+        w.send(Job {
+            writer,
+            pushes,
+            repeat,
+            done,
+        })
+        .expect("the ring fuzz target's writer thread is gone")
     });
+    let mut follow = first_seq;
+    // Reads go on until the writer is done, then once more. Between rounds the reader
+    // yields, so that a writer waiting for the same core gets it instead of the reader
+    // spinning out its time slice.
+    let outcome = loop {
+        let last = match finished.try_recv() {
+            Ok(r) => Some(r),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => panic!("the ring's writer thread died"),
+        };
+        for op in &ops {
+            check.op(op, &mut follow);
+        }
+        match last {
+            Some(r) => break r,
+            None => std::thread::yield_now(),
+        }
+    };
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 
     // Quiet: one read from the start returns exactly what is held.
     let end = first_seq + want.len() as u64;
@@ -145,16 +202,8 @@ pub fn ring(data: &[u8]) {
     }
 }
 
-struct Done<'a>(&'a AtomicBool);
-
-impl Drop for Done<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
-}
-
 /// The pushes' lines, in seq order.
-fn expected(pushes: &[Push<'_>], repeat: u64, max: usize) -> Vec<Want> {
+fn expected(pushes: &[Push], repeat: u64, max: usize) -> Vec<Want> {
     let mut want = Vec::new();
     for r in 0..repeat {
         for (i, p) in pushes.iter().enumerate() {
@@ -168,8 +217,8 @@ fn expected(pushes: &[Push<'_>], repeat: u64, max: usize) -> Vec<Want> {
                 })
             };
             match *p {
-                Push::Piece(s, b) => line(&b[..b.len().min(max)], true, s),
-                Push::Lines(s, b) => {
+                Push::Piece(s, ref b) => line(&b[..b.len().min(max)], true, s),
+                Push::Lines(s, ref b) => {
                     let mut parts: Vec<&[u8]> = b.split(|&c| c == b'\n').collect();
                     // Bytes after the last newline are a line; none after it are not,
                     // except that empty bytes are one empty line.
@@ -201,10 +250,10 @@ fn stamp(stream: Stream, push: u32) -> Stamp {
     }
 }
 
-fn push(w: &mut RingWriter, p: &Push<'_>, n: u32) {
+fn push(w: &mut RingWriter, p: &Push, n: u32) {
     match *p {
-        Push::Lines(s, b) => w.push_lines(&stamp(s, n), b),
-        Push::Piece(s, b) => w.push_piece(&stamp(s, n), b),
+        Push::Lines(s, ref b) => w.push_lines(&stamp(s, n), b),
+        Push::Piece(s, ref b) => w.push_piece(&stamp(s, n), b),
     };
 }
 
