@@ -121,8 +121,10 @@ pub enum Command {
     /// Print every process's and brummerd's figures in the Prometheus text format
     ///
     /// Per process: up, state, restarts, CPU seconds, memory and its peak, tasks, IO
-    /// bytes, log lines and bytes, ring evictions; for brummerd: its resident memory,
-    /// events missed by slow subscribers, event subscribers, connections. brummerd can
+    /// bytes, pressure (with cgroups), log lines and bytes, ring evictions, lines not yet
+    /// on disk; for brummerd: its resident memory, events missed by slow subscribers,
+    /// event subscribers, connections, and its queue depths (events waiting for
+    /// subscribers, messages waiting for clients, lines waiting for the disk). brummerd can
     /// serve the same text over HTTP for a Prometheus scrape: see metrics_listen in
     /// brummer.toml(5).
     Metrics,

@@ -19,7 +19,7 @@ use brummer_proto::methods::ReloadResult;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Reloads queued at once; more are refused (the caller retries).
@@ -63,6 +63,9 @@ pub struct State {
     reexec_tx: mpsc::Sender<ReexecRequest>,
     /// Open control-socket connections (the metrics' `brummer_daemon_connections`).
     connections: Arc<AtomicU64>,
+    /// Messages waiting in the control connections' outboxes, all together (the metrics'
+    /// `brummer_daemon_outbox_queued_messages`); kept by the outboxes themselves.
+    outbox_queued: Arc<AtomicUsize>,
 }
 
 /// Counts one open connection until dropped.
@@ -126,6 +129,7 @@ impl State {
             reload_tx,
             reexec_tx,
             connections: Arc::default(),
+            outbox_queued: Arc::default(),
         };
         Ok((
             state,
@@ -183,6 +187,11 @@ impl State {
     /// Control-socket connections open now.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// The gauge every connection's outbox counts its queued messages in.
+    pub fn outbox_queued(&self) -> Arc<AtomicUsize> {
+        self.outbox_queued.clone()
     }
 
     pub fn is_shutting_down(&self) -> bool {

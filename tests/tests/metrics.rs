@@ -308,6 +308,13 @@ brtest!(
             ("brummer_daemon_resident_memory_bytes", None),
             ("brummer_daemon_events_missed_total", Some(0.0)),
             ("brummer_daemon_processes", Some(2.0)),
+            ("brummer_daemon_event_queue_events", Some(0.0)),
+            ("brummer_daemon_outbox_queued_messages", Some(0.0)),
+            ("brummer_daemon_log_disk_pending_lines", None),
+            (
+                "brummer_process_log_disk_pending_lines{process=\"web\"}",
+                None,
+            ),
             // brummerctl's own connection.
             ("brummer_daemon_connections", Some(1.0)),
         ] {
@@ -446,7 +453,8 @@ brtest!(
 
 brtest!(
     /// A subscriber that stops reading loses events, and the daemon's metrics count them:
-    /// a crash loop fills its stream while it reads nothing.
+    /// a crash loop fills its stream while it reads nothing. The queue-depth gauges show
+    /// where the events wait: its connection's outbox and its bus queue.
     events_missed_by_a_stalled_subscriber_are_counted,
     Config::new().process(
         "crash",
@@ -468,6 +476,18 @@ brtest!(
             (missed(&d) > 0.0).then_some(())
         });
         d.ctl_ok(&["stop", "crash"]);
+        // Events are missed only once the socket, the outbox and the bus queue are full.
+        let text = d.ctl_ok(&["metrics"]);
+        let depth = |s| value(&text, s).unwrap_or_else(|| panic!("no {s} in:\n{text}"));
+        assert!(depth("brummer_daemon_outbox_queued_messages") >= 256.0, "{text}");
+        assert!(depth("brummer_daemon_event_queue_events") >= 1.0, "{text}");
         drop(stalled);
+        // Its connection gone, what it held leaves the gauges.
+        wait_for("the stalled client's queues emptied", T * 4, || {
+            let text = d.ctl_ok(&["metrics"]);
+            (value(&text, "brummer_daemon_outbox_queued_messages") == Some(0.0)
+                && value(&text, "brummer_daemon_event_queue_events") == Some(0.0))
+            .then_some(())
+        });
     }
 );

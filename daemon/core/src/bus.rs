@@ -205,6 +205,12 @@ impl<T: Clone + Send> EventBus<T> {
         self.shared.lock().subs.len()
     }
 
+    /// Events published but not yet taken, all subscribers' queues together (the
+    /// daemon's queue-depth gauge).
+    pub fn queued_total(&self) -> usize {
+        self.shared.lock().subs.iter().map(|s| s.queue.len()).sum()
+    }
+
     /// Stops publishing; subscribers drain what is queued and then get `Closed`.
     pub fn close(&self) {
         self.shared.shut();

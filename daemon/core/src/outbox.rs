@@ -11,7 +11,7 @@
 //! queued message always has an owner that will write it, and a failed socket fails
 //! everyone. The state lock is never held across a write.
 
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::PoisonError;
@@ -40,6 +40,10 @@ struct State {
 pub struct OutboxState {
     state: Mutex<State>,
     capacity: usize,
+    /// Messages queued in this outbox and every other that shares the gauge (the daemon's
+    /// queue-depth metric); changed under the state lock with each queue change, so it
+    /// never counts a message twice or keeps one that left.
+    queued_gauge: Arc<AtomicUsize>,
 }
 
 /// What became of a sent message, and whom the caller must wake.
@@ -78,6 +82,12 @@ impl OutboxState {
     /// An empty outbox whose queue holds `capacity` messages (one more briefly, when a
     /// direct write cut short puts its rest in front).
     pub fn new(capacity: usize) -> OutboxState {
+        Self::counted_in(capacity, Arc::new(AtomicUsize::new(0)))
+    }
+
+    /// Like [`OutboxState::new`], adding what it queues to `gauge`, which other outboxes
+    /// may share.
+    pub fn counted_in(capacity: usize, gauge: Arc<AtomicUsize>) -> OutboxState {
         OutboxState {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -86,6 +96,7 @@ impl OutboxState {
                 senders_gone: false,
             }),
             capacity,
+            queued_gauge: gauge,
         }
     }
 
@@ -112,6 +123,7 @@ impl OutboxState {
                     return Sent::Full(line);
                 }
                 st.queue.push_back(line);
+                self.queued_gauge.fetch_add(1, Ordering::Relaxed);
                 return Sent::Done;
             }
             st.owner = Owner::Sender;
@@ -140,6 +152,7 @@ impl OutboxState {
             // The rest of this message comes before anything queued while we wrote.
             line.drain(..done);
             st.queue.push_front(line);
+            self.queued_gauge.fetch_add(1, Ordering::Relaxed);
         }
         if st.queue.is_empty() {
             st.owner = Owner::Idle;
@@ -159,6 +172,7 @@ impl OutboxState {
         if st.owner == Owner::Writer {
             let freed_room = st.queue.len() >= self.capacity;
             if let Some(line) = st.queue.pop_front() {
+                self.queued_gauge.fetch_sub(1, Ordering::Relaxed);
                 return Next::Write { line, freed_room };
             }
             st.owner = Owner::Idle;
@@ -176,6 +190,8 @@ impl OutboxState {
     pub fn fail(&self) {
         let mut st = self.lock();
         st.failed = true;
+        self.queued_gauge
+            .fetch_sub(st.queue.len(), Ordering::Relaxed);
         st.queue.clear();
     }
 
@@ -188,6 +204,15 @@ impl OutboxState {
     /// Messages queued (for tests and models).
     pub fn queued(&self) -> usize {
         self.lock().queue.len()
+    }
+}
+
+impl Drop for OutboxState {
+    /// An outbox dropped with messages still queued (its connection ended) takes them out
+    /// of the shared gauge.
+    fn drop(&mut self) {
+        let left = self.lock().queue.len();
+        self.queued_gauge.fetch_sub(left, Ordering::Relaxed);
     }
 }
 
@@ -249,5 +274,26 @@ mod tests {
         assert_eq!(o.send(b"y".to_vec(), would_block), Sent::Failed);
         assert_eq!(o.next(), Next::Failed);
         assert_eq!(o.queued(), 0);
+    }
+
+    #[test]
+    fn a_shared_gauge_counts_what_every_outbox_holds_queued() {
+        let gauge = Arc::new(AtomicUsize::new(0));
+        let n = || gauge.load(Ordering::Relaxed);
+        let a = OutboxState::counted_in(4, gauge.clone());
+        let b = OutboxState::counted_in(4, gauge.clone());
+        // Cut short: the rest is queued; then one more behind it.
+        assert_eq!(a.send(b"abc".to_vec(), would_block), Sent::WakeWriter);
+        assert_eq!(a.send(b"d".to_vec(), would_block), Sent::Done);
+        assert_eq!(b.send(b"xy".to_vec(), would_block), Sent::WakeWriter);
+        assert_eq!(b.send(b"z".to_vec(), would_block), Sent::Done);
+        assert_eq!(n(), 4);
+        assert!(matches!(a.next(), Next::Write { .. }));
+        assert_eq!(n(), 3);
+        // A failed socket drops its queue, a dropped outbox what it still held.
+        b.fail();
+        assert_eq!(n(), 1);
+        drop(a);
+        assert_eq!(n(), 0);
     }
 }

@@ -58,7 +58,7 @@ impl Connection {
             }
         };
         let tasks = self.state.shutdown().clone();
-        let (out, writer) = Outbox::new(write);
+        let (out, writer) = Outbox::new(write, self.state.outbox_queued());
         let writer = tasks.spawn(writer);
         let mut reader = LineReader::new(read, MAX_LINE);
         let mut session = Session {

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use tokio::sync::Notify;
 
 /// Messages waiting for one client. A sender finding it full waits for room. A direct write
@@ -119,11 +120,15 @@ impl Shared {
 impl Outbox {
     /// An outbox writing to `socket`, and the writer task's future (spawn it; it ends when
     /// every clone of the outbox is dropped and the queue is written, or the socket fails;
-    /// the socket's write side is shut down when both are gone).
-    pub fn new(socket: WriteSide) -> (Outbox, impl Future<Output = ()> + Send + 'static) {
+    /// the socket's write side is shut down when both are gone). What it queues is
+    /// counted in `queued`, which every connection's outbox shares.
+    pub fn new(
+        socket: WriteSide,
+        queued: Arc<AtomicUsize>,
+    ) -> (Outbox, impl Future<Output = ()> + Send + 'static) {
         let shared = Arc::new(Shared {
             socket,
-            state: OutboxState::new(OUTBOX),
+            state: OutboxState::counted_in(OUTBOX, queued),
             work: Notify::new(),
             room: Notify::new(),
         });
@@ -196,7 +201,7 @@ mod tests {
         let (_read, write) = super::super::sock::split(ours)
             .map_err(|(e, _)| e)
             .expect("split");
-        let (out, writer) = Outbox::new(write);
+        let (out, writer) = Outbox::new(write, Arc::default());
         let writer = tokio::spawn(writer);
         let mut tasks = Vec::new();
         for s in 0..SENDERS {
@@ -235,7 +240,7 @@ mod tests {
         let (_read, write) = super::super::sock::split(ours)
             .map_err(|(e, _)| e)
             .expect("split");
-        let (out, writer) = Outbox::new(write);
+        let (out, writer) = Outbox::new(write, Arc::default());
         let writer = tokio::spawn(writer);
         drop(theirs);
         let pad = "y".repeat(4096);

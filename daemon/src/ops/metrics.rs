@@ -10,6 +10,7 @@ use crate::state::State;
 use brummer_proto::ProcessState;
 use std::fmt::Write;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// The media type of the text (for the HTTP listener's Content-Type).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -176,10 +177,23 @@ fn programs(out: &mut String, entries: &[Arc<ProcessEntry>]) {
         entries,
         logs(|c| c.ring_evicted),
     );
+    family(
+        out,
+        "brummer_process_log_disk_pending_lines",
+        "gauge",
+        "Lines captured but not yet on disk (written behind the ring, or kept while the disk fails).",
+        entries,
+        logs(|c| c.disk_pending),
+    );
 }
 
 fn daemon(out: &mut String, state: &State) {
-    let gauges: [(&str, &str, &str, f64); 5] = [
+    let registry = state.registry().load();
+    let disk_pending: u64 = registry
+        .iter()
+        .map(|(_, e)| e.log.counters().disk_pending)
+        .sum();
+    let gauges: [(&str, &str, &str, f64); 8] = [
         (
             "brummer_daemon_resident_memory_bytes",
             "gauge",
@@ -208,7 +222,25 @@ fn daemon(out: &mut String, state: &State) {
             "brummer_daemon_processes",
             "gauge",
             "Programs configured.",
-            state.registry().load().iter().count() as f64,
+            registry.iter().count() as f64,
+        ),
+        (
+            "brummer_daemon_event_queue_events",
+            "gauge",
+            "Events published but not yet taken by their subscribers, all queues together.",
+            state.bus().queued_total() as f64,
+        ),
+        (
+            "brummer_daemon_outbox_queued_messages",
+            "gauge",
+            "Messages waiting to be written to control-socket clients, all connections together.",
+            state.outbox_queued().load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "brummer_daemon_log_disk_pending_lines",
+            "gauge",
+            "Lines captured but not yet on disk, all programs together.",
+            disk_pending as f64,
         ),
     ];
     for (name, kind, help, v) in gauges {

@@ -122,8 +122,8 @@ pub fn ready_and_follow(daemon: Arc<State>) {
 
 /// Follows the event bus and sends STATUS= whenever the summary changes, at most once per
 /// [`STATUS_DEBOUNCE`]. Stops sending once shutdown begins (STOPPING=1 has its own
-/// status line). Missed events do not matter: the summary is recomputed from the status
-/// cells, not from the events.
+/// status line). The events only say when to look: the summary is recomputed from the
+/// status cells.
 async fn follow_status(
     daemon: Arc<State>,
     sub: brummer_core::Subscription<brummer_proto::events::Event>,
@@ -136,12 +136,14 @@ async fn follow_status(
                 Recv::Closed => break,
                 Recv::Event(_) | Recv::Missed(_) | Recv::Empty => {}
             }
-            tokio::time::sleep(STATUS_DEBOUNCE).await;
+            // The debounce drains the queue while it waits, so that a burst (a crash loop)
+            // does not overflow it: what this follower would miss is counted in the
+            // daemon's events_missed_total, which must count only real losses.
+            let until = tokio::time::Instant::now() + STATUS_DEBOUNCE;
             loop {
-                match sub.try_recv() {
-                    Recv::Empty => break,
-                    Recv::Closed => return,
-                    Recv::Event(_) | Recv::Missed(_) => {}
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    r = sub.recv() => if let Recv::Closed = r { return },
                 }
             }
             if daemon.is_shutting_down() {
