@@ -268,23 +268,39 @@ fn emfile_fails_the_programs_that_do_not_fit_and_keeps_answering_clients() {
     // A client that holds connections until the reserve is gone: the one brummerd cannot
     // take is told why, not just closed; once they close, clients are served again.
     let mut open = vec![];
-    let refusal = (0..200)
-        .find_map(|_| {
-            let mut c = UnixStream::connect(&d.socket).expect("connect");
-            c.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\"}\n")
-                .unwrap();
-            let mut line = String::new();
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            r.read_line(&mut line)
-                .unwrap_or_else(|e| panic!("{e}\n{}", d.daemon_log()));
-            open.push(c);
-            let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON reply");
-            v.get("error")
-                .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        })
-        .expect("200 connections do not fit in 32 descriptors");
+    let fill = |open: &mut Vec<UnixStream>| {
+        (0..200)
+            .find_map(|_| {
+                let mut c = UnixStream::connect(&d.socket).expect("connect");
+                c.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\"}\n")
+                    .unwrap();
+                let mut line = String::new();
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                r.read_line(&mut line)
+                    .unwrap_or_else(|e| panic!("{e}\n{}", d.daemon_log()));
+                open.push(c);
+                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON reply");
+                v.get("error")
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            })
+            .expect("200 connections do not fit in 32 descriptors")
+    };
+    let refusal = fill(&mut open);
     assert!(refusal.contains("out of file descriptors"), "{refusal}");
-    let out = d.ctl(&["status"]);
+    // brummerd's own short-lived descriptors (the metrics sampler's /proc reads) may free
+    // one between the refusal and brummerctl's connection: take it too, and ask again.
+    let out = wait_for(
+        "brummerctl refused while every descriptor is taken",
+        T,
+        || {
+            let out = d.ctl(&["status"]);
+            if out.status.success() {
+                fill(&mut open);
+                return None;
+            }
+            Some(out)
+        },
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("out of file descriptors"),
