@@ -36,18 +36,32 @@ impl ConfigError {
         }
     }
 
+    /// One line, always: a control character anywhere (a newline in a file name, in an
+    /// env file's path, in a message quoting the user's text) is shown escaped (`\n`), so
+    /// that one error is one line of a log or of `--check-config`'s output.
     fn render(&self) -> String {
-        let mut out = self.file.display().to_string();
+        let mut out = String::new();
+        one_line(&self.file.display().to_string(), &mut out);
         if let Some(line) = self.line {
             out.push_str(&format!(":{line}"));
         }
         out.push_str(": ");
         if let Some(key) = &self.key {
-            out.push_str(key);
+            one_line(key, &mut out);
             out.push_str(": ");
         }
-        out.push_str(&self.message);
+        one_line(&self.message, &mut out);
         out
+    }
+}
+
+fn one_line(s: &str, out: &mut String) {
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
 }
 
@@ -94,6 +108,20 @@ impl<'a> IntoIterator for &'a ConfigErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_naming_a_path_with_a_newline_is_shown_on_one_line() {
+        let e = ConfigError::new(
+            "/etc/brummer/a\nb.env",
+            Some(3),
+            Some("process.db.env_file".into()),
+            "cannot read env file /etc/brummer/b.e\nv: no such file",
+        );
+        assert_eq!(
+            e.to_string(),
+            "/etc/brummer/a\\nb.env:3: process.db.env_file: cannot read env file /etc/brummer/b.e\\nv: no such file"
+        );
+    }
 
     #[test]
     fn display_omits_missing_parts() {
