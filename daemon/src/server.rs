@@ -126,6 +126,7 @@ pub async fn run(
     )
     .map_err(RunError::LogThreads)?;
     let state = Arc::new(state);
+    state.set_loaded(config.inputs.clone());
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;
     // Every handler is installed (SIGTERM and SIGINT by main): a stop or reload request
@@ -175,6 +176,11 @@ pub async fn run(
     scanner::spawn(state.logs().clone(), state.bus().clone(), &tasks);
     tasks.spawn(clockwatch::run());
     let sampled = state.clone();
+    let first_sample = if re_executed {
+        usage::FIRST_AFTER_REEXEC
+    } else {
+        Duration::ZERO
+    };
     match crate::cgroup::tree() {
         Some(tree) => {
             tracing::info!(
@@ -185,13 +191,16 @@ pub async fn run(
             );
             // Without the memory controller a cgroup knows no memory figure: /proc then.
             if tree.has("memory") {
-                tasks.spawn(usage::run(CgroupSource::new(tree), move || {
-                    sampled.entries()
-                }));
+                tasks.spawn(usage::run(
+                    CgroupSource::new(tree),
+                    move || sampled.entries(),
+                    first_sample,
+                ));
             } else {
                 tasks.spawn(usage::run(
                     ProcSource::new(state.procs().clone()),
                     move || sampled.entries(),
+                    first_sample,
                 ));
             }
         }
@@ -204,6 +213,7 @@ pub async fn run(
             tasks.spawn(usage::run(
                 ProcSource::new(state.procs().clone()),
                 move || sampled.entries(),
+                first_sample,
             ));
         }
     }
@@ -244,10 +254,13 @@ pub async fn run(
                 }
             }
             Some(ReexecRequest { reply, answered }) = requests.reexec.recv() => {
-                if let Err(e) = ops::reexec::check(&opts.binary, &opts.load) {
-                    tracing::error!(cause = %e, "re-exec refused");
-                    let _ = reply.send(Err(e));
-                    continue;
+                match ops::reexec::check(&opts.binary, &opts.load, &state.loaded()) {
+                    Ok(checked) => tracing::debug!(?checked, "re-exec: configuration checked"),
+                    Err(e) => {
+                        tracing::error!(cause = %e, "re-exec refused");
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
                 }
                 let _ = reply.send(Ok(ReexecResult {
                     pid: std::process::id(),

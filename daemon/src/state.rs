@@ -63,6 +63,8 @@ pub struct State {
     reexec_tx: mpsc::Sender<ReexecRequest>,
     /// Open control-socket connections (the metrics' `brummer_daemon_connections`).
     connections: Arc<AtomicU64>,
+    /// What the configuration in force was loaded from (a re-exec's check compares).
+    loaded: arc_swap::ArcSwap<crate::config::Inputs>,
 }
 
 /// Counts one open connection until dropped.
@@ -85,6 +87,16 @@ impl State {
     /// server's top loop holds them). Every child's environment names `socket` (the
     /// daemon's mark, by which the next brummerd finds leftovers). Events are numbered
     /// from `event_seq + 1` (non-zero after a re-exec: the previous image's came before).
+    /// Records what the configuration now in force was loaded from (start-up, a reload).
+    pub fn set_loaded(&self, inputs: crate::config::Inputs) {
+        self.loaded.store(Arc::new(inputs));
+    }
+
+    /// What the configuration in force was loaded from.
+    pub fn loaded(&self) -> Arc<crate::config::Inputs> {
+        self.loaded.load_full()
+    }
+
     pub fn new(
         mode: Mode,
         log_dir: PathBuf,
@@ -126,6 +138,7 @@ impl State {
             reload_tx,
             reexec_tx,
             connections: Arc::default(),
+            loaded: Default::default(),
         };
         Ok((
             state,

@@ -6,7 +6,7 @@
 //! next image calls [`adopt`] instead of `reload::install`.
 
 use super::{Caller, OpError, may_change};
-use crate::config::{self, CommandSpec, Config, LoadOptions, ProcessDef};
+use crate::config::{self, CommandSpec, Config, Inputs, LoadOptions, ProcessDef};
 use crate::handover::{self, Handover, Pipe, Program};
 use crate::process::Command;
 use crate::process::supervisor::Adopted;
@@ -46,24 +46,38 @@ impl Answered {
 
 /// What must hold before anything is handed over, so that a refused re-exec changes
 /// nothing: the binary is there and executable, and the configuration the next image
-/// will read loads.
-pub fn check(binary: &Path, load: &LoadOptions) -> Result<(), String> {
+/// will read loads. It is not parsed again when its files are the ones the configuration
+/// in force was loaded from (`loaded`), byte for byte: that load succeeded.
+pub fn check(binary: &Path, load: &LoadOptions, loaded: &Inputs) -> Result<Checked, String> {
     rustix::fs::access(binary, rustix::fs::Access::EXEC_OK).map_err(|e| {
         format!(
             "{} is not an executable file ({e}); reinstall brummer",
             binary.display()
         )
     })?;
+    if config::unchanged(load, loaded) {
+        return Ok(Checked::Unchanged);
+    }
     config::load(load).map_err(|e| {
         format!("the configuration does not load, so the new image could not start:\n{e}")
     })?;
-    Ok(())
+    Ok(Checked::Loaded)
+}
+
+/// How [`check`] found the configuration good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Its files are the ones the configuration in force was loaded from.
+    Unchanged,
+    /// Changed since, and loaded now.
+    Loaded,
 }
 
 /// Detaches every program (in parallel) and returns what the next image needs, with the
 /// descriptors that must stay open until `execve`. From here on nothing supervises or
 /// reads: the caller must exec.
 pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
+    state.logs().stop_scanning();
     let mut set = tokio::task::JoinSet::new();
     for e in state.entries() {
         set.spawn(async move {

@@ -206,14 +206,23 @@ mod tests {
 
     #[test]
     fn variables_for_another_process_are_ignored() {
-        assert_eq!(select(Some("1"), Some("1"), Some("control"), ME, LIMIT), Ok(None));
+        assert_eq!(
+            select(Some("1"), Some("1"), Some("control"), ME, LIMIT),
+            Ok(None)
+        );
     }
 
     #[test]
     fn named_control_socket_is_chosen() {
-        let p = select(Some("4242"), Some("3"), Some("dbus:control:extra"), ME, LIMIT)
-            .unwrap()
-            .unwrap();
+        let p = select(
+            Some("4242"),
+            Some("3"),
+            Some("dbus:control:extra"),
+            ME,
+            LIMIT,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(p.control, Some(4));
         assert_eq!(
             p.fds,
@@ -231,7 +240,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(p.control, Some(3));
-        let p = select(Some("4242"), Some("1"), None, ME, LIMIT).unwrap().unwrap();
+        let p = select(Some("4242"), Some("1"), None, ME, LIMIT)
+            .unwrap()
+            .unwrap();
         assert_eq!(p.fds, vec![(3, "unknown".into())]);
     }
 

@@ -149,6 +149,8 @@ fn program(name: &str, run: &Run, out: OwnedFd, err: OwnedFd, pidfd: OwnedFd) ->
             pidfd: pidfd.into_raw_fd(),
             started_at_us,
             age_ns: u64::try_from(age.as_nanos()).unwrap_or(u64::MAX),
+            // Checked against /proc by `from_store` before this.
+            start_ticks: Some(run.start),
         }),
         retry_in_ns: None,
         restart_attempts: 0,
