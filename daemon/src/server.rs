@@ -144,8 +144,13 @@ pub async fn run(
         leftovers.retain(|l| !readopted.contains(&l.name));
         leftover::stop(leftovers, state.procs()).await;
         leftover::sweep_cgroups(&readopted).await;
-        // Notify sockets it left name runs that are gone.
-        let _ = std::fs::remove_dir_all(crate::process::supervisor::notify_dir(&opts.socket));
+        // Notify sockets it left name runs that are gone, but those of re-adopted runs.
+        let keep: Vec<&std::path::Path> = handed
+            .iter()
+            .flat_map(|h| &h.programs)
+            .filter_map(|p| p.notify.as_ref().map(|n| n.path.as_path()))
+            .collect();
+        sweep_notify_dir(&crate::process::supervisor::notify_dir(&opts.socket), &keep);
     }
     desired.start(&tasks);
 
@@ -443,6 +448,23 @@ async fn reload_notified(
     };
     notify::ready(&notify::current_summary(state));
     r
+}
+
+/// Removes what a brummerd that died left in the notify sockets' folder, but `keep`.
+fn sweep_notify_dir(dir: &std::path::Path, keep: &[&std::path::Path]) {
+    if keep.is_empty() {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if !keep.contains(&path.as_path()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// The crash path's re-adoption ([`readopt::from_store`]), logged.

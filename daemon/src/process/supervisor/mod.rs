@@ -354,14 +354,13 @@ impl Task {
                 self.generation += 1;
                 // Kept by systemd before anything can go wrong with them here: a crash of
                 // brummerd from now on leaves this run to be re-adopted.
-                self.stored = crate::fdstore::store(
-                    &self.entry.name,
-                    &[
-                        (crate::fdstore::STDOUT, s.stdout.as_fd()),
-                        (crate::fdstore::STDERR, s.stderr.as_fd()),
-                        (crate::fdstore::PIDFD, s.pidfd.as_fd()),
-                    ],
-                );
+                let mut keep = vec![
+                    (crate::fdstore::STDOUT, s.stdout.as_fd()),
+                    (crate::fdstore::STDERR, s.stderr.as_fd()),
+                    (crate::fdstore::PIDFD, s.pidfd.as_fd()),
+                ];
+                keep.extend(prepared.notify_fd().map(|fd| (crate::fdstore::NOTIFY, fd)));
+                self.stored = crate::fdstore::store(&self.entry.name, &keep);
                 let pidfd = match crate::fd::watch_readable(s.pidfd) {
                     Ok(fd) => fd,
                     Err(e) => {

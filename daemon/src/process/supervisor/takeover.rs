@@ -190,12 +190,14 @@ impl Task {
         let pid = self.entry.cell.load().hot().pid;
         if pid.is_some() && crate::fdstore::enabled() {
             // The same service: what the previous image stored is still there.
+            let notify = self.watch.as_ref().and_then(|w| w.notify()).is_some();
             self.stored = [
                 crate::fdstore::STDOUT,
                 crate::fdstore::STDERR,
                 crate::fdstore::PIDFD,
             ]
-            .iter()
+            .into_iter()
+            .chain(notify.then_some(crate::fdstore::NOTIFY))
             .map(|k| crate::fdstore::name(&self.entry.name, k))
             .collect();
         }
