@@ -78,32 +78,40 @@ pub enum Checked {
 /// reads: the caller must exec.
 pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
     state.logs().stop_scanning();
-    let mut set = tokio::task::JoinSet::new();
+    // Every supervisor is asked first, then the answers are awaited: they detach in
+    // parallel, and no task is spawned per program.
+    let mut answers = Vec::new();
     for e in state.entries() {
-        set.spawn(async move {
-            let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match e.cmd.try_send(Command::Detach(tx)) {
+            Ok(()) => {}
             // Unlike a client's command (`ProcessEntry::send`, an error on a full queue),
             // the hand-over waits for room: a program left out would lose its child to
-            // the next image, and the commands ahead of it are answered in turn.
-            if let Err(err) = e.cmd.send(Command::Detach(tx)).await {
-                drop(err);
-                return Err(e.name.to_string());
+            // the next image, and the commands ahead of it are answered in turn. Waited
+            // for aside, so that the other programs are asked meanwhile.
+            Err(tokio::sync::mpsc::error::TrySendError::Full(cmd)) => {
+                let queue = e.cmd.clone();
+                tokio::spawn(async move {
+                    // Closed: the command and its reply end are dropped, which the answer
+                    // below reports.
+                    let _ = queue.send(cmd).await;
+                });
             }
-            rx.await.map_err(|_| e.name.to_string())
-        });
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+        }
+        answers.push((e.name.clone(), rx));
     }
     let mut programs = Vec::new();
     let mut keep = Vec::new();
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(Ok(d)) => {
+    for (name, rx) in answers {
+        match rx.await {
+            Ok(d) => {
                 programs.push(d.program);
                 keep.extend(d.keep);
             }
-            Ok(Err(name)) => {
+            Err(_) => {
                 tracing::error!(process = %name, "its supervisor ended before handing over; the next image does not adopt it");
             }
-            Err(e) => tracing::error!(cause = %e, "a hand-over task failed"),
         }
     }
     programs.sort_by(|a, b| a.name.cmp(&b.name));
