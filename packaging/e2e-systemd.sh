@@ -198,6 +198,38 @@ check "journal: re-adopted from the descriptor store" sh -c 'journalctl -b -u br
 # The ticker forks for each `sleep`; until that child executes, it carries the ticker's
 # command line too. So the least count over a few looks: a second copy would be in all.
 check "one ticker, no second copy" sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do [ "$(pgrep -fc "while :; do ech[o]")" = 1 ] && exit 0; done; exit 1'
+# ---- crash with 400 running programs: their 1,200 stored descriptors come back ----------
+# systemd passes them at exec under the unit's soft open-file limit: without the unit's
+# LimitNOFILE= (systemd's default soft limit is 1,024) brummerd cannot be started again
+# (202/FDS) beyond about 340 programs. One SIGKILL; every program keeps its pid.
+for i in $(seq 1 400); do printf '[process.many%03d]\ncommand = ["sleep", "100000"]\n\n' "$i"; done \
+    > /etc/brummer/processes.d/many.toml
+many() { brummerctl status 2>/dev/null | awk '$1 ~ /^many/ && $2 == "running" {print $1, $3}' | sort; }
+all_many() { [ "$(many | wc -l)" = 400 ]; }
+check "reload adds 400 programs" systemctl reload brummerd
+wait_for 60 "400 programs running" all_many
+many > /tmp/many.before
+m=$(systemctl show -p MainPID --value brummerd)
+t0=$(date +%s%N)
+kill -9 "$m"
+i=0 many_bad=""
+until nm=$(systemctl show -p MainPID --value brummerd) && [ "$nm" != "$m" ] && [ "$nm" != 0 ] \
+    && all_many; do
+    i=$((i + 1)); [ $i -gt 600 ] && { many_bad="not all 400 re-adopted within 60 s: $(many | wc -l) running"; break; }; sleep 0.1
+done
+if [ -z "$many_bad" ]; then
+    echo "    400 programs: SIGKILL -> all re-adopted $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    many > /tmp/many.after
+    if cmp -s /tmp/many.before /tmp/many.after; then ok "SIGKILL with 400 programs: all re-adopted, every pid kept"
+    else bad "SIGKILL with 400 programs: pids changed"; diff /tmp/many.before /tmp/many.after | head; fi
+else
+    bad "SIGKILL with 400 programs: $many_bad"
+    systemctl show -p NRestarts -p ExecMainStatus -p Result brummerd
+    journalctl -b -u brummerd --no-pager | grep -v -e 'left-over process' -e 'This usually indicates' | tail -20
+fi
+rm /etc/brummer/processes.d/many.toml
+check "reload removes the 400 programs" systemctl reload brummerd
+wait_for 60 "none of the 400 left" sh -c '! pgrep -f "[s]leep 100000"'
 rm /etc/systemd/system/brummerd.service.d/e2e-crash.conf
 systemctl daemon-reload
 check "stop the ticker" brummerctl stop ticker

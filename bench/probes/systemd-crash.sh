@@ -34,6 +34,13 @@ NS="$ns"
 INNER
 cat >> "$work/inner.sh" <<'INNER'
 now() { date +%s%N; }
+# What brummerd and systemd said, without systemd's line per left-over process.
+diagnose() {
+    systemctl show -p MainPID -p ActiveState -p SubState -p NRestarts -p ExecMainStatus -p Result brummerd
+    timeout 20 brummerctl status 2>&1 | tail -3
+    journalctl -u brummerd --no-pager -o short-monotonic \
+        | grep -v -e 'left-over process' -e 'This usually indicates' -e 'remains running after' | tail -40
+}
 running() { timeout 20 brummerctl status --json 2>/dev/null | grep -o '"state": *"running"' | wc -l; }
 
 for r in $(seq 1 "$ROUNDS"); do
@@ -61,7 +68,7 @@ for n in $NS; do
     systemctl restart brummerd
     t0=$(now)
     until [ "$(running)" = "$n" ]; do
-        [ $(( $(now) - t0 )) -gt 120000000000 ] && { echo "N=$n: not all running within 120 s: $(running)"; journalctl -u brummerd --no-pager | tail -20; exit 1; }
+        [ $(( $(now) - t0 )) -gt 120000000000 ] && { echo "N=$n: not all running within 120 s: $(running)"; diagnose; exit 1; }
         sleep 0.1
     done
     pids_before=$(brummerctl status --json | grep -o '"pid": *[0-9]*' | sort | md5sum)
@@ -71,9 +78,9 @@ for n in $NS; do
         kill -9 "$m"
         until nm=$(systemctl show -p MainPID --value brummerd) && [ "$nm" != "$m" ] && [ "$nm" != 0 ] \
             && [ "$(running)" = "$n" ]; do
-            if [ $(( $(now) - t0 )) -gt 30000000000 ]; then
-                echo "N=$n round $r: not all $n running again within 30 s; $(running) running"
-                journalctl -u brummerd --no-pager | tail -20
+            if [ $(( $(now) - t0 )) -gt 180000000000 ]; then
+                echo "N=$n round $r: not all $n running again within 180 s; $(running) running"
+                diagnose
                 exit 1
             fi
             sleep 0.01

@@ -27,9 +27,10 @@ reported and ignored. Programs then start as asked by hand (until reboot), else 
 enabled (brummerctl enable/disable), else by autostart.
 Under systemd (brummerd.service: KillMode=process, FileDescriptorStoreMax=, FDSTORE=) the
 programs outlive a crash instead: each run's output pipes and pidfd are kept in systemd's
-descriptor store (FDSTORE=1, names NAME.out, NAME.err, NAME.pid), and the brummerd that
-Restart= starts gets them back and re-adopts every run whose pid and start time still
-match: same pids, and the lines written meanwhile waited in the pipes. A re-adopted
+descriptor store (FDSTORE=1, names NAME.out, NAME.err, NAME.pid, and NAME.notify for the
+notify socket of a program with ready = \"notify\"), and the brummerd that Restart= starts
+gets them back and re-adopts every run whose pid and start time still match: same pids,
+the lines written meanwhile waited in the pipes, and a watchdog is watched again. A re-adopted
 program is no longer brummerd's child, so if it ends its status is \"exit status unknown\".
 Re-exec: `brummerctl daemon-reexec` (D-Bus Manager.Reexec; a package upgrade does it too)
 makes brummerd execute its binary on disk again, in the same process: every program goes

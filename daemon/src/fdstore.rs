@@ -1,8 +1,8 @@
 //! systemd's file descriptor store for a program's run: each running child's stdout and
-//! stderr read ends and its pidfd are kept there (FDSTORE=1, one FDNAME each), so that a
-//! brummerd started again after a crash gets them back (LISTEN_FDS) and re-adopts the
-//! program instead of losing its output (docs/architecture.md, "What survives which
-//! event").
+//! stderr read ends, its pidfd and its notify socket (`ready = "notify"`) are kept there
+//! (FDSTORE=1, one FDNAME each), so that a brummerd started again after a crash gets them
+//! back (LISTEN_FDS) and re-adopts the program instead of losing its output or its
+//! watchdog (docs/architecture.md, "What survives which event").
 //!
 //! On only when the service manager says it keeps descriptors: `$FDSTORE` (set by systemd
 //! 254 and later to `FileDescriptorStoreMax=`, and by brummerd's units for older ones) is
@@ -12,10 +12,12 @@
 use std::os::fd::BorrowedFd;
 use std::sync::OnceLock;
 
-/// The three descriptors of a run, by the suffix of their names.
+/// The descriptors of a run, by the suffix of their names: three always, the notify
+/// socket when the run has one.
 pub const STDOUT: &str = "out";
 pub const STDERR: &str = "err";
 pub const PIDFD: &str = "pid";
+pub const NOTIFY: &str = "notify";
 
 /// Whether the store is in use, decided once from the environment.
 pub fn enabled() -> bool {
@@ -29,8 +31,8 @@ pub fn enabled() -> bool {
     })
 }
 
-/// The store's name of one of `program`'s descriptors: `NAME.out`, `NAME.err`, `NAME.pid`
-/// (program names have no `:`, the one character FDNAME forbids).
+/// The store's name of one of `program`'s descriptors: `NAME.out`, `NAME.err`, `NAME.pid`,
+/// `NAME.notify` (program names have no `:`, the one character FDNAME forbids).
 pub fn name(program: &str, kind: &str) -> String {
     format!("{program}.{kind}")
 }
@@ -39,7 +41,8 @@ pub fn name(program: &str, kind: &str) -> String {
 /// (the control socket, "control").
 pub fn parse(stored: &str) -> Option<(&str, &str)> {
     let (program, kind) = stored.rsplit_once('.')?;
-    (!program.is_empty() && matches!(kind, STDOUT | STDERR | PIDFD)).then_some((program, kind))
+    (!program.is_empty() && matches!(kind, STDOUT | STDERR | PIDFD | NOTIFY))
+        .then_some((program, kind))
 }
 
 /// Stores a new run's descriptors, replacing those of the run before. Returns the names
@@ -72,7 +75,7 @@ pub fn remove(program: &str) {
     if !enabled() {
         return;
     }
-    for kind in [STDOUT, STDERR, PIDFD] {
+    for kind in [STDOUT, STDERR, PIDFD, NOTIFY] {
         let n = name(program, kind);
         let states = [
             sd_notify::NotifyState::FdStoreRemove,
@@ -92,6 +95,7 @@ mod tests {
     fn names_round_trip_and_foreign_names_are_not_ours() {
         assert_eq!(parse(&name("web.v2", STDOUT)), Some(("web.v2", "out")));
         assert_eq!(parse(&name("db", PIDFD)), Some(("db", "pid")));
+        assert_eq!(parse(&name("db", NOTIFY)), Some(("db", "notify")));
         assert_eq!(parse("control"), None);
         assert_eq!(parse("web.sock"), None);
         assert_eq!(parse(".out"), None);

@@ -98,6 +98,11 @@ pub struct ChildFd {
     pub started_at_us: u64,
     /// How long it had been running when the handover was written.
     pub age_ns: u64,
+    /// Its start time in clock ticks since boot (/proc/PID/stat field 22), as the runtime
+    /// state records it: the next image records the run without reading /proc. Absent
+    /// when unknown (then it is read).
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
 }
 
 /// An output pipe's read end and the unfinished line read from it.
@@ -162,6 +167,8 @@ impl Handover {
     }
 
     /// Parses what [`to_memfd`](Self::to_memfd) wrote, refusing a format it does not know.
+    /// Parsed once as a whole; only a handover that does not parse is read again for its
+    /// head, to tell a future format from a torn one.
     pub fn parse(bytes: &[u8]) -> Result<Handover, HandoverError> {
         #[derive(Deserialize)]
         struct Head {
@@ -169,14 +176,21 @@ impl Handover {
             #[serde(default)]
             from_version: String,
         }
-        let head: Head = serde_json::from_slice(bytes)?;
-        if head.format != FORMAT {
-            return Err(HandoverError::Format {
-                found: head.format,
-                from: head.from_version,
-            });
+        let refused = |head: Head| HandoverError::Format {
+            found: head.format,
+            from: head.from_version,
+        };
+        match serde_json::from_slice::<Handover>(bytes) {
+            Ok(h) if h.format == FORMAT => Ok(h),
+            Ok(h) => Err(refused(Head {
+                format: h.format,
+                from_version: h.from_version,
+            })),
+            Err(e) => match serde_json::from_slice::<Head>(bytes) {
+                Ok(head) if head.format != FORMAT => Err(refused(head)),
+                _ => Err(e.into()),
+            },
         }
-        Ok(serde_json::from_slice(bytes)?)
     }
 }
 
@@ -401,6 +415,13 @@ mod tests {
             e.to_string(),
             "the handover state has format 7, this brummerd reads format 1 only (written by brummerd 9.0.0)"
         );
+    }
+
+    #[test]
+    fn a_future_format_that_reads_like_ours_is_refused_too() {
+        let e = Handover::parse(br#"{"format": 2, "from_version": "9.0.0", "written_mono_ns": 0, "listener": null, "unlink_socket": false, "event_seq": 0, "programs": []}"#)
+            .expect_err("future format");
+        assert!(matches!(e, HandoverError::Format { found: 2, .. }), "{e}");
     }
 
     #[test]

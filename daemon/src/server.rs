@@ -126,6 +126,7 @@ pub async fn run(
     )
     .map_err(RunError::LogThreads)?;
     let state = Arc::new(state);
+    state.set_loaded(config.inputs.clone());
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;
     // Every handler is installed (SIGTERM and SIGINT by main): a stop or reload request
@@ -143,8 +144,13 @@ pub async fn run(
         leftovers.retain(|l| !readopted.contains(&l.name));
         leftover::stop(leftovers, state.procs()).await;
         leftover::sweep_cgroups(&readopted).await;
-        // Notify sockets it left name runs that are gone.
-        let _ = std::fs::remove_dir_all(crate::process::supervisor::notify_dir(&opts.socket));
+        // Notify sockets it left name runs that are gone, but those of re-adopted runs.
+        let keep: Vec<&std::path::Path> = handed
+            .iter()
+            .flat_map(|h| &h.programs)
+            .filter_map(|p| p.notify.as_ref().map(|n| n.path.as_path()))
+            .collect();
+        sweep_notify_dir(&crate::process::supervisor::notify_dir(&opts.socket), &keep);
     }
     desired.start(&tasks);
 
@@ -175,6 +181,11 @@ pub async fn run(
     scanner::spawn(state.logs().clone(), state.bus().clone(), &tasks);
     tasks.spawn(clockwatch::run());
     let sampled = state.clone();
+    let first_sample = if re_executed {
+        usage::FIRST_AFTER_REEXEC
+    } else {
+        Duration::ZERO
+    };
     match crate::cgroup::tree() {
         Some(tree) => {
             tracing::info!(
@@ -185,13 +196,16 @@ pub async fn run(
             );
             // Without the memory controller a cgroup knows no memory figure: /proc then.
             if tree.has("memory") {
-                tasks.spawn(usage::run(CgroupSource::new(tree), move || {
-                    sampled.entries()
-                }));
+                tasks.spawn(usage::run(
+                    CgroupSource::new(tree),
+                    move || sampled.entries(),
+                    first_sample,
+                ));
             } else {
                 tasks.spawn(usage::run(
                     ProcSource::new(state.procs().clone()),
                     move || sampled.entries(),
+                    first_sample,
                 ));
             }
         }
@@ -204,6 +218,7 @@ pub async fn run(
             tasks.spawn(usage::run(
                 ProcSource::new(state.procs().clone()),
                 move || sampled.entries(),
+                first_sample,
             ));
         }
     }
@@ -244,10 +259,13 @@ pub async fn run(
                 }
             }
             Some(ReexecRequest { reply, answered }) = requests.reexec.recv() => {
-                if let Err(e) = ops::reexec::check(&opts.binary, &opts.load) {
-                    tracing::error!(cause = %e, "re-exec refused");
-                    let _ = reply.send(Err(e));
-                    continue;
+                match ops::reexec::check(&opts.binary, &opts.load, &state.loaded()) {
+                    Ok(checked) => tracing::debug!(?checked, "re-exec: configuration checked"),
+                    Err(e) => {
+                        tracing::error!(cause = %e, "re-exec refused");
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
                 }
                 let _ = reply.send(Ok(ReexecResult {
                     pid: std::process::id(),
@@ -430,6 +448,23 @@ async fn reload_notified(
     };
     notify::ready(&notify::current_summary(state));
     r
+}
+
+/// Removes what a brummerd that died left in the notify sockets' folder, but `keep`.
+fn sweep_notify_dir(dir: &std::path::Path, keep: &[&std::path::Path]) {
+    if keep.is_empty() {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if !keep.contains(&path.as_path()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// The crash path's re-adoption ([`readopt::from_store`]), logged.

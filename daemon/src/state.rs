@@ -66,6 +66,8 @@ pub struct State {
     /// Messages waiting in the control connections' outboxes, all together (the metrics'
     /// `brummer_daemon_outbox_queued_messages`); kept by the outboxes themselves.
     outbox_queued: Arc<AtomicUsize>,
+    /// What the configuration in force was loaded from (a re-exec's check compares).
+    loaded: arc_swap::ArcSwap<crate::config::Inputs>,
 }
 
 /// Counts one open connection until dropped.
@@ -88,6 +90,16 @@ impl State {
     /// server's top loop holds them). Every child's environment names `socket` (the
     /// daemon's mark, by which the next brummerd finds leftovers). Events are numbered
     /// from `event_seq + 1` (non-zero after a re-exec: the previous image's came before).
+    /// Records what the configuration now in force was loaded from (start-up, a reload).
+    pub fn set_loaded(&self, inputs: crate::config::Inputs) {
+        self.loaded.store(Arc::new(inputs));
+    }
+
+    /// What the configuration in force was loaded from.
+    pub fn loaded(&self) -> Arc<crate::config::Inputs> {
+        self.loaded.load_full()
+    }
+
     pub fn new(
         mode: Mode,
         log_dir: PathBuf,
@@ -130,6 +142,7 @@ impl State {
             reexec_tx,
             connections: Arc::default(),
             outbox_queued: Arc::default(),
+            loaded: Default::default(),
         };
         Ok((
             state,

@@ -154,6 +154,7 @@ impl DaemonBuilder {
             tag,
             child: None,
             how: self,
+            passing: Vec::new(),
         };
         d.spawn();
         d
@@ -170,6 +171,8 @@ pub struct Daemon {
     stderr: PathBuf,
     /// Arguments, environment and limit, used again by `restart_daemon`.
     how: DaemonBuilder,
+    /// Descriptors being passed to the brummerd being spawned.
+    passing: Vec<std::os::fd::OwnedFd>,
 }
 
 impl Daemon {
@@ -214,12 +217,70 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
+        self.spawn_passing(Vec::new());
+    }
+
+    /// Starts brummerd; `passed` are given to it as systemd passes its store's descriptors
+    /// (at 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID).
+    fn spawn_passing(&mut self, passed: Vec<(String, std::os::fd::OwnedFd)>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.stderr)
             .expect("daemon log");
-        let mut cmd = Command::new(bin("brummerd"));
+        let mut cmd = if passed.is_empty() {
+            Command::new(bin("brummerd"))
+        } else {
+            // LISTEN_PID must be brummerd's own pid: the shell's, which exec keeps.
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(r#"export LISTEN_PID=$$; exec "$0" "$@""#)
+                .arg(bin("brummerd"))
+                .env("LISTEN_FDS", passed.len().to_string())
+                .env(
+                    "LISTEN_FDNAMES",
+                    passed
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                );
+            c
+        };
+        if !passed.is_empty() {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            // Moved above the range they go to first, so that none is overwritten before
+            // it is placed.
+            let high: Vec<std::os::fd::OwnedFd> = passed
+                .iter()
+                .map(|(_, fd)| {
+                    use std::os::fd::FromRawFd;
+                    let min = 64 + passed.len() as i32;
+                    let n = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))
+                        .expect("dup a passed descriptor");
+                    // SAFETY: fcntl just made this descriptor for us.
+                    unsafe { std::os::fd::OwnedFd::from_raw_fd(n) }
+                })
+                .collect();
+            let raw: Vec<i32> = high.iter().map(|f| f.as_raw_fd()).collect();
+            // SAFETY: dup2 is async-signal-safe and the closure allocates nothing; each
+            // target number is free to take (the child owns nothing there it still needs).
+            unsafe {
+                cmd.pre_exec(move || {
+                    use std::os::fd::{BorrowedFd, IntoRawFd};
+                    for (i, fd) in raw.iter().enumerate() {
+                        let placed =
+                            nix::unistd::dup2_raw(BorrowedFd::borrow_raw(*fd), 3 + i as i32)?;
+                        // Stays open into brummerd.
+                        let _ = placed.into_raw_fd();
+                    }
+                    Ok(())
+                });
+            }
+            // Kept open until the spawn below.
+            self.passing = high;
+        }
         cmd.arg("--user")
             .arg("--config")
             .arg(&self.config)
@@ -269,6 +330,7 @@ impl Daemon {
             }
         }
         let child = cmd.spawn().expect("spawn brummerd");
+        self.passing.clear();
         self.child = Some(child);
         let sock = self.socket.clone();
         let pid = self.pid();
@@ -311,6 +373,14 @@ impl Daemon {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "brummerd is still running");
         self.spawn();
+    }
+
+    /// [`start_again`](Self::start_again) as systemd starts a service that kept
+    /// descriptors in its store: `passed` (from [`crate::FdStore::passed`]) are given to
+    /// the new brummerd.
+    pub fn start_again_passing(&mut self, passed: Vec<(String, std::os::fd::OwnedFd)>) {
+        assert!(self.child.is_none(), "brummerd is still running");
+        self.spawn_passing(passed);
     }
 
     /// Live processes of program `name` of this daemon: those whose environment carries

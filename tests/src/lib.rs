@@ -12,6 +12,7 @@ mod cmd;
 mod config;
 mod daemon;
 mod events;
+mod fdstore;
 mod procfs;
 mod rpc;
 mod wait;
@@ -21,6 +22,7 @@ pub use cmd::{LineChild, NOBODY, as_nobody, output_within, run, run_ok, socat};
 pub use config::{Config, Proc};
 pub use daemon::{Daemon, DaemonBuilder, bin, bin_dir, brummerd_in};
 pub use events::{Events, transitions};
+pub use fdstore::FdStore;
 pub use procfs::{
     bytes_read, comm, pgrp_and_session, pid_alive, ppid, stat_fields, tagged, tagged_by_program,
     tagged_with,

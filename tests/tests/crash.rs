@@ -4,7 +4,9 @@
 //! and timeout, before it starts anything: no second copy, no orphan, and its log says
 //! what it stopped. A torn or newer runtime state is reported and ignored.
 
-use brummer_tests::{Config, Daemon, Proc, T, brtest, pgrp_and_session, pid_alive, wait_for};
+use brummer_tests::{
+    Config, Daemon, FdStore, Proc, T, brtest, pgrp_and_session, pid_alive, wait_for,
+};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -269,3 +271,86 @@ brtest!(
         assert_eq!(log_lines_with(&d, &[&line]).len(), 1, "{}", d.daemon_log());
     }
 );
+
+/// Sends READY=1, then WATCHDOG=1 every 50 ms while the file named by argv[1] exists; then
+/// nothing. Never blocks on a full socket (no brummerd reads it while none runs).
+const PINGER: &str = r#"
+import os, socket, sys, time
+addr = os.environ["NOTIFY_SOCKET"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.setblocking(False)
+def send(m):
+    try:
+        s.sendto(m, addr)
+    except OSError:
+        pass
+send(b"READY=1")
+while os.path.exists(sys.argv[1]):
+    send(b"WATCHDOG=1")
+    time.sleep(0.05)
+time.sleep(100000)
+"#;
+
+/// After a crash, a program with `ready = "notify"` and a watchdog is re-adopted with its
+/// notify socket, which the store kept beside its pipes and pidfd (`NAME.notify`): the new
+/// brummerd watches its watchdog again, so when it stops pinging it is restarted. (Here a
+/// stand-in keeps the descriptors as systemd's store does, and passes them to the next
+/// brummerd as systemd would.)
+#[test]
+fn a_notify_program_readopted_after_a_crash_is_watched_for_its_watchdog_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FdStore::new(dir.path());
+    let alive = dir.path().join("alive");
+    std::fs::write(&alive, "").expect("alive");
+    let mut b = Daemon::builder(
+        &Config::new().process(
+            "dog",
+            Proc::python(PINGER)
+                .arg(alive.display().to_string())
+                .set("ready", "notify")
+                .set("watchdog", "500ms"),
+        ),
+    );
+    for (k, v) in store.env() {
+        b = b.env(&k, &v);
+    }
+    let mut d = b.start();
+    let pid = d.wait_state("dog", "running")["pid"].clone();
+    wait_for("dog's four descriptors in the store", T, || {
+        let names = store.names();
+        ["dog.out", "dog.err", "dog.pid", "dog.notify"]
+            .iter()
+            .all(|n| names.iter().any(|x| x == n))
+            .then_some(())
+    });
+
+    d.kill_daemon();
+    d.start_again_passing(store.passed());
+    let s = d.wait_state("dog", "running");
+    assert_eq!(s["pid"], pid, "re-adopted, not started again: {s:#}");
+    assert_eq!(
+        log_lines_with(
+            &d,
+            &["re-adopting a program the previous brummerd left running"]
+        )
+        .len(),
+        1,
+        "{}",
+        d.daemon_log()
+    );
+    // Still pinging: still the same run, several watchdog intervals on.
+    let up = s["uptime_secs"].as_f64().unwrap_or(0.0);
+    wait_for("1.5 s of pings to the new brummerd", T, || {
+        let s = d.state_of("dog");
+        assert_eq!(s["pid"], pid, "restarted while it pinged: {s:#}");
+        (s["uptime_secs"].as_f64().unwrap_or(0.0) > up + 1.5).then_some(())
+    });
+    // It stops pinging: the new brummerd notices and restarts it.
+    std::fs::remove_file(&alive).expect("rm alive");
+    let s = wait_for("dog restarted for its watchdog", T, || {
+        let s = d.state_of("dog");
+        (s["restarts"] == 1).then_some(s)
+    });
+    let err = s["last_error"].as_str().unwrap_or_default();
+    assert!(err.starts_with("watchdog timeout"), "{s:#}");
+}

@@ -69,7 +69,7 @@ fn reexec_under_load_keeps_every_pid_and_every_line() {
             .process("idle", Proc::sleep()),
     );
     let counter_pid = d.wait_state("counter", "running")["pid"].clone();
-    let idle_pid = d.pid_of("idle");
+    let idle_pid = d.wait_state("idle", "running")["pid"].clone();
     let mut follow = LineChild::spawn(
         d.ctl_cmd(&["logs", "-f", "-n", "0", "counter"])
             .stderr(Stdio::piped()),
@@ -86,7 +86,7 @@ fn reexec_under_load_keeps_every_pid_and_every_line() {
         let r = reexec(&d);
         assert_eq!(r["pid"], d.pid(), "round {round}: the daemon keeps its pid");
         assert_eq!(d.state_of("counter")["pid"], counter_pid, "round {round}");
-        assert_eq!(d.pid_of("idle"), idle_pid, "round {round}");
+        assert_eq!(d.state_of("idle")["pid"], idle_pid, "round {round}");
         assert_eq!(d.state_of("counter")["state"], "running", "round {round}");
         assert_eq!(d.state_of("counter")["restarts"], 0, "round {round}");
     }
@@ -294,4 +294,106 @@ fn a_stop_asked_for_during_a_reexec_is_carried_out_by_the_new_image() {
     assert!(log.contains("took over from the previous image"), "{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
     d.assert_no_program_process(&pids, "brummerd stopped after the re-exec");
+}
+
+/// The configuration is checked before anything is handed over: one that does not load
+/// refuses the re-exec and changes nothing. Put back byte for byte (the files the running
+/// daemon loaded, which the check does not parse again), or changed and valid, it goes on;
+/// the new image reads the files on disk.
+#[test]
+fn a_reexec_is_refused_while_the_configuration_does_not_load_and_goes_on_once_it_does() {
+    let config = Config::new().process("a", Proc::sleep());
+    let d = Daemon::start(&config);
+    let a = d.wait_state("a", "running")["pid"].clone();
+    let original = std::fs::read(&d.config).expect("config");
+
+    d.write_config_text("[process.b]\ncommand = 3\n");
+    let out = d.ctl(&["daemon-reexec"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a broken configuration: {err}");
+    assert!(err.contains("does not load"), "{err}");
+    assert!(
+        !d.daemon_log().contains("re-executing"),
+        "nothing is handed over: {}",
+        d.daemon_log()
+    );
+    assert_eq!(d.state_of("a")["pid"], a);
+
+    // The very bytes the daemon loaded: the re-exec goes on.
+    std::fs::write(&d.config, &original).expect("config");
+    let r = reexec(&d);
+    assert_eq!(r["pid"], d.pid());
+    assert_eq!(d.state_of("a")["pid"], a);
+
+    // Changed and valid: checked, and the new image has the new program.
+    d.write_config(&config.process("b", Proc::sleep()));
+    reexec(&d);
+    assert_eq!(d.state_of("a")["pid"], a);
+    d.wait_state("b", "running");
+    assert_eq!(
+        d.daemon_log()
+            .matches("took over from the previous image")
+            .count(),
+        2
+    );
+}
+
+/// After a re-exec a program's disk log is opened when it next writes, not before: a
+/// program that stays quiet costs no open (and no descriptor), and the one that writes has
+/// its lines on disk after the earlier ones, numbered on.
+#[test]
+fn a_disk_log_is_opened_after_a_reexec_only_when_its_program_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = dir.path().join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let d = Daemon::start(
+        &Config::new().process(
+            "quiet",
+            Proc::new([
+                "sh",
+                "-c",
+                r#"echo one; read x < "$1"; echo two; exec sleep 100000"#,
+                "sh",
+            ])
+            .arg(go.display().to_string()),
+        ),
+    );
+    d.wait_logged("quiet", "one");
+    let path = d.log_dir.join("quiet.log");
+    wait_for("`one` on disk", T, || {
+        (std::fs::read_to_string(&path).ok()? == "one\n").then_some(())
+    });
+    // Descriptors of brummerd that name one of quiet's log files.
+    let open_logs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+            .expect("/proc/PID/fd")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|t| t.starts_with(&d.log_dir) && t.to_string_lossy().contains("quiet"))
+            .collect()
+    };
+    assert!(
+        !open_logs().is_empty(),
+        "the first image writes quiet's log"
+    );
+
+    reexec(&d);
+    assert_eq!(d.state_of("quiet")["state"], "running");
+    assert_eq!(
+        open_logs(),
+        Vec::<std::path::PathBuf>::new(),
+        "nothing written yet"
+    );
+
+    std::fs::write(&go, "\n").expect("fifo");
+    d.wait_logged("quiet", "two");
+    wait_for("`two` on disk after `one`", T, || {
+        (std::fs::read_to_string(&path).ok()? == "one\ntwo\n").then_some(())
+    });
+    assert!(!open_logs().is_empty(), "opened for the write");
+    let seqs: Vec<u64> = ndjson(&d.ctl_ok(&["--json", "logs", "-n", "2", "quiet"]))
+        .iter()
+        .map(|l| l["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs.len(), 2);
+    assert_eq!(seqs[1], seqs[0] + 1, "numbered on: {seqs:?}");
 }

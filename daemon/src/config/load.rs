@@ -36,7 +36,9 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Config, ConfigErrors> {
 
     match std::fs::read(&opts.main) {
         Ok(bytes) => loader.file(&opts.main, bytes, Kind::Main),
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !opts.main_required => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !opts.main_required => {
+            loader.config.inputs.absent(&opts.main)
+        }
         Err(e) => loader.errors.push(ConfigError::new(
             &opts.main,
             None,
@@ -73,6 +75,52 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// The drop-in files of `dir`, sorted by name, and what could not be listed. A missing
+/// directory is no drop-ins.
+pub(super) fn list_dropins(dir: &Path) -> (Vec<PathBuf>, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (Vec::new(), errors),
+        Err(e) => {
+            errors.push(ConfigError::new(
+                dir,
+                None,
+                None,
+                format!("cannot read drop-in directory: {e}"),
+            ));
+            return (Vec::new(), errors);
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    dir,
+                    None,
+                    None,
+                    format!("cannot list drop-in directory: {e}"),
+                ));
+                continue;
+            }
+        };
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        // Follows symlinks: a link to a file is a drop-in, a directory is skipped, a
+        // dangling link fails at read with its own error.
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        files.push(path);
+    }
+    files.sort();
+    (files, errors)
+}
+
 fn read_hint(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::NotFound => " (create it, or point brummerd at another file with --config)",
@@ -93,47 +141,11 @@ struct Loader<'o> {
 }
 
 impl Loader<'_> {
-    /// The drop-in files, sorted by name. A missing directory is no drop-ins.
+    /// The drop-in files, sorted by name ([`list_dropins`]), recorded as an input.
     fn dropins(&mut self, dir: &Path) -> Vec<PathBuf> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
-            Err(e) => {
-                self.errors.push(ConfigError::new(
-                    dir,
-                    None,
-                    None,
-                    format!("cannot read drop-in directory: {e}"),
-                ));
-                return Vec::new();
-            }
-        };
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => {
-                    self.errors.push(ConfigError::new(
-                        dir,
-                        None,
-                        None,
-                        format!("cannot list drop-in directory: {e}"),
-                    ));
-                    continue;
-                }
-            };
-            let path = entry.path();
-            if path.extension().is_none_or(|ext| ext != "toml") {
-                continue;
-            }
-            // Follows symlinks: a link to a file is a drop-in, a directory is skipped, a
-            // dangling link fails at read with its own error.
-            if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-                continue;
-            }
-            files.push(path);
-        }
-        files.sort();
+        let (files, errors) = list_dropins(dir);
+        self.errors.extend(errors);
+        self.config.inputs.listed(&files);
         files
     }
 
@@ -147,6 +159,7 @@ impl Loader<'_> {
 
     fn check_file(&mut self, path: &Path, bytes: Vec<u8>, kind: Kind) {
         self.config.files.push(path.to_path_buf());
+        self.config.inputs.read(path, &bytes);
         let src = match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => {
@@ -174,6 +187,7 @@ impl Loader<'_> {
             file: path,
             lines: LineIndex::new(&src),
             errors: &mut self.errors,
+            inputs: &mut self.config.inputs,
         };
         let doc = doc.get_ref();
         match kind {

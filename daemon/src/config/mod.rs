@@ -3,11 +3,13 @@
 //!
 //! Called by `run` at start-up and by reload (which keeps the running config when this
 //! fails). It reads files, env files and the user database, nothing else: it never starts,
-//! stops or touches a process.
+//! stops or touches a process. What it read is kept with the result (`Inputs`), so that a
+//! re-exec can tell the files are the ones the running daemon loaded (`unchanged`).
 
 mod env_file;
 mod error;
 mod graph;
+mod inputs;
 mod limits;
 mod load;
 mod model;
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use graph::Graph;
+pub use inputs::{Inputs, unchanged};
 pub use limits::{CPU_PERIOD_US, CgroupLimits, CgroupSupport, Rlimits, human_bytes};
 pub use model::*;
 

@@ -87,6 +87,8 @@ pub struct Config {
     pub processes: BTreeMap<String, Arc<ProcessDef>>,
     /// The files read, in order: the main file (if present), then the drop-ins.
     pub files: Vec<PathBuf>,
+    /// What the load read, to tell later whether loading again would read the same.
+    pub inputs: super::Inputs,
 }
 
 /// The `[daemon]` table. `None` means "use the mode's default".

@@ -311,7 +311,10 @@ fn read_env_file(
     let base = ctx.file.parent().unwrap_or(Path::new(""));
     let file = base.join(s);
     let contents = match std::fs::read(&file) {
-        Ok(bytes) => bytes,
+        Ok(bytes) => {
+            ctx.inputs.read(&file, &bytes);
+            bytes
+        }
         Err(e) => {
             ctx.err(
                 &v.span(),
@@ -372,6 +375,7 @@ fn user(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str, as_root: bool) -> Option<Us
     if !needs_root(ctx, v, key, as_root) {
         return None;
     }
+    ctx.inputs.looked_up_users();
     let found = match nix::unistd::User::from_name(name) {
         Ok(Some(u)) => Ok(Some(u)),
         Ok(None) => match name.parse::<u32>() {
@@ -408,6 +412,7 @@ fn group(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str, as_root: bool) -> Option<G
     if !needs_root(ctx, v, key, as_root) {
         return None;
     }
+    ctx.inputs.looked_up_users();
     let found = match nix::unistd::Group::from_name(name) {
         Ok(Some(g)) => Ok(Some(g)),
         Ok(None) => match name.parse::<u32>() {

@@ -705,7 +705,14 @@ fn missing_main_file() {
         ..fx.opts()
     };
     let config = load(&optional).expect("optional main");
-    assert_eq!(config, Config::default());
+    // No program, no file; only the record that the main file was looked for.
+    assert_eq!(
+        Config {
+            inputs: Default::default(),
+            ..config
+        },
+        Config::default()
+    );
 
     // Drop-ins still count without a main file.
     fx.write("processes.d/a.toml", "[process.a]\ncommand = \"x\"\n");
@@ -1247,4 +1254,81 @@ fn a_cgroup_limit_without_containment_or_controller_is_an_error_with_the_fix() {
     )
     .expect_err("not a percentage");
     assert!(e.to_string().contains("is not a percentage"), "{e}");
+}
+
+#[test]
+fn unchanged_files_are_told_apart_from_any_edit() {
+    let fx = Fixture::new();
+    fx.write(
+        "brummer.toml",
+        "[process.web]\ncommand = \"x\"\nenv_file = \"web.env\"\n",
+    );
+    fx.write("web.env", "PORT=1\n");
+    fx.write("processes.d/a.toml", "[process.a]\ncommand = \"a\"\n");
+    let loaded = || fx.load().expect("loads").inputs;
+    let inputs = loaded();
+    assert!(unchanged(&fx.opts(), &inputs), "nothing was touched");
+
+    // Each edit, of the same length, is seen; undone, the files are the loaded ones again.
+    for (rel, edited, original) in [
+        (
+            "brummer.toml",
+            "[process.wob]\ncommand = \"x\"\nenv_file = \"web.env\"\n",
+            None,
+        ),
+        ("web.env", "PORT=2\n", Some("PORT=1\n")),
+        (
+            "processes.d/a.toml",
+            "[process.b]\ncommand = \"a\"\n",
+            Some("[process.a]\ncommand = \"a\"\n"),
+        ),
+    ] {
+        let before = std::fs::read_to_string(fx.path(rel)).expect("read");
+        fx.write(rel, edited);
+        assert!(!unchanged(&fx.opts(), &inputs), "{rel} edited");
+        fx.write(rel, original.unwrap_or(&before));
+        assert!(unchanged(&fx.opts(), &inputs), "{rel} restored");
+    }
+
+    // A new drop-in, and one removed.
+    fx.write("processes.d/b.toml", "[process.b]\ncommand = \"b\"\n");
+    assert!(!unchanged(&fx.opts(), &inputs), "drop-in added");
+    std::fs::remove_file(fx.path("processes.d/b.toml")).expect("rm");
+    std::fs::remove_file(fx.path("processes.d/a.toml")).expect("rm");
+    assert!(!unchanged(&fx.opts(), &inputs), "drop-in removed");
+    // A file the load did not read (not *.toml) changes nothing.
+    let inputs = loaded();
+    fx.write("processes.d/notes.txt", "x");
+    assert!(unchanged(&fx.opts(), &inputs), "not a drop-in");
+    std::fs::remove_file(fx.path("web.env")).expect("rm");
+    assert!(!unchanged(&fx.opts(), &inputs), "env file gone");
+}
+
+#[test]
+fn an_absent_main_file_is_unchanged_until_created() {
+    let fx = Fixture::new();
+    let opts = LoadOptions {
+        main_required: false,
+        ..fx.opts()
+    };
+    let inputs = load(&opts).expect("no file is no programs").inputs;
+    assert!(unchanged(&opts, &inputs));
+    fx.write("brummer.toml", "");
+    assert!(!unchanged(&opts, &inputs));
+}
+
+#[test]
+fn a_configuration_with_users_is_never_called_unchanged() {
+    let fx = Fixture::new();
+    fx.write(
+        "brummer.toml",
+        "[process.web]\ncommand = \"x\"\nuser = \"root\"\n",
+    );
+    let opts = LoadOptions {
+        as_root: true,
+        ..fx.opts()
+    };
+    let inputs = load(&opts).expect("loads").inputs;
+    // The user database may have changed without a file of ours changing.
+    assert!(!unchanged(&opts, &inputs));
 }

@@ -21,6 +21,8 @@ pub(crate) struct Ctx<'a> {
     pub file: &'a Path,
     pub lines: LineIndex,
     pub errors: &'a mut Vec<ConfigError>,
+    /// What the load read (env files are read while checking a process).
+    pub inputs: &'a mut super::Inputs,
 }
 
 impl Ctx<'_> {

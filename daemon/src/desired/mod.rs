@@ -134,6 +134,15 @@ impl Desired {
 
     /// Records the child of `name` now running (or that none runs). Never waits: the
     /// writer task writes it soon after.
+    /// The start time (clock ticks since boot) recorded for `name`'s child `pid`, if its
+    /// run is recorded.
+    pub fn run_start(&self, name: &str, pid: i32) -> Option<u64> {
+        self.runtime.read(|doc| {
+            let run = doc.programs.get(name)?.run.as_ref()?;
+            (run.pid == pid).then_some(run.start)
+        })
+    }
+
     pub fn set_run(&self, name: &str, run: Option<Run>) {
         self.runtime.update(|doc| match doc.programs.get_mut(name) {
             Some(rec) if rec.run == run => false,

@@ -137,7 +137,7 @@ pub(super) fn spawn(
 }
 
 /// [`spawn`], with the task spawned by the returned closure, and the disk log opened by
-/// the task itself (`Persist::deferred`).
+/// the task itself when it first writes (`Persist::deferred`).
 pub(super) fn spawn_later(
     plane: Arc<LogPlane>,
     log: Arc<ProcessLog>,
@@ -196,8 +196,6 @@ async fn run(
     persist: Persist,
     mut rx: mpsc::Receiver<Msg>,
 ) {
-    let mut persist = persist;
-    persist.open_deferred();
     let mut sink = Sink {
         plane,
         persist,

@@ -142,6 +142,9 @@ pub struct LogPlane {
     /// `None` once start-up is over ([`end_startup`](Self::end_startup)). Held only for a
     /// lookup, never across I/O.
     listing: Mutex<Option<disk::Listing>>,
+    /// Cleared when a re-exec begins: the scanner ends instead of going over every ring
+    /// at each capture task's last chunk (its cursors are not handed over anyway).
+    scanning: std::sync::atomic::AtomicBool,
 }
 
 impl LogPlane {
@@ -160,6 +163,7 @@ impl LogPlane {
             logs: Registry::new(),
             captures: Shutdown::new(),
             listing: Mutex::new(Some(listing)),
+            scanning: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -174,6 +178,17 @@ impl LogPlane {
 
     pub fn set_ring_bytes(&self, bytes: usize) {
         self.ring_bytes.store(Arc::new(bytes));
+    }
+
+    /// Ends the scanner (a re-exec: the next image starts its own).
+    pub fn stop_scanning(&self) {
+        self.scanning
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.activity.notify_waiters();
+    }
+
+    pub fn scanning(&self) -> bool {
+        self.scanning.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn activity(&self) -> &Notify {

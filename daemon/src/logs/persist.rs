@@ -63,8 +63,9 @@ pub struct Persist {
     /// Lines lost since the disk began to fail (for the message when it recovers).
     lost_now: u64,
     /// The disk log is opened by [`Persist::open_deferred`], with its rotated segments
-    /// when they were listed already (`None`: it lists the folder).
-    pending_open: Option<Option<Vec<Segment>>>,
+    /// when they were listed already (`None`: it lists the folder), and where the handed
+    /// ring began.
+    pending_open: Option<(Option<Vec<Segment>>, u64)>,
 }
 
 impl Persist {
@@ -97,9 +98,10 @@ impl Persist {
         p
     }
 
-    /// A disk log opened by the capture task ([`Persist::open_deferred`]), not by whoever
-    /// made the program: a re-exec, whose handover says where the ring goes on, opens it
-    /// off the path to the first answer.
+    /// A disk log opened by the capture task when it first writes
+    /// ([`Persist::open_deferred`]), not by whoever made the program: a re-exec, whose
+    /// handover says where the ring goes on, opens none on the path to the first answer,
+    /// and none at all for a program that writes nothing until the next re-exec.
     pub fn deferred(
         log: Arc<ProcessLog>,
         target: Target,
@@ -116,19 +118,18 @@ impl Persist {
             write_error: None,
             rotate_error: None,
             lost_now: 0,
-            pending_open: Some(rotated),
+            pending_open: Some((rotated, next)),
         }
     }
 
-    /// Opens the disk log of [`Persist::deferred`]; the capture task calls it before it
-    /// reads anything. Its lines must not go past where the ring begins (they came from
-    /// the previous image's ring); a log behind it has a gap, as the previous image's disk
-    /// log had. Failing, lines wait in memory and the log is opened on a retry.
-    pub fn open_deferred(&mut self) {
-        let Some(rotated) = self.pending_open.take() else {
+    /// Opens the disk log of [`Persist::deferred`], before the first write. Its lines must
+    /// not go past where the handed-over ring began (they came from the previous image's
+    /// ring); a log behind it has a gap, as the previous image's disk log had. Failing,
+    /// lines wait in memory and the log is opened on a retry.
+    fn open_deferred(&mut self) {
+        let Some((rotated, from)) = self.pending_open.take() else {
             return;
         };
-        let from = self.log.ring.next_seq();
         let t = &self.target;
         let opened = DiskLog::open_listed(&t.dir, &t.name, t.max_payload, rotated).and_then(|(d, next)| {
             if next > from {
@@ -165,6 +166,7 @@ impl Persist {
         let Some((_, first)) = writes.first() else {
             return;
         };
+        self.open_deferred();
         let end = writes.last().map_or(0, |(_, m)| m.first_seq + m.lines);
         if self.unwritten.is_none() && self.checked.0.elapsed() >= CHECK_EVERY {
             self.check_linked(first.first_seq);

@@ -3,6 +3,7 @@
 //! capture task never waits for it and does not know it exists; when the scanner falls
 //! behind, the ring overwrites lines it has not seen, and it counts them as skipped
 //! (`scanner_skips`) instead of slowing anyone down. Matching happens outside every lock.
+//! It ends when a re-exec begins (`LogPlane::stop_scanning`): the next image starts its own.
 //!
 //! Found URLs are published once per process (`url-detected`) and kept on the entry
 //! (`urls`, shown by `status`); lines matching a process's `error_patterns` are published as
@@ -92,7 +93,7 @@ async fn run(d: Arc<LogPlane>, bus: Arc<EventBus<Event>>) {
     let mut buf: Vec<Line> = Vec::new();
     // Where the next pass starts, so a pass cut short by the budget is fair to every ring.
     let mut start = 0usize;
-    loop {
+    while d.scanning() {
         let woken = d.activity().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();

@@ -6,7 +6,7 @@
 //! next image calls [`adopt`] instead of `reload::install`.
 
 use super::{Caller, OpError, may_change};
-use crate::config::{self, CommandSpec, Config, LoadOptions, ProcessDef};
+use crate::config::{self, CommandSpec, Config, Inputs, LoadOptions, ProcessDef};
 use crate::handover::{self, Handover, Pipe, Program};
 use crate::process::Command;
 use crate::process::supervisor::Adopted;
@@ -46,50 +46,72 @@ impl Answered {
 
 /// What must hold before anything is handed over, so that a refused re-exec changes
 /// nothing: the binary is there and executable, and the configuration the next image
-/// will read loads.
-pub fn check(binary: &Path, load: &LoadOptions) -> Result<(), String> {
+/// will read loads. It is not parsed again when its files are the ones the configuration
+/// in force was loaded from (`loaded`), byte for byte: that load succeeded.
+pub fn check(binary: &Path, load: &LoadOptions, loaded: &Inputs) -> Result<Checked, String> {
     rustix::fs::access(binary, rustix::fs::Access::EXEC_OK).map_err(|e| {
         format!(
             "{} is not an executable file ({e}); reinstall brummer",
             binary.display()
         )
     })?;
+    if config::unchanged(load, loaded) {
+        return Ok(Checked::Unchanged);
+    }
     config::load(load).map_err(|e| {
         format!("the configuration does not load, so the new image could not start:\n{e}")
     })?;
-    Ok(())
+    Ok(Checked::Loaded)
+}
+
+/// How [`check`] found the configuration good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Its files are the ones the configuration in force was loaded from.
+    Unchanged,
+    /// Changed since, and loaded now.
+    Loaded,
 }
 
 /// Detaches every program (in parallel) and returns what the next image needs, with the
 /// descriptors that must stay open until `execve`. From here on nothing supervises or
 /// reads: the caller must exec.
 pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
-    let mut set = tokio::task::JoinSet::new();
+    state.logs().stop_scanning();
+    // Every supervisor is asked first, then the answers are awaited: they detach in
+    // parallel, and no task is spawned per program.
+    let mut answers = Vec::new();
     for e in state.entries() {
-        set.spawn(async move {
-            let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match e.cmd.try_send(Command::Detach(tx)) {
+            Ok(()) => {}
             // Unlike a client's command (`ProcessEntry::send`, an error on a full queue),
             // the hand-over waits for room: a program left out would lose its child to
-            // the next image, and the commands ahead of it are answered in turn.
-            if let Err(err) = e.cmd.send(Command::Detach(tx)).await {
-                drop(err);
-                return Err(e.name.to_string());
+            // the next image, and the commands ahead of it are answered in turn. Waited
+            // for aside, so that the other programs are asked meanwhile.
+            Err(tokio::sync::mpsc::error::TrySendError::Full(cmd)) => {
+                let queue = e.cmd.clone();
+                tokio::spawn(async move {
+                    // Closed: the command and its reply end are dropped, which the answer
+                    // below reports.
+                    let _ = queue.send(cmd).await;
+                });
             }
-            rx.await.map_err(|_| e.name.to_string())
-        });
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+        }
+        answers.push((e.name.clone(), rx));
     }
     let mut programs = Vec::new();
     let mut keep = Vec::new();
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(Ok(d)) => {
+    for (name, rx) in answers {
+        match rx.await {
+            Ok(d) => {
                 programs.push(d.program);
                 keep.extend(d.keep);
             }
-            Ok(Err(name)) => {
+            Err(_) => {
                 tracing::error!(process = %name, "its supervisor ended before handing over; the next image does not adopt it");
             }
-            Err(e) => tracing::error!(cause = %e, "a hand-over task failed"),
         }
     }
     programs.sort_by(|a, b| a.name.cmp(&b.name));

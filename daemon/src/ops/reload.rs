@@ -54,6 +54,7 @@ pub fn install(state: &State, config: &Config) {
 /// configuration's own report (every problem, with file, line and key).
 pub async fn apply(state: &State, load: &LoadOptions) -> Result<ReloadResult, String> {
     let config = config::load(load).map_err(|e| e.to_string())?;
+    state.set_loaded(config.inputs.clone());
     state.logs().set_ring_bytes(
         config
             .daemon

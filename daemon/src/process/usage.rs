@@ -15,6 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often every program is sampled. CPU percent is the average over this interval.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+/// When the first sample is taken after a re-exec: not while the adopted programs' tasks
+/// start and the first clients are answered (a sample reads every program's cgroup or
+/// all of /proc).
+pub const FIRST_AFTER_REEXEC: Duration = Duration::from_millis(500);
 
 /// What holds a program's processes together (`status --json` `containment`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,10 +164,14 @@ fn derive(prev: Option<&Run>, pid: u32, r: Reading, at: Instant) -> (Run, Option
 }
 
 /// Samples every program every [`SAMPLE_EVERY`] until dropped (the server spawns it on
-/// the shutdown tracker). `programs` lists the programs of the moment (a reload changes
-/// them). The only publisher of every program's usage.
-pub async fn run<P: Sampled>(source: impl Source, programs: impl Fn() -> Vec<Arc<P>> + Send) {
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+/// the shutdown tracker), the first time `first` from now. `programs` lists the programs of
+/// the moment (a reload changes them). The only publisher of every program's usage.
+pub async fn run<P: Sampled>(
+    source: impl Source,
+    programs: impl Fn() -> Vec<Arc<P>> + Send,
+    first: Duration,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut runs: HashMap<Arc<str>, Run> = HashMap::new();
     loop {

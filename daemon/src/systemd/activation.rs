@@ -55,11 +55,15 @@ pub struct Passed {
 /// another process, e.g. a parent that forgot to unset them). Rules: the descriptor named
 /// `control` wins; a single descriptor is taken whatever its name (a socket unit without
 /// `FileDescriptorName=` names it after itself); several without `control` is an error.
+/// A count whose descriptors could not all be below `fd_limit` (RLIMIT_NOFILE) is an error:
+/// the count is otherwise only as large as the unit's store (`FileDescriptorStoreMax=`:
+/// three per running program) and sockets make it.
 pub fn select(
     listen_pid: Option<&str>,
     listen_fds: Option<&str>,
     listen_fdnames: Option<&str>,
     our_pid: u32,
+    fd_limit: u64,
 ) -> Result<Option<Passed>, ActivationError> {
     let (Some(pid), Some(count)) = (listen_pid, listen_fds) else {
         return Ok(None);
@@ -75,7 +79,7 @@ pub fn select(
         .trim()
         .parse()
         .ok()
-        .filter(|n| *n <= 1024)
+        .filter(|n| (LISTEN_FDS_START as u64).saturating_add(*n as u64) <= fd_limit)
         .ok_or_else(|| ActivationError::BadCount(count.to_owned()))?;
     if n == 0 {
         return Ok(None);
@@ -132,6 +136,9 @@ pub fn take() -> Result<Taken, ActivationError> {
         var("LISTEN_FDS").as_deref(),
         var("LISTEN_FDNAMES").as_deref(),
         std::process::id(),
+        rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .maximum
+            .unwrap_or(u64::MAX),
     )?
     else {
         return Ok(Taken::default());
@@ -187,25 +194,35 @@ mod tests {
     use super::*;
 
     const ME: u32 = 4242;
+    const LIMIT: u64 = 8192;
 
     #[test]
     fn nothing_passed_is_not_activated() {
-        assert_eq!(select(None, None, None, ME), Ok(None));
-        assert_eq!(select(Some("4242"), None, None, ME), Ok(None));
-        assert_eq!(select(None, Some("1"), None, ME), Ok(None));
-        assert_eq!(select(Some("4242"), Some("0"), None, ME), Ok(None));
+        assert_eq!(select(None, None, None, ME, LIMIT), Ok(None));
+        assert_eq!(select(Some("4242"), None, None, ME, LIMIT), Ok(None));
+        assert_eq!(select(None, Some("1"), None, ME, LIMIT), Ok(None));
+        assert_eq!(select(Some("4242"), Some("0"), None, ME, LIMIT), Ok(None));
     }
 
     #[test]
     fn variables_for_another_process_are_ignored() {
-        assert_eq!(select(Some("1"), Some("1"), Some("control"), ME), Ok(None));
+        assert_eq!(
+            select(Some("1"), Some("1"), Some("control"), ME, LIMIT),
+            Ok(None)
+        );
     }
 
     #[test]
     fn named_control_socket_is_chosen() {
-        let p = select(Some("4242"), Some("3"), Some("dbus:control:extra"), ME)
-            .unwrap()
-            .unwrap();
+        let p = select(
+            Some("4242"),
+            Some("3"),
+            Some("dbus:control:extra"),
+            ME,
+            LIMIT,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(p.control, Some(4));
         assert_eq!(
             p.fds,
@@ -219,11 +236,13 @@ mod tests {
 
     #[test]
     fn a_single_socket_is_taken_whatever_its_name() {
-        let p = select(Some("4242"), Some("1"), Some("brummerd.socket"), ME)
+        let p = select(Some("4242"), Some("1"), Some("brummerd.socket"), ME, LIMIT)
             .unwrap()
             .unwrap();
         assert_eq!(p.control, Some(3));
-        let p = select(Some("4242"), Some("1"), None, ME).unwrap().unwrap();
+        let p = select(Some("4242"), Some("1"), None, ME, LIMIT)
+            .unwrap()
+            .unwrap();
         assert_eq!(p.fds, vec![(3, "unknown".into())]);
     }
 
@@ -234,6 +253,7 @@ mod tests {
             Some("4"),
             Some("web.out:web.err:control:web.pid"),
             ME,
+            LIMIT,
         )
         .unwrap()
         .unwrap();
@@ -248,7 +268,7 @@ mod tests {
             ]
         );
         // Without brummerd.socket: only stored descriptors, no control socket.
-        let p = select(Some("4242"), Some("2"), Some("db.out:db.pid"), ME)
+        let p = select(Some("4242"), Some("2"), Some("db.out:db.pid"), ME, LIMIT)
             .unwrap()
             .unwrap();
         assert_eq!(p.control, None);
@@ -256,30 +276,56 @@ mod tests {
     }
 
     #[test]
+    fn a_thousand_programs_descriptors_come_back_beside_the_socket() {
+        // What systemd passes after a crash with 1,000 running programs (a count above
+        // 1,024 was refused once, and brummerd failed to start in a loop).
+        let mut names: Vec<String> = (0..1000)
+            .flat_map(|i| ["out", "err", "pid"].map(|k| format!("p{i:04}.{k}")))
+            .collect();
+        names.push("control".into());
+        let p = select(
+            Some("4242"),
+            Some("3001"),
+            Some(&names.join(":")),
+            ME,
+            524_288,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.control, Some(3 + 3000));
+        assert_eq!(p.stored.len(), 3000);
+    }
+
+    #[test]
     fn several_without_control_is_an_error() {
-        let e = select(Some("4242"), Some("2"), Some("a:b"), ME).unwrap_err();
+        let e = select(Some("4242"), Some("2"), Some("a:b"), ME, LIMIT).unwrap_err();
         assert_eq!(e, ActivationError::NoControl(2, "a, b".into()));
         assert!(e.to_string().contains("FileDescriptorName=control"));
-        let e = select(Some("4242"), Some("2"), None, ME).unwrap_err();
+        let e = select(Some("4242"), Some("2"), None, ME, LIMIT).unwrap_err();
         assert!(matches!(e, ActivationError::NoControl(2, _)));
     }
 
     #[test]
     fn malformed_variables_are_errors() {
         assert_eq!(
-            select(Some("x"), Some("1"), None, ME),
+            select(Some("x"), Some("1"), None, ME, LIMIT),
             Err(ActivationError::BadPid("x".into()))
         );
         assert_eq!(
-            select(Some("4242"), Some("-1"), None, ME),
+            select(Some("4242"), Some("-1"), None, ME, LIMIT),
             Err(ActivationError::BadCount("-1".into()))
         );
         assert_eq!(
-            select(Some("4242"), Some("99999"), None, ME),
+            select(Some("4242"), Some("99999"), None, ME, LIMIT),
             Err(ActivationError::BadCount("99999".into()))
         );
         assert_eq!(
-            select(Some("4242"), Some("2"), Some("control"), ME),
+            select(Some("4242"), Some("8190"), None, ME, LIMIT),
+            Err(ActivationError::BadCount("8190".into())),
+            "descriptors 3..=8192 cannot all be below the limit"
+        );
+        assert_eq!(
+            select(Some("4242"), Some("2"), Some("control"), ME, LIMIT),
             Err(ActivationError::NameCount { names: 1, fds: 2 })
         );
     }

@@ -41,15 +41,20 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `setsid` (a forked spawn).
 pub fn record(pid: u32, generation: u64, def: &ProcessDef) -> Option<Run> {
     let p = procfs::read_stat(i32::try_from(pid).ok()?)?;
-    Some(Run {
-        pid: p.pid,
-        start: p.start,
-        pgid: p.pid,
+    Some(record_known(p.pid, p.start, generation, def))
+}
+
+/// The runtime record of a child whose start time is known (handed over by a re-exec).
+pub fn record_known(pid: i32, start: u64, generation: u64, def: &ProcessDef) -> Run {
+    Run {
+        pid,
+        start,
+        pgid: pid,
         generation,
         stop_signal: def.stop_signal,
         stop_timeout_ms: u64::try_from(def.stop_timeout.as_millis()).unwrap_or(u64::MAX),
         fds: Vec::new(),
-    })
+    }
 }
 
 /// This brummerd, as its runtime state names it.

@@ -155,7 +155,7 @@ pub fn spawn_task(
         watch: None,
         shutdown: shutdown.clone(),
         stored: Vec::new(),
-        record_adopted: false,
+        record_adopted: None,
     };
     let autostart = match begin {
         Begin::Fresh { autostart } => autostart,
@@ -201,8 +201,9 @@ struct Task {
     /// its runtime record.
     stored: Vec<String>,
     /// An adopted child's runtime record is still to be written (by the task, first thing:
-    /// it reads /proc, which is not on the path to the first answer after a re-exec).
-    record_adopted: bool,
+    /// not on the path to the first answer after a re-exec), with its start time when the
+    /// handover carried it (else it is read from /proc).
+    record_adopted: Option<Option<u64>>,
 }
 
 enum Wake {
@@ -214,8 +215,8 @@ enum Wake {
 
 impl Task {
     async fn run(mut self, autostart: bool) {
-        if std::mem::take(&mut self.record_adopted) {
-            self.record_adopted();
+        if let Some(start) = self.record_adopted.take() {
+            self.record_adopted(start);
         }
         if autostart && let Err(e) = self.start(true).await {
             tracing::warn!(process = %self.entry.name, cause = %e, "autostart failed");
@@ -353,14 +354,13 @@ impl Task {
                 self.generation += 1;
                 // Kept by systemd before anything can go wrong with them here: a crash of
                 // brummerd from now on leaves this run to be re-adopted.
-                self.stored = crate::fdstore::store(
-                    &self.entry.name,
-                    &[
-                        (crate::fdstore::STDOUT, s.stdout.as_fd()),
-                        (crate::fdstore::STDERR, s.stderr.as_fd()),
-                        (crate::fdstore::PIDFD, s.pidfd.as_fd()),
-                    ],
-                );
+                let mut keep = vec![
+                    (crate::fdstore::STDOUT, s.stdout.as_fd()),
+                    (crate::fdstore::STDERR, s.stderr.as_fd()),
+                    (crate::fdstore::PIDFD, s.pidfd.as_fd()),
+                ];
+                keep.extend(prepared.notify_fd().map(|fd| (crate::fdstore::NOTIFY, fd)));
+                self.stored = crate::fdstore::store(&self.entry.name, &keep);
                 let pidfd = match crate::fd::watch_readable(s.pidfd) {
                     Ok(fd) => fd,
                     Err(e) => {

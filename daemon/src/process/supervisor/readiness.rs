@@ -24,6 +24,13 @@ pub(super) struct Prepared {
     log_from: u64,
 }
 
+impl Prepared {
+    /// The run's notify socket, for systemd's descriptor store.
+    pub(super) fn notify_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.notify.as_deref().map(NotifySocket::as_fd)
+    }
+}
+
 impl Task {
     /// Makes what the next run needs before its spawn; the error is the start failure.
     pub(super) fn prepare_run(&self, def: &ProcessDef) -> Result<Prepared, String> {

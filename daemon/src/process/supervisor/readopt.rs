@@ -3,16 +3,18 @@
 //! dead brummerd left, become a handover as a re-exec would have written it, so the same
 //! adoption path takes the programs back ([`from_store`]).
 //!
-//! A run is taken back only when everything agrees: the runtime record names its three
-//! descriptors, all three came back, the recorded pid still runs with the recorded start
+//! A run is taken back only when everything agrees: the runtime record names its
+//! descriptors, its three came back (stdout, stderr, pidfd; a notify socket too when it had
+//! one, so that its watchdog is watched again), the recorded pid still runs with the recorded start
 //! time (no recycled pid), the pidfd refers to that pid, and, with cgroup containment, the
 //! pid is in the program's cgroup (`cgroup.procs`). Anything else is left to the
 //! leftover path, which stops it; descriptors nobody takes leave the store.
 
 use super::procfs;
+use super::watch::notify::NotifySocket;
 use crate::desired::{Previous, Run};
-use crate::fdstore::{self, STDERR, STDOUT};
-use crate::handover::{self, ChildFd, Handover, Pipe, Program};
+use crate::fdstore::{self, NOTIFY, PIDFD, STDERR, STDOUT};
+use crate::handover::{self, ChildFd, Handover, NotifyFd, Pipe, Program};
 use brummer_proto::{ProcessState, Stream};
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
@@ -24,6 +26,8 @@ struct Three {
     out: Option<OwnedFd>,
     err: Option<OwnedFd>,
     pid: Option<OwnedFd>,
+    /// Its notify socket, when the run had one.
+    notify: Option<OwnedFd>,
 }
 
 /// The handover for the runs that can be taken back (`None` when none can), and the names
@@ -41,7 +45,9 @@ pub fn from_store(
         let slot = match kind {
             STDOUT => &mut three.out,
             STDERR => &mut three.err,
-            _ => &mut three.pid,
+            PIDFD => &mut three.pid,
+            NOTIFY => &mut three.notify,
+            _ => continue,
         };
         // A name stored twice (it cannot be, each run replaces the last): the first wins.
         if slot.is_none() {
@@ -59,11 +65,14 @@ pub fn from_store(
                     out: Some(out),
                     err: Some(err),
                     pid: Some(pidfd),
+                    notify,
                 },
             ) if !run.fds.is_empty() && still_runs(run, &pidfd) && in_its_cgroup(&name, run) => {
                 tracing::info!(process = %name, pid = run.pid, "re-adopting a program the previous brummerd left running");
                 taken.push(name.clone());
-                programs.push(program(&name, run, out, err, pidfd));
+                let mut p = program(&name, run, out, err, pidfd);
+                p.notify = notify.and_then(notify_fd);
+                programs.push(p);
             }
             _ => {
                 tracing::info!(process = %name, "the stored descriptors of a run that cannot be re-adopted are dropped");
@@ -104,6 +113,16 @@ fn in_its_cgroup(name: &str, run: &Run) -> bool {
         tracing::warn!(process = %name, pid = run.pid, "the recorded process is not in the program's cgroup; not re-adopted");
     }
     found
+}
+
+/// A stored notify socket with the path it is bound to (the path the program sends to,
+/// still there: a brummerd that is killed removes nothing).
+fn notify_fd(fd: OwnedFd) -> Option<NotifyFd> {
+    let path = NotifySocket::bound_path(&fd)?;
+    Some(NotifyFd {
+        fd: fd.into_raw_fd(),
+        path,
+    })
 }
 
 /// The pid a pidfd refers to, from its fdinfo.
@@ -149,6 +168,8 @@ fn program(name: &str, run: &Run, out: OwnedFd, err: OwnedFd, pidfd: OwnedFd) ->
             pidfd: pidfd.into_raw_fd(),
             started_at_us,
             age_ns: u64::try_from(age.as_nanos()).unwrap_or(u64::MAX),
+            // Checked against /proc by `from_store` before this.
+            start_ticks: Some(run.start),
         }),
         retry_in_ns: None,
         restart_attempts: 0,
@@ -162,8 +183,6 @@ fn program(name: &str, run: &Run, out: OwnedFd, err: OwnedFd, pidfd: OwnedFd) ->
         pipes: vec![pipe(out, Stream::Stdout), pipe(err, Stream::Stderr)],
         next_seq: 0,
         urls: Vec::new(),
-        // A notify socket is not stored: a re-adopted program is not watched for
-        // WATCHDOG=1 any more, and its later notify messages go nowhere.
         notify: None,
         status_text: None,
     }

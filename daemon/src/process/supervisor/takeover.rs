@@ -51,6 +51,7 @@ impl Task {
                 pidfd: raw,
                 started_at_us: info.started_at.map(epoch_us).unwrap_or(0),
                 age_ns: nanos(age),
+                start_ticks: self.shared.desired.run_start(&self.entry.name, c.pid),
             }
         });
         let retry_in = self
@@ -175,7 +176,7 @@ impl Task {
             restarts: self.restarts,
             generation: self.generation as u32,
         });
-        self.record_adopted = pid.is_some();
+        self.record_adopted = pid.map(|_| p.child.as_ref().and_then(|c| c.start_ticks));
         if pid.is_none() {
             self.shared.desired.set_run(&self.entry.name, None);
         }
@@ -183,22 +184,33 @@ impl Task {
     }
 
     /// Records the adopted child in this image's runtime state, which starts without
-    /// children, so that a crash of this image finds it.
-    pub(super) fn record_adopted(&mut self) {
+    /// children, so that a crash of this image finds it. `start`: its start time as the
+    /// previous image recorded it (same pid, same process: an exec changes neither).
+    pub(super) fn record_adopted(&mut self, start: Option<u64>) {
         let pid = self.entry.cell.load().hot().pid;
         if pid.is_some() && crate::fdstore::enabled() {
             // The same service: what the previous image stored is still there.
+            let notify = self.watch.as_ref().and_then(|w| w.notify()).is_some();
             self.stored = [
                 crate::fdstore::STDOUT,
                 crate::fdstore::STDERR,
                 crate::fdstore::PIDFD,
             ]
-            .iter()
+            .into_iter()
+            .chain(notify.then_some(crate::fdstore::NOTIFY))
             .map(|k| crate::fdstore::name(&self.entry.name, k))
             .collect();
         }
         let run = pid
-            .and_then(|p| super::leftover::record(p, self.generation, &self.entry.def()))
+            .and_then(|p| match start {
+                Some(start) => Some(super::leftover::record_known(
+                    i32::try_from(p).ok()?,
+                    start,
+                    self.generation,
+                    &self.entry.def(),
+                )),
+                None => super::leftover::record(p, self.generation, &self.entry.def()),
+            })
             .map(|mut r| {
                 r.fds = self.stored.clone();
                 r

@@ -134,6 +134,18 @@ impl NotifySocket {
         Ok((fd, self.path.clone()))
     }
 
+    /// The socket, for systemd's descriptor store.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.get_ref().as_fd()
+    }
+
+    /// The path a socket is bound to (one given back by systemd's store after a crash).
+    pub fn bound_path(fd: &OwnedFd) -> Option<PathBuf> {
+        let addr: UnixAddr = nix::sys::socket::getsockname(fd.as_raw_fd()).ok()?;
+        addr.path().map(Path::to_path_buf)
+    }
+
     /// `NOTIFY_SOCKET` for the child.
     pub fn env(&self) -> (OsString, OsString) {
         ("NOTIFY_SOCKET".into(), self.path.as_os_str().to_owned())
