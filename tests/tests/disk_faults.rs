@@ -128,6 +128,14 @@ impl Setup {
 
     /// Has the program write lines up to `total` and waits until all are captured.
     fn emit_to(&self, total: u64) {
+        self.signal_to(total);
+        wait_for(&format!("{total} lines captured"), T, || {
+            (self.logs()["lines"] == total).then_some(())
+        });
+    }
+
+    /// Has the program write lines up to `total`.
+    fn signal_to(&self, total: u64) {
         std::fs::write(&self.want, total.to_string()).unwrap();
         let pid = self.d.pid_of("web");
         nix::sys::signal::kill(
@@ -135,9 +143,6 @@ impl Setup {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .expect("SIGUSR1");
-        wait_for(&format!("{total} lines captured"), T, || {
-            (self.logs()["lines"] == total).then_some(())
-        });
     }
 
     /// The `logs` counters of `web` in `status --json`.
@@ -265,6 +270,67 @@ fn full_disk_keeps_lines_in_memory_and_writes_them_when_space_returns() {
     assert!(
         text.contains(&format!("{lost} lines never reached the disk log")),
         "{text}"
+    );
+    drop(s);
+}
+
+/// A re-exec while the disk is full: the next image is handed the pipes and where the
+/// numbering goes on, not the ring, so the lines kept in memory for the disk are lost with
+/// it. The old image says so, the new one counts them (`disk_lost_lines`, the same figure
+/// `status` shows) and says the disk log ends before the ring; once space returns the log
+/// goes on after the gap, and readers are told of it with the exact count.
+#[test]
+#[ignore = "needs root"]
+fn a_reexec_while_the_disk_is_full_counts_and_reports_the_lines_it_could_not_keep() {
+    require_root();
+    let fs = Tmpfs::mount("1m");
+    let log_dir = fs.path().join("logs");
+    let s = Setup::start(&log_dir);
+    const B: u64 = PAGE_LINES;
+    s.emit_to(B);
+    wait_for("the first lines on disk", T, || {
+        (s.logs()["disk_pending"] == 0).then_some(())
+    });
+    let filler = fs.fill();
+    s.emit_to(B + 300);
+    wait_for("300 lines waiting for the disk", T, || {
+        (s.logs()["disk_pending"] == 300).then_some(())
+    });
+    let pid = s.d.pid_of("web");
+
+    s.d.ctl_ok(&["daemon-reexec"]);
+    assert_eq!(s.d.pid_of("web"), pid, "the program was not restarted");
+    let said = s.d.daemon_log();
+    assert!(
+        said.contains("lines kept in memory for it are lost with the re-exec"),
+        "{said}"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    // (`lines` counts what this image captured: wait on the disk instead.)
+    s.signal_to(B + 310);
+    wait_for("the last line on disk", T, || {
+        (disk_numbers(&log_dir).last() == Some(&(B + 309))).then_some(())
+    });
+    let l = s.wait_disk_caught_up();
+    assert_eq!(l["disk_lost_lines"], 300, "{l:#}");
+    let said = s.d.daemon_log();
+    assert!(
+        said.contains("disk log ends before the handed-over ring"),
+        "{said}"
+    );
+    let want: Vec<u64> = (0..B).chain(B + 300..B + 310).collect();
+    assert_eq!(disk_numbers(&log_dir), want, "disk log after the re-exec");
+    let text = s.d.ctl_ok(&["status", "web"]);
+    assert!(
+        text.contains("300 lines never reached the disk log"),
+        "{text}"
+    );
+    let (nums, stderr) = logs_all(&s, B + 310);
+    assert_eq!(nums, want);
+    assert!(
+        stderr.contains("300 lines of web are no longer kept"),
+        "{stderr}"
     );
     drop(s);
 }

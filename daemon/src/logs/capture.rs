@@ -326,6 +326,14 @@ async fn run(
             }
         }
         if let Some(reply) = detach.take() {
+            // The next image gets the pipes and where the numbering goes on, not the ring:
+            // lines kept for a failing disk have one more chance to reach it, and those that
+            // do not are said lost (the next image counts them when it opens the log).
+            sink.persist.retry();
+            let unwritten = sink.persist.unwritten_lines();
+            if unwritten > 0 {
+                tracing::error!(process = %sink.entry.name, lines = unwritten, "disk log failing at hand-over: the lines kept in memory for it are lost with the re-exec");
+            }
             let handed = pipes
                 .drain(..)
                 .map(|p| {

@@ -138,10 +138,20 @@ impl Persist {
                     next - 1
                 )));
             }
-            Ok(d)
+            Ok((d, next))
         });
         match opened {
-            Ok(d) => {
+            Ok((d, next)) => {
+                if next < from {
+                    // The previous image held these lines for a failing disk and could not
+                    // write them before it handed over; the ring it handed holds none.
+                    let gap = from - next;
+                    self.log
+                        .counters
+                        .disk_lost_lines
+                        .fetch_add(gap, Ordering::Relaxed);
+                    tracing::warn!(process = %self.target.name, disk_next = next, ring_next = from, lost = gap, "disk log ends before the handed-over ring: lines the previous image had not written are missing from it");
+                }
                 self.disk = Some(d);
                 self.was_open = true;
             }
@@ -158,6 +168,13 @@ impl Persist {
     /// Whether the capture should call [`Persist::retry`] in a while.
     pub fn needs_retry(&self) -> bool {
         self.unwritten.is_some()
+    }
+
+    /// The lines waiting in the ring for a failing disk: a hand-over does not carry the
+    /// ring, so these are what it would lose.
+    pub fn unwritten_lines(&self) -> u64 {
+        self.unwritten
+            .map_or(0, |from| self.log.ring.next_seq().saturating_sub(from))
     }
 
     /// Appends the finished lines of one read to the disk log, in order, rotating when
