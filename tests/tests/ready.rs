@@ -162,7 +162,13 @@ fn notify_ready_from_a_child_and_from_a_grandchild_in_a_session_of_its_own() {
     let mut events = d.events();
     touch(&go);
     let evs = events.states_until("svc", "running", T);
-    assert_eq!(transitions(&evs, "svc"), ["starting->running"]);
+    // The event that published the pid `status` already showed may come after the
+    // subscription: a start's own "starting->starting" says nothing here.
+    let changes: Vec<String> = transitions(&evs, "svc")
+        .into_iter()
+        .filter(|t| t != "starting->starting")
+        .collect();
+    assert_eq!(changes, ["starting->running"]);
     let s = wait_status(&d, "svc", "the child's status", |s| {
         s["status_text"] == "child says hi"
     });
