@@ -243,7 +243,10 @@ mod tests {
                     .expect("every spawn is made")
             })
             .collect();
-        assert_eq!(made.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!(
+            made.iter().map(|m| m.0).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
         assert!(made.iter().all(|m| m.1 == other_id));
         let main = tokio::runtime::Builder::new_current_thread()
             .enable_all()
