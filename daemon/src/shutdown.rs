@@ -8,6 +8,7 @@
 //! any cancel-safe future does; nothing is aborted from outside. [`Shutdown::child`] gives
 //! a narrower token (one stream of one connection) that the parent's cancel reaches too.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -18,17 +19,64 @@ use tokio_util::task::TaskTracker;
 /// Spawns put off until [`Later::run`]: a re-exec makes every program (entry, ring, state)
 /// and publishes them before any of their tasks is spawned, so that `status` answers as
 /// soon as they are published and spawning a thousand tasks is not on that path.
+///
+/// Spawns bound for another runtime (a log thread) are grouped by runtime and made there,
+/// from one task: a spawn from outside a current-thread runtime wakes its thread each
+/// time, a spawn from inside it only queues.
 #[derive(Default)]
-pub struct Later(Vec<Box<dyn FnOnce() + Send>>);
+pub struct Later {
+    here: Vec<Box<dyn FnOnce() + Send>>,
+    there: BTreeMap<usize, Group>,
+}
+
+/// The spawns of one other runtime, and the tracker that counts the task making them.
+struct Group {
+    tracker: Shutdown,
+    handle: Handle,
+    spawns: Vec<Box<dyn FnOnce() + Send>>,
+}
 
 impl Later {
     pub fn push(&mut self, spawn: impl FnOnce() + Send + 'static) {
-        self.0.push(Box::new(spawn));
+        self.here.push(Box::new(spawn));
     }
 
-    /// Spawns everything, in the order pushed.
+    /// `spawn`, run on runtime `handle` (known as `key`) with the others pushed for it.
+    /// `tracker` counts the task that runs them until it has (so a wait on it cannot end
+    /// between that task and the tasks it spawns).
+    pub fn push_on(
+        &mut self,
+        key: usize,
+        tracker: &Shutdown,
+        handle: &Handle,
+        spawn: impl FnOnce() + Send + 'static,
+    ) {
+        self.there
+            .entry(key)
+            .or_insert_with(|| Group {
+                tracker: tracker.clone(),
+                handle: handle.clone(),
+                spawns: Vec::new(),
+            })
+            .spawns
+            .push(Box::new(spawn));
+    }
+
+    /// Spawns everything: each other runtime's group (one task there runs them in the order
+    /// pushed), then the rest in the order pushed.
     pub fn run(self) {
-        for spawn in self.0 {
+        for group in self.there.into_values() {
+            let spawns = group.spawns;
+            group.tracker.spawn_on(
+                async move {
+                    for spawn in spawns {
+                        spawn();
+                    }
+                },
+                &group.handle,
+            );
+        }
+        for spawn in self.here {
             spawn();
         }
     }
@@ -146,5 +194,73 @@ mod tests {
         assert_eq!(s.running(), 1);
         s.trigger();
         assert!(rx.await.is_err());
+    }
+
+    /// What `Later::push_on` is for: the spawns of one other runtime are made on its own
+    /// thread (where a spawn only queues), in the order pushed, after `run` returns; and
+    /// the tracker counts them, so a wait on it ends only once they have ended.
+    #[test]
+    fn spawns_pushed_for_another_runtime_are_made_on_its_thread_in_order() {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            handle_tx
+                .send(rt.handle().clone())
+                .expect("the test waits for the handle");
+            rt.block_on(async {
+                let _ = stop_rx.await;
+            });
+        });
+        let other_id = other.thread().id();
+        let handle = handle_rx.recv().expect("the other runtime's handle");
+        let tracker = Shutdown::new();
+        let (made_tx, made_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+        let mut later = Later::default();
+        for i in 0..5 {
+            let (made, tracker2, handle2) = (made_tx.clone(), tracker.clone(), handle.clone());
+            let mut release = release_rx.clone();
+            later.push_on(7, &tracker, &handle, move || {
+                tracker2.spawn_on(
+                    async move {
+                        let _ = release.wait_for(|r| *r).await;
+                    },
+                    &handle2,
+                );
+                made.send((i, std::thread::current().id()))
+                    .expect("the test listens");
+            });
+        }
+        later.run();
+        let made: Vec<_> = (0..5)
+            .map(|_| {
+                made_rx
+                    .recv_timeout(Duration::from_secs(60))
+                    .expect("every spawn is made")
+            })
+            .collect();
+        assert_eq!(
+            made.iter().map(|m| m.0).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        assert!(made.iter().all(|m| m.1 == other_id));
+        let main = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        main.block_on(async {
+            // The five spawned tasks wait for the release (the task that made them may
+            // still be counted for a moment).
+            assert!(tracker.running() >= 5);
+            release_tx.send(true).expect("the tasks listen");
+            assert!(tracker.wait(Duration::from_secs(60)).await);
+            assert_eq!(tracker.running(), 0);
+        });
+        let _ = stop_tx.send(());
+        other.join().expect("the other runtime's thread ends");
     }
 }

@@ -222,6 +222,7 @@ async fn run(
         if sink.persist.needs_retry() && retry.is_none() {
             retry = Some(Box::pin(tokio::time::sleep(RETRY_EVERY)));
         }
+        let seq_before = sink.writer.ring().next_seq();
         std::future::poll_fn(|cx| {
             let mut progressed = false;
             if let Some(t) = retry.as_mut()
@@ -304,16 +305,23 @@ async fn run(
             }
         })
         .await;
-        // Followers on this thread first: they run as soon as this task yields, without a
-        // system call, and send before the scanner and other followers wake on another
-        // thread (which could otherwise run ahead of them on the same core).
-        let wake = &sink.entry.thread;
-        wake.notify.notify_waiters();
-        if wake.has_followers() {
-            tokio::task::yield_now().await;
+        // Readers (followers, the scanner) are woken only when the ring has new lines: a
+        // turn that only took pipes or answered a message gives them nothing to read, and
+        // a thousand captures starting at once would otherwise wake them a thousand times.
+        if sink.writer.ring().next_seq() != seq_before {
+            // Followers on this thread first: they run as soon as this task yields, without
+            // a system call, and send before the scanner and other followers wake on
+            // another thread (which could otherwise run ahead of them on the same core).
+            let wake = &sink.entry.thread;
+            wake.notify.notify_waiters();
+            if wake.has_followers() {
+                tokio::task::yield_now().await;
+            }
+            sink.flush_pending();
+            sink.plane.activity.notify_waiters();
+        } else {
+            sink.flush_pending();
         }
-        sink.flush_pending();
-        sink.plane.activity.notify_waiters();
         if !settling.is_empty() && !sink.has_pending() {
             let mut i = 0;
             while i < settling.len() {
@@ -344,7 +352,7 @@ async fn run(
                         generation: p.generation,
                         carry: p.carry,
                     };
-                    (p.fd.into_inner(), pipe)
+                    (crate::fd::unwatch_for_exec(p.fd), pipe)
                 })
                 .collect();
             let _ = reply.send(handed);

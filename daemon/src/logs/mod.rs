@@ -246,7 +246,8 @@ impl LogPlane {
         let rotated = self.listed(&def.name);
         let (capture, start) =
             capture::spawn_later(self.clone(), log.clone(), writer, target, rotated);
-        later.push(start);
+        let thread = &log.thread;
+        later.push_on(thread.index, &self.captures, &thread.handle, start);
         (log, capture)
     }
 

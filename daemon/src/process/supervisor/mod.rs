@@ -165,7 +165,9 @@ pub fn spawn_task(
             false
         }
     };
-    let run = task.run(autostart);
+    // Boxed once here: the future is large, and unboxed it would be copied whole at every
+    // move on its way into the runtime (into `later`, out of it, into the task).
+    let run = Box::pin(task.run(autostart));
     match later {
         Some(later) => {
             let shutdown = shutdown.clone();

@@ -43,7 +43,7 @@ impl Task {
         let mut keep = Vec::new();
         let child = self.child.take().map(|c| {
             let age = now.saturating_duration_since(c.started);
-            let pidfd = c.pidfd.into_inner();
+            let pidfd = crate::fd::unwatch_for_exec(c.pidfd);
             let raw = pidfd.as_raw_fd();
             keep.push(pidfd);
             ChildFd {
