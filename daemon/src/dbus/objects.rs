@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use zbus::message::Header;
 use zbus::names::BusName;
-use zbus::object_server::SignalEmitter;
+use zbus::object_server::{ResponseDispatchNotifier, SignalEmitter};
 use zbus::{Connection, ObjectPath, OwnedObjectPath, OwnedVariant, Variant, fdo, interface};
 
 /// The Process interface's properties as one value, so the forwarder can tell which changed.
@@ -354,13 +354,18 @@ impl Manager {
         &self,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<String, BusError> {
+    ) -> Result<ResponseDispatchNotifier<String>, BusError> {
         let who = caller(&self.daemon, conn, &hdr).await?;
-        // zbus writes the answer once this returns: dropping `answered` lets the top loop
-        // go on at once, so a D-Bus caller may see its call fail with the connection
-        // instead; `Reexec` is documented to answer before the image goes, not to wait.
-        let (r, _answered) = ops::reexec::reexec(&self.daemon, &who).await?;
-        Ok(r.binary)
+        let (r, answered) = ops::reexec::reexec(&self.daemon, &who).await?;
+        // zbus sends the answer after this returns: the top loop executes the new image
+        // only once it is sent (or could not be: the notifier fires when dropped), so the
+        // caller gets its answer rather than a vanished peer. Bounded by the top loop.
+        let (reply, sent) = ResponseDispatchNotifier::new(r.binary);
+        tokio::spawn(async move {
+            sent.await;
+            answered.done();
+        });
+        Ok(reply)
     }
 
     /// A full resync: the event sequence number read first, then every program's properties.
