@@ -35,7 +35,9 @@ program is no longer brummerd's child, so if it ends its status is \"exit status
 Re-exec: `brummerctl daemon-reexec` (D-Bus Manager.Reexec; a package upgrade does it too)
 makes brummerd execute its binary on disk again, in the same process: every program goes
 on as its child with the same pid, its output pipes stay open (no line lost or doubled,
-sequence numbers go on), and states, restart counters and backoff timers carry over. The
+sequence numbers go on; lines held in memory for a failing disk log get one last write, and
+those it still refuses are logged and counted as lost, disk_lost_lines), and states, restart
+counters and backoff timers carry over. The
 configuration on disk is read again; a program no longer in it is stopped, a changed one
 keeps running and gets its new definition at its next start (`brummerctl reload` applies
 changes). A configuration that does not load refuses the re-exec. `logs -f` and `events`

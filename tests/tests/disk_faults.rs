@@ -193,6 +193,21 @@ fn logs_all(s: &Setup, total: u64) -> (Vec<u64>, String) {
     (nums, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// `lines` on a 1 MiB tmpfs's disk log (whole pages, so nothing is left in the file's last
+/// page either), then the tmpfs filled: the next line finds no space. Returns the tmpfs,
+/// the log folder, the setup and the filler file (remove it and space returns).
+fn full_disk_after(lines: u64) -> (Tmpfs, PathBuf, Setup, PathBuf) {
+    let fs = Tmpfs::mount("1m");
+    let log_dir = fs.path().join("logs");
+    let s = Setup::start(&log_dir);
+    s.emit_to(lines);
+    wait_for("the first lines on disk", T, || {
+        (s.logs()["disk_pending"] == 0).then_some(())
+    });
+    let filler = fs.fill();
+    (fs, log_dir, s, filler)
+}
+
 /// The disk fills up (a 1 MiB tmpfs): brummerd goes on capturing, keeps the lines in its
 /// ring, and says so. Lines keep coming until the ring has overwritten some of those the
 /// disk refused. When space returns, the disk log gets the lines still in the ring, right
@@ -201,17 +216,8 @@ fn logs_all(s: &Setup, total: u64) -> (Vec<u64>, String) {
 #[ignore = "needs root"]
 fn full_disk_keeps_lines_in_memory_and_writes_them_when_space_returns() {
     require_root();
-    let fs = Tmpfs::mount("1m");
-    let log_dir = fs.path().join("logs");
-    let s = Setup::start(&log_dir);
-
-    // Whole pages of lines on disk, then no space left.
     const B: u64 = PAGE_LINES;
-    s.emit_to(B);
-    wait_for("the first lines on disk", T, || {
-        (s.logs()["disk_pending"] == 0).then_some(())
-    });
-    let filler = fs.fill();
+    let (_fs, log_dir, s, filler) = full_disk_after(B);
     s.emit_to(B + 300);
     let l = wait_for("status to say the disk fails", T, || {
         let l = s.logs();
@@ -283,15 +289,8 @@ fn full_disk_keeps_lines_in_memory_and_writes_them_when_space_returns() {
 #[ignore = "needs root"]
 fn a_reexec_while_the_disk_is_full_counts_and_reports_the_lines_it_could_not_keep() {
     require_root();
-    let fs = Tmpfs::mount("1m");
-    let log_dir = fs.path().join("logs");
-    let s = Setup::start(&log_dir);
     const B: u64 = PAGE_LINES;
-    s.emit_to(B);
-    wait_for("the first lines on disk", T, || {
-        (s.logs()["disk_pending"] == 0).then_some(())
-    });
-    let filler = fs.fill();
+    let (_fs, log_dir, s, filler) = full_disk_after(B);
     s.emit_to(B + 300);
     wait_for("300 lines waiting for the disk", T, || {
         (s.logs()["disk_pending"] == 300).then_some(())

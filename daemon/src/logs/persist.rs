@@ -146,10 +146,7 @@ impl Persist {
                     // The previous image held these lines for a failing disk and could not
                     // write them before it handed over; the ring it handed holds none.
                     let gap = from - next;
-                    self.log
-                        .counters
-                        .disk_lost_lines
-                        .fetch_add(gap, Ordering::Relaxed);
+                    self.count_lost(gap);
                     tracing::warn!(process = %self.target.name, disk_next = next, ring_next = from, lost = gap, "disk log ends before the handed-over ring: lines the previous image had not written are missing from it");
                 }
                 self.disk = Some(d);
@@ -301,10 +298,7 @@ impl Persist {
         let start = from.max(self.log.ring.oldest_seq()).min(end);
         let lost = start - from;
         if lost > 0 {
-            self.log
-                .counters
-                .disk_lost_lines
-                .fetch_add(lost, Ordering::Relaxed);
+            self.count_lost(lost);
             self.lost_now += lost;
         }
         self.set_unwritten(Some(start));
@@ -340,10 +334,7 @@ impl Persist {
             // Not in the ring after all (it cannot shrink under its only writer, so this
             // is not expected): counted as lost rather than waited for.
             let gone = end - cursor;
-            self.log
-                .counters
-                .disk_lost_lines
-                .fetch_add(gone, Ordering::Relaxed);
+            self.count_lost(gone);
             self.lost_now += gone;
         }
         let written = cursor.min(end) - start;
@@ -383,6 +374,14 @@ impl Persist {
                 .join(format!("{}.log", self.target.name))
                 .display()
         )
+    }
+
+    /// Lines that never reach the disk log (`disk_lost_lines`; readers are told of the gap).
+    fn count_lost(&self, lines: u64) {
+        self.log
+            .counters
+            .disk_lost_lines
+            .fetch_add(lines, Ordering::Relaxed);
     }
 
     fn count_error(&self) {
