@@ -41,7 +41,7 @@ def call(path, method, params=None, timeout=60, until_eof=False):
                 return None
             buf += chunk
         # The answer is in: the clock stops here, not after the probe's own JSON parse
-        # (of 750 KB at 1,000 programs: tens of milliseconds of Python).
+        # (of a large answer: Python time, not the daemon's).
         RECEIVED[0] = time.monotonic()
         while until_eof and s.recv(1 << 16):
             pass
