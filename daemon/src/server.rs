@@ -155,6 +155,7 @@ pub async fn run(
     desired.start(&tasks);
 
     // Programs first, then the planes: a client that connects sees every program.
+    state.logs().reserve_rings(config.processes.len());
     let adopted = match handed {
         Some(h) => ops::reexec::adopt(&state, &config, h, re_executed),
         None => {

@@ -18,5 +18,5 @@ mod sync;
 pub use bus::{Envelope, EventBus, Recv, Subscription};
 pub use outbox::OutboxState;
 pub use registry::{Reader, Registry, Snapshot};
-pub use ring::{Line, LineMeta, LogRing, ReadOutcome, RingStats, RingWriter, Stamp};
+pub use ring::{Line, LineMeta, LogRing, ReadOutcome, RingArena, RingStats, RingWriter, Stamp};
 pub use status::{Hot, StatusCell, StatusWord};

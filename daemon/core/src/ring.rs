@@ -204,6 +204,119 @@ fn alloc_words(n: usize) -> Words {
     }
 }
 
+/// Memory for many rings of one size in one anonymous mapping, for the rings made at once
+/// at start-up and when a re-exec's programs are adopted: one `mmap` instead of one per
+/// ring, and one mapping for `execve` to tear down. Each ring taken owns its slice and
+/// unmaps just that slice when it is dropped (unmapping part of a mapping is allowed, and
+/// a ring's size is a whole number of pages); the slices never taken are unmapped with the
+/// arena. A slice is untouched memory like a ring's own mapping: it costs no RSS until
+/// written.
+#[cfg(not(any(brummer_loom, brummer_shuttle)))]
+pub struct RingArena {
+    base: std::ptr::NonNull<AtomicU64>,
+    /// Words per ring.
+    words: usize,
+    count: usize,
+    taken: usize,
+}
+
+// SAFETY: the arena owns the slices not taken yet exclusively; moving it between threads
+// moves nothing but the pointer.
+#[cfg(not(any(brummer_loom, brummer_shuttle)))]
+unsafe impl Send for RingArena {}
+
+#[cfg(not(any(brummer_loom, brummer_shuttle)))]
+impl RingArena {
+    /// Room for `count` rings of `capacity_bytes`; `None` when `count` is zero or the
+    /// mapping fails (then each ring maps its own, as [`LogRing::new`] does).
+    pub fn new(capacity_bytes: usize, count: usize) -> Option<RingArena> {
+        let words = LogRing::words_of(capacity_bytes);
+        let bytes = words.checked_mul(8)?.checked_mul(count)?;
+        if count == 0 || !(words * 8).is_multiple_of(4096) {
+            return None;
+        }
+        // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        Some(RingArena {
+            base: std::ptr::NonNull::new(p.cast::<AtomicU64>())?,
+            words,
+            count,
+            taken: 0,
+        })
+    }
+
+    /// The next ring, as [`LogRing::new`] makes it; `None` when every slice is taken or
+    /// the arena holds rings of another size.
+    pub fn take(
+        &mut self,
+        capacity_bytes: usize,
+        first_seq: u64,
+    ) -> Option<(Arc<LogRing>, RingWriter)> {
+        if self.taken == self.count || LogRing::words_of(capacity_bytes) != self.words {
+            return None;
+        }
+        // SAFETY: slice `taken` lies inside the mapping and was never handed out; from
+        // here on the ring's `Words` owns (and unmaps) it.
+        let ptr = unsafe { self.base.add(self.taken * self.words) };
+        self.taken += 1;
+        let buf = Words {
+            ptr,
+            len: self.words,
+        };
+        Some(LogRing::with_words(buf, capacity_bytes, first_seq))
+    }
+}
+
+#[cfg(not(any(brummer_loom, brummer_shuttle)))]
+impl Drop for RingArena {
+    fn drop(&mut self) {
+        if self.taken < self.count {
+            // SAFETY: the slices from `taken` on were never handed out; they are the tail
+            // of the mapping.
+            unsafe {
+                libc::munmap(
+                    self.base.add(self.taken * self.words).as_ptr().cast(),
+                    (self.count - self.taken) * self.words * 8,
+                );
+            }
+        }
+    }
+}
+
+/// The models' arena: each ring is its own allocation.
+#[cfg(any(brummer_loom, brummer_shuttle))]
+pub struct RingArena {
+    left: usize,
+}
+
+#[cfg(any(brummer_loom, brummer_shuttle))]
+impl RingArena {
+    pub fn new(_capacity_bytes: usize, count: usize) -> Option<RingArena> {
+        (count > 0).then_some(RingArena { left: count })
+    }
+
+    pub fn take(
+        &mut self,
+        capacity_bytes: usize,
+        first_seq: u64,
+    ) -> Option<(Arc<LogRing>, RingWriter)> {
+        self.left = self.left.checked_sub(1)?;
+        Some(LogRing::new(capacity_bytes, first_seq))
+    }
+}
+
 #[cfg(any(brummer_loom, brummer_shuttle))]
 type Words = Box<[AtomicU64]>;
 
@@ -287,10 +400,15 @@ impl LogRing {
     /// `first_seq` is the seq the first pushed line gets.
     pub fn new(capacity_bytes: usize, first_seq: u64) -> (Arc<LogRing>, RingWriter) {
         let words = Self::words_of(capacity_bytes);
-        let cap_words = words as u64;
+        Self::with_words(alloc_words(words), capacity_bytes, first_seq)
+    }
+
+    /// A ring over `buf`, which holds `words_of(capacity_bytes)` zero words.
+    fn with_words(buf: Words, capacity_bytes: usize, first_seq: u64) -> (Arc<LogRing>, RingWriter) {
+        let cap_words = buf.len() as u64;
         let max_payload = Self::max_payload_for(capacity_bytes);
         let ring = Arc::new(LogRing {
-            buf: alloc_words(words),
+            buf,
             mask: cap_words - 1,
             cap_words,
             max_payload,
@@ -1228,6 +1346,41 @@ mod tests {
         ring.tail(1, None, &mut out);
         assert_eq!(out[0].bytes.len(), ring.max_payload());
         assert!(out[0].meta.partial);
+    }
+
+    /// Rings taken from an arena are rings like any other, each in its own slice: filling
+    /// one (past wrapping) leaves its neighbours' lines whole, a ring outlives the arena and
+    /// its neighbours, and an arena refuses rings of another size and ends when empty.
+    #[test]
+    fn rings_from_an_arena_are_independent_and_outlive_it() {
+        let bytes = 1 << 16;
+        let mut arena = RingArena::new(bytes, 3).expect("an arena of three rings");
+        assert!(
+            arena.take(bytes * 2, 0).is_none(),
+            "another size is refused"
+        );
+        let mut rings: Vec<_> = (0..3)
+            .map(|i| arena.take(bytes, 100 * i).expect("a ring"))
+            .collect();
+        assert!(arena.take(bytes, 0).is_none(), "three rings only");
+        let s = stamp(Stream::Stdout, 1, 1, 1, 1);
+        rings[0].1.push_lines(&s, b"first\n");
+        rings[2].1.push_lines(&s, b"third\n");
+        // The middle ring wraps several times: it writes only inside its own slice.
+        let long = vec![b'x'; 1000];
+        for _ in 0..400 {
+            rings[1].1.push_lines(&s, &long);
+        }
+        drop(arena);
+        let middle = rings.remove(1);
+        drop(middle);
+        let mut out = Vec::new();
+        assert_eq!(rings[0].0.read_from(0, 10, None, &mut out).next_seq, 1);
+        assert_eq!(out[0].bytes, b"first");
+        out.clear();
+        rings[1].0.read_from(200, 10, None, &mut out);
+        assert_eq!(out[0].bytes, b"third");
+        assert_eq!(rings[1].0.capacity_bytes(), bytes);
     }
 
     #[test]

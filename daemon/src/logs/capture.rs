@@ -88,12 +88,11 @@ impl CaptureHandle {
     /// Ends the capture task once everything it read is written (ring and disk), and
     /// returns its pipes, still open, with the unfinished line of each. Call after the
     /// program's supervisor task detached, so that no new pipe follows.
-    pub async fn detach(&self) -> Vec<(OwnedFd, crate::handover::Pipe)> {
+    /// Asks the capture task to let go of its pipes; the answer brings them.
+    async fn ask_detach(&self) -> Option<oneshot::Receiver<Vec<(OwnedFd, crate::handover::Pipe)>>> {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Detach(tx)).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.tx.send(Msg::Detach(tx)).await.ok()?;
+        Some(rx)
     }
 
     /// Waits, at most `limit`, until the pipes of run `generation` (and of the runs before
@@ -107,6 +106,28 @@ impl CaptureHandle {
         }
         matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
     }
+}
+
+/// Takes the pipes back from capture tasks of one log thread (a re-exec), each keyed by
+/// the caller's index; a task that is gone gives none. Run on that thread: every task is
+/// asked first, then the answers are awaited, so the hand-over crosses threads once per
+/// log thread rather than twice per program.
+pub async fn detach_all(
+    captures: Vec<(usize, CaptureHandle)>,
+) -> Vec<(usize, Vec<(OwnedFd, crate::handover::Pipe)>)> {
+    let mut asked = Vec::with_capacity(captures.len());
+    for (i, c) in captures {
+        asked.push((i, c.ask_detach().await));
+    }
+    let mut pipes = Vec::with_capacity(asked.len());
+    for (i, rx) in asked {
+        let got = match rx {
+            Some(rx) => rx.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        pipes.push((i, got));
+    }
+    pipes
 }
 
 /// Clock for line timestamps: a process-wide monotonic origin.

@@ -142,6 +142,8 @@ pub struct LogPlane {
     /// `None` once start-up is over ([`end_startup`](Self::end_startup)). Held only for a
     /// lookup, never across I/O.
     listing: Mutex<Option<disk::Listing>>,
+    /// Start-up's rings, mapped at once ([`LogPlane::reserve_rings`]) until it ends.
+    arena: Mutex<Option<brummer_core::RingArena>>,
     /// Cleared when a re-exec begins: the scanner ends instead of going over every ring
     /// at each capture task's last chunk (its cursors are not handed over anyway).
     scanning: std::sync::atomic::AtomicBool,
@@ -163,13 +165,23 @@ impl LogPlane {
             logs: Registry::new(),
             captures: Shutdown::new(),
             listing: Mutex::new(Some(listing)),
+            arena: Mutex::new(None),
             scanning: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
-    /// Start-up's logs are open: later ones list the folder themselves.
+    /// Maps the rings of the `count` programs start-up opens (at the start, or adopted
+    /// from the previous image) at once; [`LogPlane::end_startup`] unmaps what is left.
+    pub fn reserve_rings(&self, count: usize) {
+        let arena = brummer_core::RingArena::new(**self.ring_bytes.load(), count);
+        *self.arena.lock().unwrap_or_else(|e| e.into_inner()) = arena;
+    }
+
+    /// Start-up's logs are open: later ones list the folder themselves, and map their
+    /// own ring.
     pub fn end_startup(&self) {
         *self.listing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.arena.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn dir(&self) -> &Path {
@@ -267,7 +279,13 @@ impl LogPlane {
         first_seq: u64,
     ) -> (Arc<ProcessLog>, brummer_core::RingWriter, persist::Target) {
         let ring_bytes = **self.ring_bytes.load();
-        let (ring, writer) = LogRing::new(ring_bytes, first_seq);
+        let reserved = self
+            .arena
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|a| a.take(ring_bytes, first_seq));
+        let (ring, writer) = reserved.unwrap_or_else(|| LogRing::new(ring_bytes, first_seq));
         let log = Arc::new(ProcessLog {
             name: Arc::from(def.name.as_str()),
             ring,

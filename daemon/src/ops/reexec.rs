@@ -8,16 +8,18 @@
 use super::{Caller, OpError, may_change};
 use crate::config::{self, CommandSpec, Config, Inputs, LoadOptions, ProcessDef};
 use crate::handover::{self, Handover, Pipe, Program};
+use crate::logs::capture::{self, CaptureHandle};
 use crate::process::Command;
 use crate::process::supervisor::Adopted;
 use crate::shutdown::Later;
 use crate::state::State;
 use brummer_proto::methods::ReexecResult;
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::runtime::Handle;
 
 /// Asks the top loop to re-execute and waits for its answer, which comes before the
 /// image is replaced. With it comes `Answered`: the plane fires it (or drops it) once the
@@ -73,9 +75,10 @@ pub enum Checked {
     Loaded,
 }
 
-/// Detaches every program (in parallel) and returns what the next image needs, with the
-/// descriptors that must stay open until `execve`. From here on nothing supervises or
-/// reads: the caller must exec.
+/// Detaches every program (in parallel: the supervisors, then the capture tasks of each log
+/// thread at once) and returns what the next image needs, with the descriptors that must
+/// stay open until `execve`. From here on nothing supervises or reads: the caller must
+/// exec.
 pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
     state.logs().stop_scanning();
     // Every supervisor is asked first, then the answers are awaited: they detach in
@@ -99,20 +102,53 @@ pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
             }
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
         }
-        answers.push((e.name.clone(), rx));
+        answers.push((e, rx));
     }
     let mut programs = Vec::new();
     let mut keep = Vec::new();
-    for (name, rx) in answers {
+    // The capture tasks by log thread, each with its program's index in `programs`.
+    let mut captures: BTreeMap<usize, (Handle, Vec<(usize, CaptureHandle)>)> = BTreeMap::new();
+    let mut logs = Vec::new();
+    for (entry, rx) in answers {
         match rx.await {
             Ok(d) => {
+                let thread = &entry.log.thread;
+                captures
+                    .entry(thread.index)
+                    .or_insert_with(|| (thread.handle.clone(), Vec::new()))
+                    .1
+                    .push((programs.len(), d.capture));
+                logs.push(entry.log.clone());
                 programs.push(d.program);
                 keep.extend(d.keep);
             }
             Err(_) => {
-                tracing::error!(process = %name, "its supervisor ended before handing over; the next image does not adopt it");
+                tracing::error!(process = %entry.name, "its supervisor ended before handing over; the next image does not adopt it");
             }
         }
+    }
+    // Then the pipes, from each log thread at once (the supervisors have ended: no new pipe
+    // follows them).
+    let detaching: Vec<_> = captures
+        .into_values()
+        .map(|(thread, list)| thread.spawn(capture::detach_all(list)))
+        .collect();
+    for detached in detaching {
+        // A log thread that is gone has no pipes to give.
+        for (i, pipes) in detached.await.unwrap_or_default() {
+            let Some(program) = programs.get_mut(i) else {
+                continue;
+            };
+            for (fd, mut pipe) in pipes {
+                pipe.fd = fd.as_raw_fd();
+                keep.push(fd);
+                program.pipes.push(pipe);
+            }
+        }
+    }
+    for (program, log) in programs.iter_mut().zip(&logs) {
+        // Read after its capture task let go: every line it stored is counted.
+        program.next_seq = log.ring.next_seq();
     }
     programs.sort_by(|a, b| a.name.cmp(&b.name));
     let h = Handover {

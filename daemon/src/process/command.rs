@@ -28,11 +28,13 @@ pub enum Command {
     Detach(oneshot::Sender<Detached>),
 }
 
-/// A supervisor task's state as it ended for a re-exec: what the handover records, and the
-/// descriptor (the pidfd) that must stay open until `execve`.
+/// A supervisor task's state as it ended for a re-exec: what the handover records, the
+/// descriptors (pidfd, notify socket) that must stay open until `execve`, and its capture
+/// task, whose pipes the hand-over takes next.
 pub struct Detached {
     pub program: crate::handover::Program,
     pub keep: Vec<std::os::fd::OwnedFd>,
+    pub capture: crate::logs::capture::CaptureHandle,
 }
 
 /// A command that did what was asked, or found it already done.

@@ -298,7 +298,7 @@ impl Task {
                 return false;
             }
             Command::Detach(reply) => {
-                let _ = reply.send(self.detach().await);
+                let _ = reply.send(self.detach());
                 return false;
             }
         }
@@ -651,7 +651,10 @@ fn seed() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1);
-    (t ^ (std::process::id() as u64) << 32) | 1
+    // The pid once: `std::process::id` is a system call, and a re-exec seeds every
+    // program's generator at once (the pid stays the same across one).
+    static PID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    (t ^ *PID.get_or_init(|| u64::from(std::process::id())) << 32) | 1
 }
 
 async fn wait_opt(child: Option<&Child>) -> ExitKind {

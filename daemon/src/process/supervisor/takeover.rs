@@ -32,9 +32,10 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Task {
-    /// Ends supervision without stopping anything: the state to hand over, with the
-    /// capture task's pipes (detached after the child, so that no new pipe follows them).
-    pub(super) async fn detach(&mut self) -> Detached {
+    /// Ends supervision without stopping anything: the state to hand over, and the capture
+    /// task to take the pipes from (after this task has ended, so that no new pipe follows
+    /// them).
+    pub(super) fn detach(&mut self) -> Detached {
         let now = Instant::now();
         let hot = self.entry.cell.load().hot();
         let info = self.entry.info.load();
@@ -78,12 +79,6 @@ impl Task {
             }
             None => None,
         };
-        let mut pipes = Vec::new();
-        for (fd, mut pipe) in self.capture.detach().await {
-            pipe.fd = fd.as_raw_fd();
-            keep.push(fd);
-            pipes.push(pipe);
-        }
         let program = Program {
             name: self.entry.name.to_string(),
             state: hot.state,
@@ -99,14 +94,19 @@ impl Task {
             next_attempt_us: info.next_attempt.map(epoch_us),
             stop_signal: def.stop_signal,
             stop_timeout_ms: u64::try_from(def.stop_timeout.as_millis()).unwrap_or(u64::MAX),
-            pipes,
-            // Read after the capture task ended: every line it stored is counted.
-            next_seq: self.entry.log.ring.next_seq(),
+            // Both filled in by the hand-over once the capture task has let go of its
+            // pipes (`ops::reexec::hand_over`).
+            pipes: Vec::new(),
+            next_seq: 0,
             urls: self.entry.log.urls.load().as_ref().clone(),
             notify,
             status_text: info.status_text.clone(),
         };
-        Detached { program, keep }
+        Detached {
+            program,
+            keep,
+            capture: self.capture.clone(),
+        }
     }
 
     /// Takes a handed-over program back: its child, its restart memory, its backoff timer
