@@ -1,4 +1,5 @@
-//! Owns `LogRing`, the per-process in-memory log buffer, and `RingWriter`, its only writer.
+//! Owns `LogRing`, the per-process in-memory log buffer, `RingWriter`, its only writer, and
+//! `RingArena`, the memory of many rings mapped at once.
 //!
 //! The process's output pump is the single writer (through `RingWriter`, which is not
 //! `Clone`); `logs`/`tail -f` requests and log forwarders read concurrently with cursors
