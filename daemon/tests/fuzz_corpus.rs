@@ -18,7 +18,24 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn replay(target: &str) {
+/// The stack of brummerd's main thread, where the configuration is loaded (8 MiB, the
+/// usual `ulimit -s`). The replay runs on a thread this big, not on a test thread's 2 MiB:
+/// the deepest regular expression the loader accepts (nesting 250, the regex crate's own
+/// limit) is compiled recursively, and this debug build's frames are several times the
+/// release build's (which compiles it within 512 KiB).
+const MAIN_THREAD_STACK: usize = 8 << 20;
+
+fn replay(target: &'static str) {
+    std::thread::Builder::new()
+        .name(format!("replay-{target}"))
+        .stack_size(MAIN_THREAD_STACK)
+        .spawn(move || replay_here(target))
+        .expect("replay thread")
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+fn replay_here(target: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let corpus = files(&root.join("corpus").join(target));
     assert!(
