@@ -85,10 +85,9 @@ impl CaptureHandle {
             .map_err(|_| "log capture task is not accepting output")
     }
 
-    /// Ends the capture task once everything it read is written (ring and disk), and
-    /// returns its pipes, still open, with the unfinished line of each. Call after the
-    /// program's supervisor task detached, so that no new pipe follows.
-    /// Asks the capture task to let go of its pipes; the answer brings them.
+    /// Asks the capture task to end once everything it read is written (ring and disk);
+    /// the answer brings its pipes, still open, with the unfinished line of each. Ask after
+    /// the program's supervisor task detached, so that no new pipe follows.
     async fn ask_detach(&self) -> Option<oneshot::Receiver<Vec<(OwnedFd, crate::handover::Pipe)>>> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Msg::Detach(tx)).await.ok()?;
