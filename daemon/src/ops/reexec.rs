@@ -8,6 +8,7 @@
 use super::{Caller, OpError, may_change};
 use crate::config::{self, CommandSpec, Config, Inputs, LoadOptions, ProcessDef};
 use crate::handover::{self, Handover, Pipe, Program};
+use crate::logs::ProcessLog;
 use crate::logs::capture::{self, CaptureHandle};
 use crate::process::Command;
 use crate::process::supervisor::Adopted;
@@ -106,8 +107,7 @@ pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
     }
     let mut programs = Vec::new();
     let mut keep = Vec::new();
-    // The capture tasks by log thread, each with its program's index in `programs`.
-    let mut captures: BTreeMap<usize, (Handle, Vec<(usize, CaptureHandle)>)> = BTreeMap::new();
+    let mut captures = Captures::new();
     let mut logs = Vec::new();
     for (entry, rx) in answers {
         match rx.await {
@@ -127,8 +127,32 @@ pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
             }
         }
     }
-    // Then the pipes, from each log thread at once (the supervisors have ended: no new pipe
-    // follows them).
+    take_pipes(captures, &mut programs, &logs, &mut keep).await;
+    programs.sort_by(|a, b| a.name.cmp(&b.name));
+    let h = Handover {
+        format: handover::FORMAT,
+        from_version: brummer_proto::VERSION.to_string(),
+        written_mono_ns: handover::mono_ns(),
+        listener: None,
+        unlink_socket: false,
+        event_seq: state.bus().last_seq(),
+        programs,
+    };
+    (h, keep)
+}
+
+/// The capture tasks of the detached programs, by log thread, each with its program's index.
+type Captures = BTreeMap<usize, (Handle, Vec<(usize, CaptureHandle)>)>;
+
+/// Gives each detached program its pipes, taken from the capture tasks of each log thread
+/// at once (its supervisor has ended: no new pipe follows them), and then where its ring's
+/// numbering goes on. `logs[i]` is `programs[i]`'s log.
+async fn take_pipes(
+    captures: Captures,
+    programs: &mut [Program],
+    logs: &[Arc<ProcessLog>],
+    keep: &mut Vec<OwnedFd>,
+) {
     let detaching: Vec<_> = captures
         .into_values()
         .map(|(thread, list)| thread.spawn(capture::detach_all(list)))
@@ -146,21 +170,10 @@ pub async fn hand_over(state: &State) -> (Handover, Vec<OwnedFd>) {
             }
         }
     }
-    for (program, log) in programs.iter_mut().zip(&logs) {
+    for (program, log) in programs.iter_mut().zip(logs) {
         // Read after its capture task let go: every line it stored is counted.
         program.next_seq = log.ring.next_seq();
     }
-    programs.sort_by(|a, b| a.name.cmp(&b.name));
-    let h = Handover {
-        format: handover::FORMAT,
-        from_version: brummer_proto::VERSION.to_string(),
-        written_mono_ns: handover::mono_ns(),
-        listener: None,
-        unlink_socket: false,
-        event_seq: state.bus().last_seq(),
-        programs,
-    };
-    (h, keep)
 }
 
 /// The first configuration, with the programs the previous image handed over adopted: a
