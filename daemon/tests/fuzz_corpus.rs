@@ -22,7 +22,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 /// usual `ulimit -s`). The replay runs on a thread this big, not on a test thread's 2 MiB:
 /// the deepest regular expression the loader accepts (nesting 250, the regex crate's own
 /// limit) is compiled recursively, and this debug build's frames are several times the
-/// release build's (which compiles it within 512 KiB).
+/// release build's (measured in docs/reliability.md).
 const MAIN_THREAD_STACK: usize = 8 << 20;
 
 fn replay(target: &'static str) {

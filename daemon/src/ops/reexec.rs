@@ -158,8 +158,12 @@ async fn take_pipes(
         .map(|(thread, list)| thread.spawn(capture::detach_all(list)))
         .collect();
     for detached in detaching {
-        // A log thread that is gone has no pipes to give.
-        for (i, pipes) in detached.await.unwrap_or_default() {
+        let taken = detached.await.unwrap_or_else(|e| {
+            // Its capture tasks are gone with it, and their pipes closed: nothing to hand over.
+            tracing::error!(error = %e, "a log thread ended before giving back its programs' pipes; the next image adopts them without their output");
+            Vec::new()
+        });
+        for (i, pipes) in taken {
             let Some(program) = programs.get_mut(i) else {
                 continue;
             };
