@@ -239,17 +239,27 @@ impl State {
     }
 
     /// Creates a program: its log (ring, disk log, capture task) and its supervisor task,
-    /// which starts it at once when it should run (a start by hand recorded in the
-    /// runtime state, else its enable setting: `Desired::should_run`). Not visible to
+    /// which starts it as soon as it runs when it should run (a start by hand recorded in
+    /// the runtime state, else its enable setting: `Desired::should_run`). Not visible to
     /// readers until [`publish`](Self::publish).
-    pub fn add_process(&self, def: Arc<ProcessDef>) -> Arc<ProcessEntry> {
+    ///
+    /// The supervisor task is spawned by `later`: run it once every program of the batch
+    /// is created, so that no program starts while the others still open their disk logs
+    /// (a start judges the descriptors brummerd keeps free for its clients by the newest
+    /// one it opened, and log files opened after it would take them).
+    pub fn add_process(&self, def: Arc<ProcessDef>, later: &mut Later) -> Arc<ProcessEntry> {
         let autostart = self.desired.should_run(&def.name, def.autostart);
-        self.add_process_with(def, autostart)
+        self.add_process_with(def, autostart, later)
     }
 
-    /// [`add_process`](Self::add_process), started at once when `autostart` says so
-    /// (start-up starts what the programs that should run require or want, too).
-    pub fn add_process_with(&self, def: Arc<ProcessDef>, autostart: bool) -> Arc<ProcessEntry> {
+    /// [`add_process`](Self::add_process), started when `autostart` says so (start-up
+    /// starts what the programs that should run require or want, too).
+    pub fn add_process_with(
+        &self,
+        def: Arc<ProcessDef>,
+        autostart: bool,
+        later: &mut Later,
+    ) -> Arc<ProcessEntry> {
         let (log, capture) = self.logs.open(&def);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let entry = Arc::new(ProcessEntry::new(def, log, tx));
@@ -261,7 +271,7 @@ impl State {
             self.programs.clone(),
             supervisor::Begin::Fresh { autostart },
             &self.shutdown,
-            None,
+            Some(later),
         );
         entry
     }

@@ -202,7 +202,7 @@ pub fn adopt(state: &State, config: &Config, h: Handover, reexec: bool) -> Later
     for def in config.processes.values() {
         let entry = match handed.remove(&def.name) {
             Some(p) => take(state, def.clone(), p, elapsed, reexec, &mut later),
-            None => state.add_process(def.clone()),
+            None => state.add_process(def.clone(), &mut later),
         };
         entries.push((def.name.clone(), entry));
     }

@@ -10,6 +10,7 @@ use super::{Caller, OpError, may_change};
 use crate::config::{self, Config, LoadOptions};
 use crate::process::command::Outcome;
 use crate::process::{Command, ProcessEntry};
+use crate::shutdown::Later;
 use crate::state::State;
 use brummer_proto::events::Event;
 use brummer_proto::methods::ReloadResult;
@@ -39,15 +40,20 @@ pub fn install(state: &State, config: &Config) {
             .filter(|d| state.desired().should_run(&d.name, d.autostart))
             .map(|d| d.name.as_str()),
     );
+    let mut later = Later::default();
     let entries = config
         .processes
         .values()
         .map(|def| {
             let start = starts.contains(&def.name);
-            (def.name.clone(), state.add_process_with(def.clone(), start))
+            (
+                def.name.clone(),
+                state.add_process_with(def.clone(), start, &mut later),
+            )
         })
         .collect();
     state.publish(entries);
+    later.run();
 }
 
 /// Loads the configuration again and applies the difference; the error is the
@@ -65,6 +71,7 @@ pub async fn apply(state: &State, load: &LoadOptions) -> Result<ReloadResult, St
     let mut result = ReloadResult::default();
     let mut next: BTreeMap<String, Arc<ProcessEntry>> = BTreeMap::new();
     let mut reconfigure = Vec::new();
+    let mut added = Later::default();
     for (name, def) in &config.processes {
         match current.get(name) {
             Some(entry) => {
@@ -78,7 +85,7 @@ pub async fn apply(state: &State, load: &LoadOptions) -> Result<ReloadResult, St
             }
             None => {
                 result.added.push(name.clone());
-                next.insert(name.clone(), state.add_process(def.clone()));
+                next.insert(name.clone(), state.add_process(def.clone(), &mut added));
             }
         }
     }
@@ -94,6 +101,8 @@ pub async fn apply(state: &State, load: &LoadOptions) -> Result<ReloadResult, St
             process: name.clone(),
         });
     }
+    // Started once every added program's log is open, and after it was announced.
+    added.run();
     for name in &result.removed {
         state.desired().forget(name);
         state.bus().publish(Event::ProcessRemoved {
