@@ -81,6 +81,28 @@ def toml_str(s):
     return json.dumps(s)
 
 
+def fd_kinds(pid):
+    """brummerd's descriptors by kind, so that a growth names what grows (a pipe per child
+    stream, a socket per client, a pidfd per child, a file per disk segment)."""
+    kinds = {"pipe": 0, "socket": 0, "pidfd": 0, "file": 0, "other": 0}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("pipe:"):
+            kinds["pipe"] += 1
+        elif target.startswith("socket:"):
+            kinds["socket"] += 1
+        elif target == "anon_inode:[pidfd]":
+            kinds["pidfd"] += 1
+        elif target.startswith("/"):
+            kinds["file"] += 1
+        else:
+            kinds["other"] += 1
+    return kinds
+
+
 class Plan:
     """The programs: names, kinds and their TOML."""
 
@@ -284,7 +306,8 @@ class Soak:
                     hwm = int(line.split()[1])
                 elif line.startswith("Threads:"):
                     threads = int(line.split()[1])
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        kinds = fd_kinds(pid)
+        fds = sum(kinds.values())
         with open(f"/proc/{pid}/stat") as f:
             st = f.read().rsplit(")", 1)[1].split()
         cpu = (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
@@ -297,7 +320,8 @@ class Soak:
                 pass
         return dict(t_s=round(time.time() - t0, 1), rss_kib=rss, ring_kib=self.ring_kib(), hwm_kib=hwm, fds=fds,
                     threads=threads, cpu_s=round(cpu, 2), children=children, answers=self.stats.total("answers"),
-                    stream_lines=self.stats.total("lines"), events=self.stats.total("events"))
+                    stream_lines=self.stats.total("lines"), events=self.stats.total("events"),
+                    **{f"fds_{k}": v for k, v in kinds.items()})
 
     def ring_kib(self):
         """What the log rings hold (the memory brummerd is meant to fill, up to ring_bytes

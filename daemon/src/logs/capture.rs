@@ -243,6 +243,8 @@ async fn run(
             retry = Some(Box::pin(tokio::time::sleep(RETRY_EVERY)));
         }
         let seq_before = sink.writer.ring().next_seq();
+        // A pipe left with data after its turn: this task yields before its next turn.
+        let mut more = false;
         std::future::poll_fn(|cx| {
             let mut progressed = false;
             if let Some(t) = retry.as_mut()
@@ -310,6 +312,11 @@ async fn run(
                         progressed |= n > 0;
                         i += 1;
                     }
+                    Drained::More(n) => {
+                        progressed |= n > 0;
+                        more = true;
+                        i += 1;
+                    }
                     Drained::Closed => {
                         let mut p = pipes.swap_remove(i);
                         sink.flush_carry(&mut p);
@@ -318,7 +325,7 @@ async fn run(
                     }
                 }
             }
-            if progressed {
+            if progressed || more {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -336,6 +343,7 @@ async fn run(
             wake.notify.notify_waiters();
             if wake.has_followers() {
                 tokio::task::yield_now().await;
+                more = false;
             }
             sink.flush_pending();
             sink.plane.activity.notify_waiters();
@@ -378,6 +386,15 @@ async fn run(
             let _ = reply.send(handed);
             tracing::debug!(process = %sink.entry.name, "log capture handed over");
             return;
+        }
+        if more {
+            // A flooding pipe is read again only after every other task of the log thread
+            // has run and the thread's I/O events have been collected: `yield_now` on the
+            // current-thread runtime wakes it after the next poll of the driver. Waking
+            // itself instead kept it runnable, and the driver is polled only after dozens
+            // of task turns when a task is always runnable: under one program's flood, the
+            // other programs' output and ends waited seconds (their closed pipes piled up).
+            tokio::task::yield_now().await;
         }
     }
     tracing::debug!(process = %sink.entry.name, "log capture ended");
@@ -428,7 +445,11 @@ fn note_closed(name: &str, p: &Pipe) {
 }
 
 enum Drained {
+    /// The pipe ran dry after this many bytes; its next readiness wakes the task.
     Open(usize),
+    /// `READS_PER_TURN` reads took this many bytes and more may be waiting: the task must
+    /// come back to it after a yield, as nothing will wake it for data already there.
+    More(usize),
     Closed,
 }
 
@@ -480,9 +501,7 @@ fn drain(p: &mut Pipe, sink: &mut Sink, cx: &mut std::task::Context<'_>) -> Drai
             Err(_would_block) => {}
         }
     }
-    // More may be waiting: ask to be polled again soon without starving the others.
-    cx.waker().wake_by_ref();
-    Drained::Open(total)
+    Drained::More(total)
 }
 
 impl Sink {
@@ -579,3 +598,6 @@ impl Sink {
         self.persist.write(&buf, &[(0..len, meta)]);
     }
 }
+
+#[cfg(test)]
+mod tests;
