@@ -811,7 +811,8 @@ class Soak:
             first, last = post[:w], post[-w:]
             for r in rows:
                 r["rss_less_ring_kib"] = r["rss_kib"] - max(0, r["ring_kib"])
-            for k in ["rss_kib", "ring_kib", "rss_less_ring_kib", "fds", "threads"]:
+            fd_kind_keys = [k for k in rows[0] if k.startswith("fds_")]
+            for k in ["rss_kib", "ring_kib", "rss_less_ring_kib", "fds", "threads"] + fd_kind_keys:
                 summary[f"{k}_after_warmup"] = max(r[k] for r in first)
                 summary[f"{k}_at_end"] = max(r[k] for r in last)
                 summary[f"{k}_max"] = max(r[k] for r in rows)

@@ -20,6 +20,20 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     (r, w)
 }
 
+/// A child run's output as the capture task gets it, and the write ends the child would
+/// hold (stdout, stderr).
+fn child(pid: u32) -> (Source, OwnedFd, OwnedFd) {
+    let (stdout, out_w) = pipe();
+    let (stderr, err_w) = pipe();
+    let source = Source {
+        stdout,
+        stderr,
+        pid,
+        generation: 1,
+    };
+    (source, out_w, err_w)
+}
+
 fn def(name: &str) -> ProcessDef {
     ProcessDef::with_defaults(name, CommandSpec::Argv(vec!["true".into()]))
 }
@@ -41,15 +55,8 @@ async fn a_flood_does_not_hold_back_another_programs_end() {
         .find(|(log, _)| log.thread.index == flood_log.thread.index)
         .expect("a program on the flood's log thread");
 
-    let (out, out_w) = pipe();
-    let (err, err_w) = pipe();
+    let (source, out_w, err_w) = child(1);
     drop(err_w);
-    let source = Source {
-        stdout: out,
-        stderr: err,
-        pid: 1,
-        generation: 1,
-    };
     flood.attach(source).expect("attach the flood");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -74,14 +81,7 @@ async fn a_flood_does_not_hold_back_another_programs_end() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    let (q_out, q_out_w) = pipe();
-    let (q_err, q_err_w) = pipe();
-    let source = Source {
-        stdout: q_out,
-        stderr: q_err,
-        pid: 2,
-        generation: 1,
-    };
+    let (source, q_out_w, q_err_w) = child(2);
     quiet.attach(source).expect("attach the quiet program");
     std::fs::File::from(q_out_w)
         .write_all(b"last words\n")
